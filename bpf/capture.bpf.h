@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Message capture: copy the bytes of watched connections into DATA records.
+ * BPF-only header.
+ *
+ * Records are reserved in the ring buffer directly, in four size classes
+ * (bpf_ringbuf_reserve needs a constant size): a 60-byte query costs a
+ * 176-byte record, not a 16 KiB one, and no per-CPU scratch buffer is needed
+ * (a scratch slot can be clobbered when a softirq program or a preempting
+ * task runs on the same CPU mid-copy).
+ */
+#ifndef DBW_CAPTURE_BPF_H
+#define DBW_CAPTURE_BPF_H
+
+#include "maps.bpf.h"
+
+/*
+ * One chunk to emit. Passed by pointer to the global emit functions below,
+ * which are verified once each rather than once per loop iteration and size
+ * class at every call site (inlined, the 16-chunk loop times four size
+ * classes exceeded the verifier's one million instructions).
+ */
+struct dbw_chunk {
+	__u64 conn_id;
+	__u64 stream_off;
+	__u32 start; /* offset of the chunk in the send / skb */
+	__u32 n;     /* bytes, 1..DBW_CHUNK */
+	__u32 pid;
+	__u8 dir;
+	__u8 flags;
+	__u16 pad;
+};
+
+/*
+ * Reserve a record of class CAP bytes, copy into it with COPY (an expression
+ * using `rec` and `len`), and submit it. Expands to a block that returns from
+ * the enclosing function. The copy size is bounded again right before the
+ * helper call so that the verifier sees 1 <= len <= CAP whatever clang did
+ * to the branch above.
+ */
+#define DBW_EMIT_CLASS(CAP, COPY)                                                                  \
+	if (ck->n <= (CAP)) {                                                                      \
+		struct dbw_rec_data *rec;                                                          \
+		__u32 len = ck->n;                                                                 \
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + (CAP), 0);                       \
+		if (!rec)                                                                          \
+			goto full;                                                                 \
+		barrier_var(len);                                                                  \
+		if (len > (CAP))                                                                   \
+			len = (CAP);                                                               \
+		if (len < 1) /* the copy helpers refuse zero-sized reads */                        \
+			len = 1;                                                                   \
+		if (COPY) {                                                                        \
+			bpf_ringbuf_discard(rec, 0);                                               \
+			cnt_add(DBW_CNT_LOAD_FAIL, 1);                                             \
+			return -1;                                                                 \
+		}                                                                                  \
+		rec_hdr_init(&rec->hdr, DBW_REC_DATA, sizeof(*rec) + (CAP), ck->conn_id);          \
+		rec->stream_off = ck->stream_off;                                                  \
+		rec->len = len;                                                                    \
+		rec->pid = ck->pid;                                                                \
+		rec->dir = ck->dir;                                                                \
+		rec->flags = ck->flags;                                                            \
+		rec->pad0 = 0;                                                                     \
+		rec->pad1 = 0;                                                                     \
+		bpf_ringbuf_submit(rec, 0);                                                        \
+		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                                  \
+		cnt_add(DBW_CNT_DATA_BYTES, len);                                                  \
+		return 0;                                                                          \
+	}
+
+/* All size classes, smallest first; a failed reservation is counted as loss. */
+#define DBW_EMIT_ALL(COPY)                                                                         \
+	DBW_EMIT_CLASS(128, COPY)                                                                  \
+	DBW_EMIT_CLASS(512, COPY)                                                                  \
+	DBW_EMIT_CLASS(2048, COPY)                                                                 \
+	DBW_EMIT_CLASS(DBW_CHUNK, COPY)                                                            \
+	return -1;                                                                                 \
+full:                                                                                              \
+	cnt_add(DBW_CNT_RB_FULL_DATA, 1);                                                          \
+	cnt_add(DBW_CNT_RB_LOST_BYTES, ck->n);                                                     \
+	return -1;
+
+/*
+ * Emit bytes [start, start + n) of the skb as one DATA record. Returns 0, or
+ * -1 when the record could not be written (counted; userspace sees a gap).
+ */
+__noinline int emit_skb_chunk(struct __sk_buff *skb, struct dbw_chunk *ck)
+{
+	if (!ck || !ck->n)
+		return 0;
+	DBW_EMIT_ALL(bpf_skb_load_bytes(skb, ck->start, rec->data, len))
+}
+
+/*
+ * Emit bytes [start, start + n) of the message as one DATA record: pull them
+ * into one linear buffer, then copy. Returns 0 or -1 (counted).
+ */
+__noinline int emit_msg_chunk(struct sk_msg_md *msg, struct dbw_chunk *ck)
+{
+	void *data, *data_end;
+
+	if (!ck || !ck->n)
+		return 0;
+	if (bpf_msg_pull_data(msg, ck->start, ck->start + ck->n, 0)) {
+		cnt_add(DBW_CNT_PULL_FAIL, 1);
+		return -1;
+	}
+	/* after the pull, data points at byte `start` of the message */
+	data = (void *)(long)msg->data;
+	data_end = (void *)(long)msg->data_end;
+	if (data + ck->n > data_end) {
+		cnt_add(DBW_CNT_PULL_FAIL, 1);
+		return -1;
+	}
+	DBW_EMIT_ALL(bpf_probe_read_kernel(rec->data, len, data))
+}
+
+/* Count what did not fit into DBW_MAX_CHUNKS chunks of one send or skb. */
+static __always_inline void count_oversize(__u32 size)
+{
+	if (size > DBW_CHUNK * DBW_MAX_CHUNKS) {
+		cnt_add(DBW_CNT_TRUNC_SENDS, 1);
+		cnt_add(DBW_CNT_TRUNC_BYTES, size - DBW_CHUNK * DBW_MAX_CHUNKS);
+	}
+}
+
+/* Fill ck for chunk i of a send/skb of size bytes; 0 when there is no such chunk. */
+static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u64 base)
+{
+	__u32 start = i * DBW_CHUNK;
+
+	if (start >= size)
+		return 0;
+	ck->start = start;
+	ck->n = size - start > DBW_CHUNK ? DBW_CHUNK : size - start;
+	ck->stream_off = base + start;
+	ck->flags = i == DBW_MAX_CHUNKS - 1 && start + ck->n < size ? DBW_DATA_F_TRUNCATED : 0;
+	return 1;
+}
+
+/*
+ * Client -> server: copy the bytes of one sendmsg verdict. The stream offset
+ * advances by the whole size whatever was copied, so that anything not
+ * copied shows up in userspace as a gap of the right length.
+ */
+static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_state *st)
+{
+	__u32 size = msg->size;
+	__u64 base = st->off[DBW_DIR_TO_SERVER];
+	struct dbw_chunk ck = {
+		.conn_id = st->conn_id,
+		.pid = bpf_get_current_pid_tgid() >> 32,
+		.dir = DBW_DIR_TO_SERVER,
+	};
+
+	/* sends on one socket are serialised by the socket lock */
+	st->off[DBW_DIR_TO_SERVER] = base + size;
+	count_oversize(size);
+	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
+		if (!chunk_at(&ck, i, size, base))
+			break;
+		emit_msg_chunk(msg, &ck);
+	}
+}
+
+/* Server -> client: copy the bytes of one received skb. */
+static __always_inline void capture_skb(struct __sk_buff *skb, __u64 conn_id,
+					struct dbw_rx_state *rx)
+{
+	__u32 size = skb->len;
+	__u64 base = rx->off;
+	struct dbw_chunk ck = { .conn_id = conn_id, .dir = DBW_DIR_TO_CLIENT };
+
+	rx->off = base + size;
+	count_oversize(size);
+	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
+		if (!chunk_at(&ck, i, size, base))
+			break;
+		emit_skb_chunk(skb, &ck);
+	}
+}
+
+#endif /* DBW_CAPTURE_BPF_H */

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Connection tracking: which TCP connections are watched, who opened them,
+ * and their open/close records. BPF-only header.
+ *
+ * Identity is taken in cgroup/connect4/6, which runs in the connecting task
+ * (sockops ESTABLISHED runs in softirq for active opens: the "current" task
+ * there is whoever the interrupt landed on). The socket joins the sockhash at
+ * ESTABLISHED, the first moment it can.
+ */
+#ifndef DBW_CONN_BPF_H
+#define DBW_CONN_BPF_H
+
+#include "maps.bpf.h"
+
+#define AF_INET	 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+
+/*
+ * connect() from the task: if the destination port is watched, create the
+ * socket's state with the caller's identity. Never refuses the connect.
+ */
+static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
+{
+	struct dbw_port_cfg *cfg;
+	struct dbw_sk_state *st;
+	struct bpf_sock *sk;
+	__u16 port;
+	__u64 id;
+
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+		return;
+	port = bpf_ntohs((__u16)ctx->user_port);
+	cfg = bpf_map_lookup_elem(&ports, &port);
+	if (!cfg)
+		return;
+	cnt_add(DBW_CNT_CONN_WATCHED, 1);
+	sk = ctx->sk;
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		cnt_add(DBW_CNT_STORAGE_FAIL, 1);
+		return;
+	}
+	id = bpf_get_current_pid_tgid();
+	st->conn_id = bpf_get_socket_cookie(ctx);
+	st->off[DBW_DIR_TO_SERVER] = 0;
+	st->off[DBW_DIR_TO_CLIENT] = 0;
+	st->who.pid = id >> 32;
+	st->who.tid = (__u32)id;
+	id = bpf_get_current_uid_gid();
+	st->who.uid = (__u32)id;
+	st->who.gid = id >> 32;
+	st->who.cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(st->who.comm, sizeof(st->who.comm));
+	st->proto = cfg->proto;
+	st->established = 0;
+}
+
+/*
+ * Active open completed (softirq): put the socket in the sockhash so that
+ * sk_msg/sk_skb see its bytes, ask for state callbacks (to see the close),
+ * and emit CONN_OPEN with the 4-tuple. A socket without our state (not a
+ * watched connect) is left alone.
+ */
+static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
+{
+	struct dbw_rec_conn_open *rec;
+	struct dbw_rx_state rx = {};
+	struct dbw_sk_state *st;
+	struct bpf_sock *sk = skops->sk;
+	__u64 key;
+
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (!st || st->established)
+		return;
+	key = st->conn_id;
+	if (bpf_map_update_elem(&rx_state, &key, &rx, BPF_ANY)) {
+		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
+		return;
+	}
+	if (bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
+		bpf_map_delete_elem(&rx_state, &key);
+		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
+		return;
+	}
+	st->established = 1;
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	cnt_add(DBW_CNT_CONN_OPEN, 1);
+
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
+		/* userspace learns the connection from its first DATA record */
+		cnt_add(DBW_CNT_RB_FULL_OPEN, 1);
+		return;
+	}
+	rec_hdr_init(&rec->hdr, DBW_REC_CONN_OPEN, sizeof(*rec), key);
+	rec->who = st->who;
+	rec->family = skops->family;
+	rec->proto = st->proto;
+	rec->pad0 = 0;
+	rec->client_port = (__u16)skops->local_port;
+	rec->server_port = (__u16)bpf_ntohl(skops->remote_port);
+	__builtin_memset(rec->client_addr, 0, sizeof(rec->client_addr));
+	__builtin_memset(rec->server_addr, 0, sizeof(rec->server_addr));
+	if (skops->family == AF_INET) {
+		__u32 l = skops->local_ip4, r = skops->remote_ip4;
+
+		__builtin_memcpy(rec->client_addr, &l, 4);
+		__builtin_memcpy(rec->server_addr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = skops->local_ip6[0];
+		l[1] = skops->local_ip6[1];
+		l[2] = skops->local_ip6[2];
+		l[3] = skops->local_ip6[3];
+		r[0] = skops->remote_ip6[0];
+		r[1] = skops->remote_ip6[1];
+		r[2] = skops->remote_ip6[2];
+		r[3] = skops->remote_ip6[3];
+		__builtin_memcpy(rec->client_addr, l, 16);
+		__builtin_memcpy(rec->server_addr, r, 16);
+	}
+	bpf_ringbuf_submit(rec, 0);
+}
+
+/* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */
+static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
+{
+	struct dbw_rec_conn_close *rec;
+	struct dbw_rx_state *rx;
+	struct dbw_sk_state *st;
+	struct bpf_sock *sk = skops->sk;
+	__u64 key;
+
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (!st || !st->established)
+		return;
+	st->established = 0;
+	key = st->conn_id;
+	cnt_add(DBW_CNT_CONN_CLOSE, 1);
+	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+	if (!rec) {
+		cnt_add(DBW_CNT_RB_FULL_CLOSE, 1);
+	} else {
+		rec_hdr_init(&rec->hdr, DBW_REC_CONN_CLOSE, sizeof(*rec), key);
+		rec->bytes[DBW_DIR_TO_SERVER] = st->off[DBW_DIR_TO_SERVER];
+		rx = bpf_map_lookup_elem(&rx_state, &key);
+		rec->bytes[DBW_DIR_TO_CLIENT] = rx ? rx->off : 0;
+		bpf_ringbuf_submit(rec, 0);
+	}
+	bpf_map_delete_elem(&rx_state, &key);
+}
+
+#endif /* DBW_CONN_BPF_H */

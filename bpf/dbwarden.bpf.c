@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dbwarden kernel programs. Thin entry points; the logic lives in
+ * conn.bpf.h (connection tracking) and capture.bpf.h (byte capture).
+ *
+ * One object for all hooks because they share the socket state, the
+ * sockhash and the ring buffer; later hook families (TLS uprobes) can reuse
+ * these maps by fd.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "dbwarden_abi.h"
+#include "maps.bpf.h"
+#include "conn.bpf.h"
+#include "capture.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("cgroup/connect4")
+int dbw_connect4(struct bpf_sock_addr *ctx)
+{
+	conn_on_connect(ctx);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int dbw_connect6(struct bpf_sock_addr *ctx)
+{
+	conn_on_connect(ctx);
+	return 1;
+}
+
+SEC("sockops")
+int dbw_sockops(struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		conn_on_established(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			conn_on_close(skops);
+		break;
+	}
+	return 1;
+}
+
+/* Client -> server bytes of every socket in `socks`. */
+SEC("sk_msg")
+int dbw_msg(struct sk_msg_md *msg)
+{
+	struct dbw_sk_state *st;
+	struct bpf_sock *sk = msg->sk;
+
+	cnt_add(DBW_CNT_MSG_CALLS, 1);
+	if (!sk)
+		goto nostate;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (!st)
+		goto nostate;
+	capture_msg(msg, st);
+	return SK_PASS;
+nostate:
+	cnt_add(DBW_CNT_NO_STATE, 1);
+	return SK_PASS;
+}
+
+/*
+ * Server -> client bytes. libbpf 1.1 does not know SEC("sk_skb/verdict"):
+ * the loader sets the type and BPF_SK_SKB_VERDICT attach type itself. A
+ * verdict without a stream parser sees each skb once, in order.
+ */
+SEC("sk_skb")
+int dbw_skb(struct __sk_buff *skb)
+{
+	struct dbw_rx_state *rx;
+	__u64 key = bpf_get_socket_cookie(skb);
+
+	cnt_add(DBW_CNT_SKB_CALLS, 1);
+	rx = bpf_map_lookup_elem(&rx_state, &key);
+	if (!rx) {
+		cnt_add(DBW_CNT_NO_STATE, 1);
+		return SK_PASS;
+	}
+	capture_skb(skb, key, rx);
+	return SK_PASS;
+}

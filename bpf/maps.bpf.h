@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Maps shared by every dbwarden BPF program. BPF-only header.
+ */
+#ifndef DBW_MAPS_BPF_H
+#define DBW_MAPS_BPF_H
+
+#include "dbwarden_abi.h"
+
+/* Per-socket state from connect() to close: identity, conn id, stream offsets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct dbw_sk_state);
+} sk_state SEC(".maps");
+
+/*
+ * Established watched connections, keyed by conn id (the socket cookie):
+ * being in this map is what makes sk_msg and sk_skb run for a socket, and the
+ * key lets a later sk_msg verdict redirect an in-protocol reply to the same
+ * socket (sk_msg cannot call bpf_get_socket_cookie; it reads the id from
+ * sk_storage).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} socks SEC(".maps");
+
+/*
+ * Receive-side offset per connection. sk_skb programs cannot use
+ * sk_storage, so the server->client byte count lives here, keyed by the
+ * socket cookie (which sk_skb can read).
+ */
+struct dbw_rx_state {
+	__u64 off;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct dbw_rx_state);
+} rx_state SEC(".maps");
+
+/* Watched server ports (host order) -> protocol. Filled by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u16);
+	__type(value, struct dbw_port_cfg);
+} ports SEC(".maps");
+
+/* All records to userspace; size set by the loader before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DBW_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Count an event; every failure path in the programs goes through here. */
+static __always_inline void cnt_add(__u32 idx, __u64 v)
+{
+	__u64 *p = bpf_map_lookup_elem(&counters, &idx);
+
+	/* a softirq program may interrupt a process-context one on this CPU */
+	if (p)
+		__sync_fetch_and_add(p, v);
+}
+
+static __always_inline void rec_hdr_init(struct dbw_rec_hdr *h, __u16 type, __u32 size,
+					 __u64 conn_id)
+{
+	h->version = DBW_ABI_VERSION;
+	h->type = type;
+	h->size = size;
+	h->conn_id = conn_id;
+	h->ts_ns = bpf_ktime_get_ns();
+}
+
+#endif /* DBW_MAPS_BPF_H */

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * dbwarden kernel <-> userspace ABI.
+ *
+ * This is the only header both sides include. Fixed-width types only, explicit
+ * padding, explicit and append-only enum values, and _Static_asserts on every
+ * size, so that a drift between the BPF objects and the daemon fails to compile
+ * instead of corrupting records at run time. Bump DBW_ABI_VERSION on any change
+ * that is not a pure append.
+ */
+#ifndef DBWARDEN_ABI_H
+#define DBWARDEN_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h provides __u8 ... __u64 */
+#else
+#include <linux/types.h>
+#endif
+
+#define DBW_ABI_VERSION 1
+
+/*
+ * Bytes of one send / one received skb copied into a single DATA record, and
+ * how many such chunks one send or skb may produce. Anything beyond
+ * DBW_CHUNK * DBW_MAX_CHUNKS in one verdict call is not copied: the DATA
+ * record stream then carries a gap (stream_off jumps), and the
+ * DBW_CNT_TRUNC_* counters say so. Userspace caps each protocol message at
+ * DBW_MAX_MSG bytes and flags the statement truncated.
+ */
+#define DBW_CHUNK      16384
+#define DBW_MAX_CHUNKS 16
+#define DBW_MAX_MSG    65536
+
+/* Ring buffer record types. Append only. */
+enum dbw_rec_type {
+	DBW_REC_CONN_OPEN = 1,	/* a watched TCP connection is established */
+	DBW_REC_DATA = 2,	/* bytes of one direction of a connection */
+	DBW_REC_CONN_CLOSE = 3, /* the connection reached TCP_CLOSE */
+};
+
+/* Direction of a DATA record, seen from the client. */
+enum dbw_dir {
+	DBW_DIR_TO_SERVER = 0, /* client -> server, captured by sk_msg */
+	DBW_DIR_TO_CLIENT = 1, /* server -> client, captured by sk_skb */
+};
+
+/* Application protocol of a watched port. Append only. */
+enum dbw_proto {
+	DBW_PROTO_NONE = 0,
+	DBW_PROTO_POSTGRES = 1,
+	DBW_PROTO_MYSQL = 2,
+	DBW_PROTO_REDIS = 3,
+};
+
+/* DATA record flags. */
+enum dbw_data_flags {
+	/* bytes of this send/skb after this chunk were not captured */
+	DBW_DATA_F_TRUNCATED = 1 << 0,
+};
+
+/*
+ * Counters, one slot each in the per-CPU array map `counters`. Every helper
+ * failure, full map and truncation in the kernel lands here; the daemon sums
+ * the CPUs, logs changes and turns losses into `loss` events. Append only.
+ */
+enum dbw_counter {
+	DBW_CNT_CONN_WATCHED = 0,     /* connect() to a watched port seen */
+	DBW_CNT_CONN_OPEN = 1,	      /* established and inserted into the sockhash */
+	DBW_CNT_CONN_CLOSE = 2,	      /* close seen for a watched connection */
+	DBW_CNT_STORAGE_FAIL = 3,     /* bpf_sk_storage_get(F_CREATE) failed: not watched */
+	DBW_CNT_SOCKHASH_FAIL = 4,    /* bpf_sock_hash_update failed: not watched */
+	DBW_CNT_RB_FULL_OPEN = 5,     /* CONN_OPEN record lost: ring buffer full */
+	DBW_CNT_RB_FULL_DATA = 6,     /* DATA record lost: ring buffer full */
+	DBW_CNT_RB_FULL_CLOSE = 7,    /* CONN_CLOSE record lost: ring buffer full */
+	DBW_CNT_RB_LOST_BYTES = 8,    /* payload bytes in DATA records lost that way */
+	DBW_CNT_PULL_FAIL = 9,	      /* bpf_msg_pull_data failed (bytes skipped, counted) */
+	DBW_CNT_LOAD_FAIL = 10,	      /* bpf_skb_load_bytes / probe_read failed */
+	DBW_CNT_TRUNC_SENDS = 11,     /* sends/skbs larger than DBW_CHUNK * DBW_MAX_CHUNKS */
+	DBW_CNT_TRUNC_BYTES = 12,     /* bytes not copied because of that */
+	DBW_CNT_MSG_CALLS = 13,	      /* sk_msg verdict runs */
+	DBW_CNT_SKB_CALLS = 14,	      /* sk_skb verdict runs */
+	DBW_CNT_NO_STATE = 15,	      /* sk_msg/sk_skb on a socket without our state */
+	DBW_CNT_DATA_RECORDS = 16,    /* DATA records submitted */
+	DBW_CNT_DATA_BYTES = 17,      /* payload bytes submitted */
+	DBW_CNT__MAX = 32,
+};
+
+/*
+ * Every ring buffer record starts with this header.
+ *
+ *  0               2               4                               8
+ *  +-------+-------+-------+-------+-------+-------+-------+-------+
+ *  |    version    |     type      |           size                |
+ *  +---------------+---------------+-------------------------------+
+ *  |                conn_id (socket cookie)                        |
+ *  +---------------------------------------------------------------+
+ *  |                ts_ns (CLOCK_MONOTONIC)                        |
+ *  +---------------------------------------------------------------+
+ *
+ * size is the whole record, header included.
+ */
+struct dbw_rec_hdr {
+	__u16 version;
+	__u16 type;
+	__u32 size;
+	__u64 conn_id;
+	__u64 ts_ns;
+};
+_Static_assert(sizeof(struct dbw_rec_hdr) == 24, "dbw_rec_hdr layout");
+
+/* Who opened the connection: taken in cgroup/connect4/6, the caller's context. */
+struct dbw_identity {
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u32 uid;
+	__u32 gid;
+	__u64 cgroup_id;
+	char comm[16];
+};
+_Static_assert(sizeof(struct dbw_identity) == 40, "dbw_identity layout");
+
+struct dbw_rec_conn_open {
+	struct dbw_rec_hdr hdr;
+	struct dbw_identity who;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 proto;   /* enum dbw_proto */
+	__u8 pad0;
+	__u16 client_port; /* host byte order */
+	__u16 server_port; /* host byte order */
+	__u8 client_addr[16]; /* network order; IPv4 in the first 4 bytes */
+	__u8 server_addr[16];
+};
+_Static_assert(sizeof(struct dbw_rec_conn_open) == 24 + 40 + 8 + 32, "conn_open layout");
+
+/*
+ * One chunk of one direction of a connection.
+ *
+ * stream_off is the offset of data[0] in this direction's byte stream since
+ * the connection was established; a record whose stream_off is past the end
+ * of the previous one means bytes were not captured (ring buffer full,
+ * oversize send): the reader treats it as a gap. len bytes of data follow;
+ * the record may be larger than needed (records come in size classes).
+ */
+struct dbw_rec_data {
+	struct dbw_rec_hdr hdr;
+	__u64 stream_off;
+	__u32 len;
+	__u32 pid; /* sender's tgid for TO_SERVER, 0 for TO_CLIENT */
+	__u8 dir;  /* enum dbw_dir */
+	__u8 flags; /* enum dbw_data_flags */
+	__u16 pad0;
+	__u32 pad1;
+	__u8 data[];
+};
+_Static_assert(sizeof(struct dbw_rec_data) == 24 + 24, "dbw_rec_data layout");
+
+struct dbw_rec_conn_close {
+	struct dbw_rec_hdr hdr;
+	__u64 bytes[2]; /* stream length per direction at close, enum dbw_dir */
+};
+_Static_assert(sizeof(struct dbw_rec_conn_close) == 24 + 16, "conn_close layout");
+
+/* Value of the watched-ports map (key: __u16 server port, host order). */
+struct dbw_port_cfg {
+	__u8 proto; /* enum dbw_proto */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct dbw_port_cfg) == 4, "dbw_port_cfg layout");
+
+/* Per-socket state kept in sk_storage from connect() to close. */
+struct dbw_sk_state {
+	__u64 conn_id;
+	__u64 off[2]; /* bytes seen per direction, enum dbw_dir */
+	struct dbw_identity who;
+	__u8 proto;
+	__u8 established;
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8, "dbw_sk_state layout");
+
+#endif /* DBWARDEN_ABI_H */

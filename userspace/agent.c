@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The daemon's main loop: load, attach, turn ring buffer records into
+ * events, turn counter increases into loss events, and on SIGINT/SIGTERM
+ * drain, detach and exit 0.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+
+#include "agent.h"
+#include "analyze.h"
+#include "conn.h"
+#include "event.h"
+#include "identity.h"
+#include "sys.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	stop_requested = sig;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Kernel counters whose increase means something was not captured. */
+static const struct {
+	int idx;
+	const char *reason;
+} loss_counters[] = {
+	{ DBW_CNT_RB_FULL_OPEN, "ringbuf_full" },
+	{ DBW_CNT_RB_FULL_DATA, "ringbuf_full" },
+	{ DBW_CNT_RB_FULL_CLOSE, "ringbuf_full" },
+	{ DBW_CNT_PULL_FAIL, "msg_pull_failed" },
+	{ DBW_CNT_LOAD_FAIL, "copy_failed" },
+	{ DBW_CNT_STORAGE_FAIL, "connection_not_watched" },
+	{ DBW_CNT_SOCKHASH_FAIL, "connection_not_watched" },
+};
+
+/*
+ * Compare the kernel counters with the last reading and emit one `loss`
+ * event per counter that grew (count = the increase), and a log line.
+ */
+static void check_counters(struct capture *cap, struct emitter *em, uint64_t *last)
+{
+	uint64_t now[DBW_CNT__MAX];
+
+	if (capture_counters(cap, now))
+		return;
+	for (size_t i = 0; i < sizeof(loss_counters) / sizeof(loss_counters[0]); i++) {
+		int k = loss_counters[i].idx;
+		json_t *ev;
+
+		if (now[k] <= last[k])
+			continue;
+		fprintf(stderr, "dbwarden: loss: %s +%llu\n", capture_counter_name(k),
+			(unsigned long long)(now[k] - last[k]));
+		ev = event_new(em, "loss", 0);
+		if (ev)
+			json_object_set_new(ev, "loss",
+					    json_pack("{s:s, s:s, s:I}", "reason",
+						      loss_counters[i].reason, "counter",
+						      capture_counter_name(k), "count",
+						      (json_int_t)(now[k] - last[k])));
+		event_emit(em, ev);
+	}
+	memcpy(last, now, sizeof(now));
+}
+
+static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em)
+{
+	uint64_t cnt[DBW_CNT__MAX];
+	struct conn_stats st;
+
+	conns_stats(conns, &st);
+	fprintf(stderr,
+		"dbwarden: events %llu (write errors %llu), connections %llu, statements %llu, "
+		"unparsed %llu, gaps %llu (%llu bytes), bad records %llu, evicted %llu\n",
+		(unsigned long long)emitter_seq(em), (unsigned long long)emitter_errors(em),
+		(unsigned long long)st.opened, (unsigned long long)st.statements,
+		(unsigned long long)st.unparsed, (unsigned long long)st.gaps,
+		(unsigned long long)st.gap_bytes, (unsigned long long)st.bad_records,
+		(unsigned long long)st.evicted);
+	if (!cap || capture_counters(cap, cnt))
+		return;
+	fprintf(stderr, "dbwarden: kernel counters:");
+	for (int i = 0; i < DBW_CNT__MAX; i++)
+		if (capture_counter_name(i))
+			fprintf(stderr, " %s=%llu", capture_counter_name(i),
+				(unsigned long long)cnt[i]);
+	fputc('\n', stderr);
+}
+
+static int record_cb(void *ctx, const void *data, size_t size)
+{
+	return conns_record(ctx, data, size);
+}
+
+int agent_run(const struct agent_opts *o)
+{
+	char err[512], mount[PATH_MAX], cgroup[PATH_MAX];
+	struct capture_opts co = { 0 };
+	struct emitter *em = NULL;
+	struct identity *id = NULL;
+	struct sql_analyzer *an = NULL;
+	struct conn_table *conns = NULL;
+	struct capture *cap = NULL;
+	uint64_t last[DBW_CNT__MAX] = { 0 }, last_check;
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct stat sb;
+	int rc = 1, e;
+
+	if (sys_check_privileges(err, sizeof(err))) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		return 1;
+	}
+	e = sys_mount_bpffs();
+	if (e)
+		fprintf(stderr, "dbwarden: warning: cannot mount bpffs at /sys/fs/bpf: %s\n",
+			strerror(-e));
+	if (sys_cgroup2_mount(mount, sizeof(mount))) {
+		fprintf(stderr, "dbwarden: no cgroup v2 hierarchy is mounted\n");
+		return 1;
+	}
+	if (!o->cgroup)
+		snprintf(cgroup, sizeof(cgroup), "%s", mount);
+	else if (!strncmp(o->cgroup, mount, strlen(mount)))
+		snprintf(cgroup, sizeof(cgroup), "%s", o->cgroup);
+	else
+		/* a path inside the hierarchy, as /proc/PID/cgroup shows it */
+		snprintf(cgroup, sizeof(cgroup), "%s/%s", mount,
+			 o->cgroup[0] == '/' ? o->cgroup + 1 : o->cgroup);
+	if (stat(cgroup, &sb) || !S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "dbwarden: --cgroup: %s is not a cgroup v2 directory\n", cgroup);
+		return 1;
+	}
+
+	em = emitter_new(o->output, err, sizeof(err));
+	if (!em) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		return 1;
+	}
+	id = identity_new(mount);
+	an = sql_analyzer_new(0);
+	conns = id && an ? conns_new(em, id, an, o->max_conns) : NULL;
+	if (!conns) {
+		fprintf(stderr, "dbwarden: out of memory\n");
+		goto out;
+	}
+
+	co.cgroup = cgroup;
+	memcpy(co.ports, o->ports, sizeof(co.ports));
+	co.nports = o->nports;
+	co.ringbuf_bytes = o->ringbuf_bytes;
+	co.on_record = record_cb;
+	co.ctx = conns;
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	cap = capture_start(&co, err, sizeof(err));
+	if (!cap) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		goto out;
+	}
+	fprintf(stderr, "dbwarden: ready: watching");
+	for (int i = 0; i < o->nports; i++)
+		fprintf(stderr, " %u", o->ports[i].port);
+	fprintf(stderr, " under %s, output %s\n", cgroup, o->output);
+
+	last_check = now_ms();
+	while (!stop_requested) {
+		e = capture_poll(cap, 100);
+		if (e < 0 && e != -EINTR) {
+			fprintf(stderr, "dbwarden: ring buffer poll failed: %s\n", strerror(-e));
+			goto out;
+		}
+		emitter_flush(em);
+		if (now_ms() - last_check >= 1000) {
+			check_counters(cap, em, last);
+			last_check = now_ms();
+		}
+	}
+	if (o->verbose)
+		fprintf(stderr, "dbwarden: signal %d, draining\n", (int)stop_requested);
+	/* no new connections; deliver every record already in the ring */
+	capture_stop_new(cap);
+	while (capture_poll(cap, 0) > 0)
+		;
+	check_counters(cap, em, last);
+	conns_flush_all(conns);
+	emitter_flush(em);
+	rc = 0;
+out:
+	if (conns)
+		print_summary(cap, conns, em);
+	capture_close(cap);
+	conns_free(conns);
+	sql_analyzer_free(an);
+	identity_free(id);
+	emitter_free(em);
+	return rc;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* `dbwarden run`: the daemon. */
+#ifndef DBW_AGENT_H
+#define DBW_AGENT_H
+
+#include "capture.h"
+
+struct agent_opts {
+	const char *output; /* "stdout" | "file:PATH" */
+	const char *cgroup; /* NULL: the cgroup v2 root */
+	struct capture_port ports[CAPTURE_MAX_PORTS];
+	int nports;
+	size_t ringbuf_bytes;
+	size_t max_conns;
+	int verbose;
+};
+
+/* Run until SIGINT/SIGTERM. Returns the process exit code. */
+int agent_run(const struct agent_opts *o);
+
+#endif /* DBW_AGENT_H */

@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Loader for bpf/dbwarden.bpf.c, libbpf-bootstrap style: open, set what must
+ * be set before load, load, attach, with one err and goto cleanup.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "capture.h"
+#include "dbwarden.skel.h"
+
+struct capture {
+	struct dbwarden_bpf *skel;
+	struct ring_buffer *rb;
+	int cgroup_fd;
+	int socks_fd;
+	int msg_attached;
+	int skb_attached;
+	int (*on_record)(void *ctx, const void *data, size_t size);
+	void *ctx;
+};
+
+static const char *const counter_names[DBW_CNT__MAX] = {
+	[DBW_CNT_CONN_WATCHED] = "conn_watched",
+	[DBW_CNT_CONN_OPEN] = "conn_open",
+	[DBW_CNT_CONN_CLOSE] = "conn_close",
+	[DBW_CNT_STORAGE_FAIL] = "storage_fail",
+	[DBW_CNT_SOCKHASH_FAIL] = "sockhash_fail",
+	[DBW_CNT_RB_FULL_OPEN] = "ringbuf_full_open",
+	[DBW_CNT_RB_FULL_DATA] = "ringbuf_full_data",
+	[DBW_CNT_RB_FULL_CLOSE] = "ringbuf_full_close",
+	[DBW_CNT_RB_LOST_BYTES] = "ringbuf_lost_bytes",
+	[DBW_CNT_PULL_FAIL] = "msg_pull_fail",
+	[DBW_CNT_LOAD_FAIL] = "load_bytes_fail",
+	[DBW_CNT_TRUNC_SENDS] = "oversize_sends",
+	[DBW_CNT_TRUNC_BYTES] = "oversize_bytes",
+	[DBW_CNT_MSG_CALLS] = "msg_calls",
+	[DBW_CNT_SKB_CALLS] = "skb_calls",
+	[DBW_CNT_NO_STATE] = "no_state",
+	[DBW_CNT_DATA_RECORDS] = "data_records",
+	[DBW_CNT_DATA_BYTES] = "data_bytes",
+};
+
+const char *capture_counter_name(int idx)
+{
+	if (idx < 0 || idx >= DBW_CNT__MAX)
+		return NULL;
+	return counter_names[idx];
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	/* the verifier log is long; show it only with LIBBPF_DEBUG set */
+	if (!getenv("LIBBPF_DEBUG") && (level == LIBBPF_DEBUG || strstr(fmt, "PROG LOAD LOG")))
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static int ring_cb(void *ctx, void *data, size_t size)
+{
+	struct capture *c = ctx;
+
+	return c->on_record(c->ctx, data, size);
+}
+
+struct capture *capture_start(const struct capture_opts *o, char *err, size_t errlen)
+{
+	struct capture *c = calloc(1, sizeof(*c));
+	struct dbwarden_bpf *skel;
+	int e, ports_fd;
+
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->cgroup_fd = -1;
+	c->on_record = o->on_record;
+	c->ctx = o->ctx;
+	libbpf_set_print(libbpf_log);
+
+	skel = c->skel = dbwarden_bpf__open();
+	if (!skel) {
+		snprintf(err, errlen, "cannot open BPF object: %s", strerror(errno));
+		goto fail;
+	}
+	/* libbpf 1.1 cannot infer the verdict attach type from SEC("sk_skb") */
+	bpf_program__set_type(skel->progs.dbw_skb, BPF_PROG_TYPE_SK_SKB);
+	bpf_program__set_expected_attach_type(skel->progs.dbw_skb, BPF_SK_SKB_VERDICT);
+	if (o->ringbuf_bytes)
+		bpf_map__set_max_entries(skel->maps.events, o->ringbuf_bytes);
+
+	e = dbwarden_bpf__load(skel);
+	if (e) {
+		snprintf(err, errlen, "cannot load BPF programs: %s (LIBBPF_DEBUG=1 shows the verifier log)",
+			 strerror(-e));
+		goto fail;
+	}
+
+	ports_fd = bpf_map__fd(skel->maps.ports);
+	for (int i = 0; i < o->nports; i++) {
+		struct dbw_port_cfg cfg = { .proto = o->ports[i].proto };
+		__u16 port = o->ports[i].port;
+
+		if (bpf_map_update_elem(ports_fd, &port, &cfg, BPF_ANY)) {
+			snprintf(err, errlen, "cannot configure port %u: %s", port, strerror(errno));
+			goto fail;
+		}
+	}
+
+	c->rb = ring_buffer__new(bpf_map__fd(skel->maps.events), ring_cb, c, NULL);
+	if (!c->rb) {
+		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));
+		goto fail;
+	}
+
+	/* Programs on the sockhash first: a socket gets the programs present when it joins. */
+	c->socks_fd = bpf_map__fd(skel->maps.socks);
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_fd, BPF_SK_MSG_VERDICT,
+			    0)) {
+		snprintf(err, errlen, "cannot attach sk_msg verdict: %s", strerror(errno));
+		goto fail;
+	}
+	c->msg_attached = 1;
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_skb), c->socks_fd, BPF_SK_SKB_VERDICT,
+			    0)) {
+		snprintf(err, errlen, "cannot attach sk_skb verdict: %s", strerror(errno));
+		goto fail;
+	}
+	c->skb_attached = 1;
+
+	c->cgroup_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->cgroup_fd < 0) {
+		snprintf(err, errlen, "cannot open cgroup %s: %s", o->cgroup, strerror(errno));
+		goto fail;
+	}
+	/* links: the kernel detaches them when this process exits, whatever happens */
+	skel->links.dbw_sockops = bpf_program__attach_cgroup(skel->progs.dbw_sockops, c->cgroup_fd);
+	skel->links.dbw_connect4 =
+		bpf_program__attach_cgroup(skel->progs.dbw_connect4, c->cgroup_fd);
+	skel->links.dbw_connect6 =
+		bpf_program__attach_cgroup(skel->progs.dbw_connect6, c->cgroup_fd);
+	if (!skel->links.dbw_sockops || !skel->links.dbw_connect4 || !skel->links.dbw_connect6) {
+		snprintf(err, errlen, "cannot attach to cgroup %s: %s", o->cgroup, strerror(errno));
+		goto fail;
+	}
+	return c;
+fail:
+	capture_close(c);
+	return NULL;
+}
+
+int capture_poll(struct capture *c, int timeout_ms)
+{
+	return ring_buffer__poll(c->rb, timeout_ms);
+}
+
+int capture_counters(struct capture *c, uint64_t *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	int fd = bpf_map__fd(c->skel->maps.counters);
+	uint64_t *vals;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	vals = calloc(ncpu, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	for (__u32 i = 0; i < DBW_CNT__MAX; i++) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			continue;
+		for (int cpu = 0; cpu < ncpu; cpu++)
+			out[i] += vals[cpu];
+	}
+	free(vals);
+	return 0;
+}
+
+void capture_stop_new(struct capture *c)
+{
+	struct dbwarden_bpf *skel = c->skel;
+
+	if (!skel)
+		return;
+	bpf_link__destroy(skel->links.dbw_connect4);
+	bpf_link__destroy(skel->links.dbw_connect6);
+	bpf_link__destroy(skel->links.dbw_sockops);
+	skel->links.dbw_connect4 = skel->links.dbw_connect6 = skel->links.dbw_sockops = NULL;
+}
+
+void capture_close(struct capture *c)
+{
+	if (!c)
+		return;
+	if (c->skel) {
+		capture_stop_new(c);
+		if (c->rb)
+			ring_buffer__consume(c->rb);
+		/*
+		 * Detaching the verdicts and then freeing the map takes every
+		 * socket out of it: they return to the plain TCP paths.
+		 */
+		if (c->msg_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_fd,
+					 BPF_SK_MSG_VERDICT);
+		if (c->skb_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_skb), c->socks_fd,
+					 BPF_SK_SKB_VERDICT);
+	}
+	ring_buffer__free(c->rb);
+	dbwarden_bpf__destroy(c->skel);
+	if (c->cgroup_fd >= 0)
+		close(c->cgroup_fd);
+	free(c);
+}

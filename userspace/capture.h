@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Loader for the kernel side: open -> configure -> load -> attach, the ring
+ * buffer, the counters, and a clean detach.
+ */
+#ifndef DBW_CAPTURE_H
+#define DBW_CAPTURE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "dbwarden_abi.h"
+
+#define CAPTURE_MAX_PORTS 64
+
+struct capture_port {
+	uint16_t port;
+	uint8_t proto; /* enum dbw_proto */
+};
+
+struct capture_opts {
+	const char *cgroup; /* cgroup v2 directory to watch (absolute) */
+	struct capture_port ports[CAPTURE_MAX_PORTS];
+	int nports;
+	size_t ringbuf_bytes; /* power of two */
+	/* called for every ring buffer record; returns 0 */
+	int (*on_record)(void *ctx, const void *data, size_t size);
+	void *ctx;
+};
+
+struct capture;
+
+/*
+ * Load and attach everything. Returns a handle, or NULL with a one-line
+ * reason in err (nothing stays attached then).
+ */
+struct capture *capture_start(const struct capture_opts *o, char *err, size_t errlen);
+
+/* Wait up to timeout_ms for records and deliver them. Returns records or -errno. */
+int capture_poll(struct capture *c, int timeout_ms);
+
+/* Sum the per-CPU counters into out[DBW_CNT__MAX]. Returns 0 or -errno. */
+int capture_counters(struct capture *c, uint64_t *out);
+
+/* Stop watching new connections (detach the cgroup hooks); records keep flowing. */
+void capture_stop_new(struct capture *c);
+
+/* Detach everything, deliver what is left in the ring buffer, free. */
+void capture_close(struct capture *c);
+
+/* Names of the counters, for logs and `status`. */
+const char *capture_counter_name(int idx);
+
+#endif /* DBW_CAPTURE_H */
