@@ -103,9 +103,110 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 	fputc('\n', stderr);
 }
 
+struct record_ctx {
+	struct conn_table *conns;
+	FILE *record; /* --record: raw records, each prefixed by its u32 size */
+	uint64_t record_errors;
+};
+
 static int record_cb(void *ctx, const void *data, size_t size)
 {
-	return conns_record(ctx, data, size);
+	struct record_ctx *rc = ctx;
+
+	if (rc->record) {
+		uint32_t n = size;
+
+		if (fwrite(&n, sizeof(n), 1, rc->record) != 1 ||
+		    fwrite(data, size, 1, rc->record) != 1)
+			rc->record_errors++;
+	}
+	return conns_record(rc->conns, data, size);
+}
+
+/*
+ * Feed a recording made with --record through the whole userspace pipeline
+ * (reassembly, parse, stitch, analysis, serialisation) repeat times, and
+ * report the rate. No kernel involved: this measures userspace alone.
+ */
+int agent_replay(const char *path, unsigned repeat, const char *output)
+{
+	char err[512];
+	struct emitter *em = emitter_new(output, err, sizeof(err));
+	struct identity *id = identity_new(NULL);
+	struct sql_analyzer *an = sql_analyzer_new(0);
+	struct conn_table *conns = NULL;
+	struct conn_stats st;
+	struct timespec t0, t1;
+	uint64_t records = 0;
+	size_t len = 0, cap = 0;
+	uint8_t *buf = NULL;
+	double secs;
+	int rc = 1;
+	FILE *f;
+
+	if (!em) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		goto out;
+	}
+	conns = id && an ? conns_new(em, id, an, 0) : NULL;
+	f = fopen(path, "r");
+	if (!conns || !f) {
+		fprintf(stderr, "dbwarden: replay: cannot open %s\n", path);
+		if (f)
+			fclose(f);
+		goto out;
+	}
+	/* load the recording once, then time only the pipeline */
+	for (;;) {
+		uint32_t n;
+
+		if (fread(&n, sizeof(n), 1, f) != 1)
+			break;
+		if (len + sizeof(n) + n > cap) {
+			size_t ncap = cap ? cap * 2 : 1 << 20;
+			uint8_t *nb;
+
+			while (ncap < len + sizeof(n) + n)
+				ncap *= 2;
+			nb = realloc(buf, ncap);
+			if (!nb)
+				break;
+			buf = nb;
+			cap = ncap;
+		}
+		memcpy(buf + len, &n, sizeof(n));
+		if (fread(buf + len + sizeof(n), n, 1, f) != 1)
+			break;
+		len += sizeof(n) + n;
+	}
+	fclose(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned r = 0; r < repeat; r++) {
+		for (size_t off = 0; off + sizeof(uint32_t) <= len;) {
+			uint32_t n;
+
+			memcpy(&n, buf + off, sizeof(n));
+			conns_record(conns, buf + off + sizeof(n), n);
+			off += sizeof(n) + n;
+			records++;
+		}
+	}
+	conns_flush_all(conns);
+	emitter_flush(em);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	conns_stats(conns, &st);
+	fprintf(stderr, "replay: records %llu statements %llu seconds %.3f stmts_per_s %.0f\n",
+		(unsigned long long)records, (unsigned long long)st.statements, secs,
+		secs > 0 ? st.statements / secs : 0.0);
+	rc = 0;
+out:
+	free(buf);
+	conns_free(conns);
+	sql_analyzer_free(an);
+	identity_free(id);
+	emitter_free(em);
+	return rc;
 }
 
 int agent_run(const struct agent_opts *o)
@@ -117,6 +218,7 @@ int agent_run(const struct agent_opts *o)
 	struct sql_analyzer *an = NULL;
 	struct conn_table *conns = NULL;
 	struct capture *cap = NULL;
+	struct record_ctx rctx = { 0 };
 	uint64_t last[DBW_CNT__MAX] = { 0 }, last_check;
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct stat sb;
@@ -164,8 +266,16 @@ int agent_run(const struct agent_opts *o)
 	memcpy(co.ports, o->ports, sizeof(co.ports));
 	co.nports = o->nports;
 	co.ringbuf_bytes = o->ringbuf_bytes;
+	rctx.conns = conns;
+	if (o->record) {
+		rctx.record = fopen(o->record, "we");
+		if (!rctx.record) {
+			fprintf(stderr, "dbwarden: --record %s: %s\n", o->record, strerror(errno));
+			goto out;
+		}
+	}
 	co.on_record = record_cb;
-	co.ctx = conns;
+	co.ctx = &rctx;
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -208,6 +318,10 @@ out:
 	if (conns)
 		print_summary(cap, conns, em);
 	capture_close(cap);
+	if (rctx.record) {
+		if (fclose(rctx.record) || rctx.record_errors)
+			fprintf(stderr, "dbwarden: --record: write errors\n");
+	}
 	conns_free(conns);
 	sql_analyzer_free(an);
 	identity_free(id);

@@ -13,9 +13,13 @@ struct agent_opts {
 	size_t ringbuf_bytes;
 	size_t max_conns;
 	int verbose;
+	const char *record; /* --record: also write raw records here */
 };
 
 /* Run until SIGINT/SIGTERM. Returns the process exit code. */
 int agent_run(const struct agent_opts *o);
+
+/* `dbwarden replay`: a --record file through the userspace pipeline. */
+int agent_replay(const char *path, unsigned repeat, const char *output);
 
 #endif /* DBW_AGENT_H */

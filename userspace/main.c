@@ -20,10 +20,11 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  run        start the agent: capture database statements, write audit events\n"
+		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
 		"  version    print the version\n"
 		"\n"
 		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH]\n"
-		"             [--ringbuf-mb N] [--max-conns N] [-v]\n"
+		"             [--ringbuf-mb N] [--max-conns N] [--record PATH] [-v]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
@@ -31,7 +32,10 @@ static void usage(FILE *f)
 		"  --output SPEC       stdout (default) or file:PATH (JSON Lines, appended)\n"
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"
 		"  --max-conns N       connections tracked at once (default 65536)\n"
-		"  -v                  verbose logs on stderr\n");
+		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
+		"  -v                  verbose logs on stderr\n"
+		"\n"
+		"dbwarden replay PATH [--repeat N] [--output SPEC]\n");
 }
 
 /* Strict unsigned parse of the whole string into [min, max]. */
@@ -96,6 +100,7 @@ static int cmd_run(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "ringbuf-mb", required_argument, NULL, 'r' },
 		{ "max-conns", required_argument, NULL, 'm' },
+		{ "record", required_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -132,6 +137,9 @@ static int cmd_run(int argc, char **argv)
 			}
 			o.max_conns = v;
 			break;
+		case 'R':
+			o.record = optarg;
+			break;
 		case 'v':
 			o.verbose++;
 			break;
@@ -152,6 +160,41 @@ static int cmd_run(int argc, char **argv)
 	return agent_run(&o);
 }
 
+static int cmd_replay(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "repeat", required_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' },
+		{ 0 },
+	};
+	const char *output = "stdout";
+	unsigned long repeat = 1;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'n':
+			if (parse_uint(optarg, 1, 1000000, &repeat)) {
+				fprintf(stderr, "dbwarden: --repeat %s: expected 1..1000000\n", optarg);
+				return 2;
+			}
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "dbwarden: replay: expected one recording file\n");
+		return 2;
+	}
+	return agent_replay(argv[optind], repeat, output);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -160,6 +203,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "replay"))
+		return cmd_replay(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dbwarden %s (ABI %d)\n", DBW_VERSION, DBW_ABI_VERSION);
 		return 0;
