@@ -13,6 +13,7 @@
 #define DBW_CAPTURE_BPF_H
 
 #include "maps.bpf.h"
+#include <bpf/bpf_core_read.h>
 
 /*
  * One chunk to emit. Passed by pointer to the global emit functions below,
@@ -29,6 +30,7 @@ struct dbw_chunk {
 	__u8 dir;
 	__u8 flags;
 	__u16 pad;
+	__u64 uaddr; /* user buffer of this chunk (receive side) */
 };
 
 /*
@@ -82,14 +84,15 @@ full:                                                                           
 	return -1;
 
 /*
- * Emit bytes [start, start + n) of the skb as one DATA record. Returns 0, or
- * -1 when the record could not be written (counted; userspace sees a gap).
+ * Emit n bytes at user address uaddr (what a recv just wrote) as one DATA
+ * record. Returns 0, or -1 when the record could not be written (counted;
+ * userspace sees a gap).
  */
-__noinline int emit_skb_chunk(struct __sk_buff *skb, struct dbw_chunk *ck)
+__noinline int emit_user_chunk(struct dbw_chunk *ck)
 {
 	if (!ck || !ck->n)
 		return 0;
-	DBW_EMIT_ALL(bpf_skb_load_bytes(skb, ck->start, rec->data, len))
+	DBW_EMIT_ALL(bpf_probe_read_user(rec->data, len, (const void *)ck->uaddr))
 }
 
 /*
@@ -164,20 +167,97 @@ static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_sta
 	}
 }
 
-/* Server -> client: copy the bytes of one received skb. */
-static __always_inline void capture_skb(struct __sk_buff *skb, __u64 conn_id,
-					struct dbw_rx_state *rx)
-{
-	__u32 size = skb->len;
-	__u64 base = rx->off;
-	struct dbw_chunk ck = { .conn_id = conn_id, .dir = DBW_DIR_TO_CLIENT };
+/*
+ * The user buffers a receive syscall filled, read from the caller's saved
+ * registers: read/recvfrom have one buffer, readv/recvmsg an iovec array.
+ * Returns the number of segments (at most DBW_MAX_IOV) put into iov, or 0
+ * when the bytes were not received through such a syscall (io_uring,
+ * recvmmsg, a kernel caller): the caller then records a gap.
+ */
+#define DBW_MAX_IOV 4
+#define NR_read 0
+#define NR_readv 19
+#define NR_recvfrom 45
+#define NR_recvmsg 47
 
-	rx->off = base + size;
-	count_oversize(size);
-	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
-		if (!chunk_at(&ck, i, size, base))
+static __always_inline int recv_buffers(struct iovec *iov)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	unsigned long arg1 = BPF_CORE_READ(regs, si);
+	struct iovec *uiov;
+	__u64 cnt;
+
+	switch (nr) {
+	case NR_read:
+	case NR_recvfrom:
+		iov[0].iov_base = (void *)arg1;
+		iov[0].iov_len = ~0UL;
+		return 1;
+	case NR_readv:
+		uiov = (struct iovec *)arg1;
+		cnt = BPF_CORE_READ(regs, dx);
+		break;
+	case NR_recvmsg: {
+		struct user_msghdr *m = (struct user_msghdr *)arg1;
+
+		if (bpf_probe_read_user(&uiov, sizeof(uiov), &m->msg_iov) ||
+		    bpf_probe_read_user(&cnt, sizeof(cnt), &m->msg_iovlen))
+			return 0;
+		break;
+	}
+	default:
+		return 0;
+	}
+	if (cnt > DBW_MAX_IOV)
+		cnt = DBW_MAX_IOV;
+	if (!cnt || bpf_probe_read_user(iov, sizeof(*iov) * DBW_MAX_IOV, uiov))
+		return 0;
+	return cnt;
+}
+
+/*
+ * Server -> client: copy the ret bytes a receive just returned to the
+ * application. The offset advances by ret whatever was copied: bytes that
+ * could not be read (no known buffer, more than DBW_MAX_CHUNKS chunks) are a
+ * gap of known size for userspace.
+ */
+static __always_inline void capture_recv(__u64 conn_id, struct dbw_rx_state *rx, __u32 ret)
+{
+	struct iovec iov[DBW_MAX_IOV] = {};
+	struct dbw_chunk ck = { .conn_id = conn_id, .dir = DBW_DIR_TO_CLIENT };
+	__u64 base = __sync_fetch_and_add(&rx->off, ret);
+	__u32 done = 0, budget = DBW_MAX_CHUNKS;
+	int nseg = recv_buffers(iov);
+
+	if (!nseg) {
+		cnt_add(DBW_CNT_RECV_NO_BUF, 1);
+		cnt_add(DBW_CNT_TRUNC_BYTES, ret);
+		return;
+	}
+	for (int s = 0; s < DBW_MAX_IOV && s < nseg; s++) {
+		__u64 seg = iov[s].iov_len;
+		__u32 off = 0;
+
+		if (seg > ret - done)
+			seg = ret - done;
+		for (int i = 0; i < DBW_MAX_CHUNKS && off < seg && budget; i++, budget--) {
+			ck.start = done;
+			ck.n = seg - off > DBW_CHUNK ? DBW_CHUNK : seg - off;
+			ck.stream_off = base + done;
+			ck.uaddr = (__u64)iov[s].iov_base + off;
+			ck.flags = 0;
+			emit_user_chunk(&ck);
+			off += ck.n;
+			done += ck.n;
+		}
+		if (done >= ret || !budget)
 			break;
-		emit_skb_chunk(skb, &ck);
+	}
+	if (done < ret) {
+		cnt_add(DBW_CNT_TRUNC_SENDS, 1);
+		cnt_add(DBW_CNT_TRUNC_BYTES, ret - done);
 	}
 }
 

@@ -67,22 +67,33 @@ nostate:
 }
 
 /*
- * Server -> client bytes. libbpf 1.1 does not know SEC("sk_skb/verdict"):
- * the loader sets the type and BPF_SK_SKB_VERDICT attach type itself. A
- * verdict without a stream parser sees each skb once, in order.
+ * Server -> client bytes, as the application reads them: sock_recvmsg()
+ * fires this after every successful receive on any socket, whatever the
+ * syscall. Watching the read side from here leaves the receive path of the
+ * socket untouched (an sk_skb verdict would queue every skb through the BPF
+ * ingress queue, costing throughput, and the kernel purges that queue when
+ * a socket leaves the sockhash: bytes lost for a client when the agent
+ * stops). A socket not watched costs one probe read and one hash lookup.
  */
-SEC("sk_skb")
-int dbw_skb(struct __sk_buff *skb)
+SEC("raw_tracepoint/sock_recv_length")
+int dbw_recv(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct sock *sk = (struct sock *)ctx->args[0];
+	int ret = (int)ctx->args[1];
+	int flags = (int)ctx->args[2];
 	struct dbw_rx_state *rx;
-	__u64 key = bpf_get_socket_cookie(skb);
+	__u64 key;
 
-	cnt_add(DBW_CNT_SKB_CALLS, 1);
+	/* MSG_PEEK (2) returns bytes that a later receive returns again */
+	if (ret <= 0 || (flags & 2) || !sk)
+		return 0;
+	key = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!key)
+		return 0;
 	rx = bpf_map_lookup_elem(&rx_state, &key);
-	if (!rx) {
-		cnt_add(DBW_CNT_NO_STATE, 1);
-		return SK_PASS;
-	}
-	capture_skb(skb, key, rx);
-	return SK_PASS;
+	if (!rx)
+		return 0;
+	cnt_add(DBW_CNT_RECV_CALLS, 1);
+	capture_recv(key, rx, ret);
+	return 0;
 }

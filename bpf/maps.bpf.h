@@ -30,9 +30,9 @@ struct {
 } socks SEC(".maps");
 
 /*
- * Receive-side offset per connection. sk_skb programs cannot use
- * sk_storage, so the server->client byte count lives here, keyed by the
- * socket cookie (which sk_skb can read).
+ * Receive-side offset per connection, keyed by the socket cookie: the
+ * receive hook is a raw tracepoint, which cannot use sk_storage but can read
+ * the cookie off the socket.
  */
 struct dbw_rx_state {
 	__u64 off;

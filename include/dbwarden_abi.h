@@ -20,8 +20,8 @@
 #define DBW_ABI_VERSION 1
 
 /*
- * Bytes of one send / one received skb copied into a single DATA record, and
- * how many such chunks one send or skb may produce. Anything beyond
+ * Bytes of one send / one receive copied into a single DATA record, and
+ * how many such chunks one send or receive may produce. Anything beyond
  * DBW_CHUNK * DBW_MAX_CHUNKS in one verdict call is not copied: the DATA
  * record stream then carries a gap (stream_off jumps), and the
  * DBW_CNT_TRUNC_* counters say so. Userspace caps each protocol message at
@@ -41,7 +41,7 @@ enum dbw_rec_type {
 /* Direction of a DATA record, seen from the client. */
 enum dbw_dir {
 	DBW_DIR_TO_SERVER = 0, /* client -> server, captured by sk_msg */
-	DBW_DIR_TO_CLIENT = 1, /* server -> client, captured by sk_skb */
+	DBW_DIR_TO_CLIENT = 1, /* server -> client, captured at sock_recvmsg */
 };
 
 /* Application protocol of a watched port. Append only. */
@@ -74,14 +74,15 @@ enum dbw_counter {
 	DBW_CNT_RB_FULL_CLOSE = 7,    /* CONN_CLOSE record lost: ring buffer full */
 	DBW_CNT_RB_LOST_BYTES = 8,    /* payload bytes in DATA records lost that way */
 	DBW_CNT_PULL_FAIL = 9,	      /* bpf_msg_pull_data failed (bytes skipped, counted) */
-	DBW_CNT_LOAD_FAIL = 10,	      /* bpf_skb_load_bytes / probe_read failed */
-	DBW_CNT_TRUNC_SENDS = 11,     /* sends/skbs larger than DBW_CHUNK * DBW_MAX_CHUNKS */
+	DBW_CNT_LOAD_FAIL = 10,	      /* copying the bytes (probe_read) failed */
+	DBW_CNT_TRUNC_SENDS = 11,     /* sends/receives larger than DBW_CHUNK * DBW_MAX_CHUNKS */
 	DBW_CNT_TRUNC_BYTES = 12,     /* bytes not copied because of that */
 	DBW_CNT_MSG_CALLS = 13,	      /* sk_msg verdict runs */
-	DBW_CNT_SKB_CALLS = 14,	      /* sk_skb verdict runs */
-	DBW_CNT_NO_STATE = 15,	      /* sk_msg/sk_skb on a socket without our state */
+	DBW_CNT_RECV_CALLS = 14,      /* receives on watched sockets */
+	DBW_CNT_NO_STATE = 15,	      /* sk_msg on a socket without our state */
 	DBW_CNT_DATA_RECORDS = 16,    /* DATA records submitted */
 	DBW_CNT_DATA_BYTES = 17,      /* payload bytes submitted */
+	DBW_CNT_RECV_NO_BUF = 18,     /* receive not through read/recvfrom/readv/recvmsg: gap */
 	DBW_CNT__MAX = 32,
 };
 

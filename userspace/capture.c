@@ -21,7 +21,6 @@ struct capture {
 	int cgroup_fd;
 	int socks_fd;
 	int msg_attached;
-	int skb_attached;
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
 };
@@ -41,10 +40,11 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_TRUNC_SENDS] = "oversize_sends",
 	[DBW_CNT_TRUNC_BYTES] = "oversize_bytes",
 	[DBW_CNT_MSG_CALLS] = "msg_calls",
-	[DBW_CNT_SKB_CALLS] = "skb_calls",
+	[DBW_CNT_RECV_CALLS] = "recv_calls",
 	[DBW_CNT_NO_STATE] = "no_state",
 	[DBW_CNT_DATA_RECORDS] = "data_records",
 	[DBW_CNT_DATA_BYTES] = "data_bytes",
+	[DBW_CNT_RECV_NO_BUF] = "recv_no_buffer",
 };
 
 const char *capture_counter_name(int idx)
@@ -89,9 +89,6 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 		snprintf(err, errlen, "cannot open BPF object: %s", strerror(errno));
 		goto fail;
 	}
-	/* libbpf 1.1 cannot infer the verdict attach type from SEC("sk_skb") */
-	bpf_program__set_type(skel->progs.dbw_skb, BPF_PROG_TYPE_SK_SKB);
-	bpf_program__set_expected_attach_type(skel->progs.dbw_skb, BPF_SK_SKB_VERDICT);
 	if (o->ringbuf_bytes)
 		bpf_map__set_max_entries(skel->maps.events, o->ringbuf_bytes);
 
@@ -127,12 +124,12 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 		goto fail;
 	}
 	c->msg_attached = 1;
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_skb), c->socks_fd, BPF_SK_SKB_VERDICT,
-			    0)) {
-		snprintf(err, errlen, "cannot attach sk_skb verdict: %s", strerror(errno));
+	skel->links.dbw_recv = bpf_program__attach(skel->progs.dbw_recv);
+	if (!skel->links.dbw_recv) {
+		snprintf(err, errlen, "cannot attach the sock_recv_length tracepoint: %s",
+			 strerror(errno));
 		goto fail;
 	}
-	c->skb_attached = 1;
 
 	c->cgroup_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->cgroup_fd < 0) {
@@ -203,15 +200,12 @@ void capture_close(struct capture *c)
 		if (c->rb)
 			ring_buffer__consume(c->rb);
 		/*
-		 * Detaching the verdicts and then freeing the map takes every
+		 * Detaching the verdict and then freeing the map takes every
 		 * socket out of it: they return to the plain TCP paths.
 		 */
 		if (c->msg_attached)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_fd,
 					 BPF_SK_MSG_VERDICT);
-		if (c->skb_attached)
-			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_skb), c->socks_fd,
-					 BPF_SK_SKB_VERDICT);
 	}
 	ring_buffer__free(c->rb);
 	dbwarden_bpf__destroy(c->skel);
