@@ -65,7 +65,7 @@ struct dbw_chunk {
 		rec->flags = ck->flags;                                                            \
 		rec->pad0 = 0;                                                                     \
 		rec->pad1 = 0;                                                                     \
-		bpf_ringbuf_submit(rec, 0);                                                        \
+		bpf_ringbuf_submit(rec, rb_submit_flags());                                                       \
 		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                                  \
 		cnt_add(DBW_CNT_DATA_BYTES, len);                                                  \
 		return 0;                                                                          \

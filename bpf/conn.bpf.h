@@ -127,7 +127,7 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 		__builtin_memcpy(rec->client_addr, l, 16);
 		__builtin_memcpy(rec->server_addr, r, 16);
 	}
-	bpf_ringbuf_submit(rec, 0);
+	bpf_ringbuf_submit(rec, rb_submit_flags());
 }
 
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */
@@ -155,7 +155,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 		rec->bytes[DBW_DIR_TO_SERVER] = st->off[DBW_DIR_TO_SERVER];
 		rx = bpf_map_lookup_elem(&rx_state, &key);
 		rec->bytes[DBW_DIR_TO_CLIENT] = rx ? rx->off : 0;
-		bpf_ringbuf_submit(rec, 0);
+		bpf_ringbuf_submit(rec, rb_submit_flags());
 	}
 	bpf_map_delete_elem(&rx_state, &key);
 }

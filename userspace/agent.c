@@ -20,6 +20,12 @@
 #include "identity.h"
 #include "sys.h"
 
+/*
+ * How long a record may wait in the ring buffer before the daemon drains
+ * it: the kernel wakes the daemon only for large batches (see maps.bpf.h).
+ */
+#define DBW_DRAIN_MS 10
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
@@ -293,7 +299,7 @@ int agent_run(const struct agent_opts *o)
 
 	last_check = now_ms();
 	while (!stop_requested) {
-		e = capture_poll(cap, 100);
+		e = capture_poll(cap, DBW_DRAIN_MS);
 		if (e < 0 && e != -EINTR) {
 			fprintf(stderr, "dbwarden: ring buffer poll failed: %s\n", strerror(-e));
 			goto out;

@@ -154,7 +154,15 @@ fail:
 
 int capture_poll(struct capture *c, int timeout_ms)
 {
-	return ring_buffer__poll(c->rb, timeout_ms);
+	int n = ring_buffer__poll(c->rb, timeout_ms);
+
+	/* records are mostly submitted without a wakeup: always drain */
+	if (n >= 0) {
+		int m = ring_buffer__consume(c->rb);
+
+		n = m < 0 ? m : n + m;
+	}
+	return n;
 }
 
 int capture_counters(struct capture *c, uint64_t *out)
