@@ -1,0 +1,629 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * SQL analysis with libpg_query, behind a cache keyed by statement shape.
+ *
+ * Normalization: pg_query_normalize (pg_stat_statements' rules), then a pass
+ * of PostgreSQL's own scanner over its output that replaces any constant it
+ * left (libpg_query leaves some in utility statements, e.g. a password in
+ * CREATE ROLE) and drops comments (they can carry anything). A statement
+ * that does not parse gets the scanner pass alone; text the scanner cannot
+ * read (a cut string literal) is cut there. So the text that leaves the host
+ * holds no constant token by construction.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include <pg_query.h>
+#include <pg_query/pg_query.pb-c.h>
+
+#include "analyze.h"
+
+#define SQL_DEFAULT_CACHE 4096
+#define SQL_MAX_KEY 8192  /* longer statements are analysed every time */
+#define SHAPE_MARK '\x01' /* stands for a constant in a shape key */
+
+struct sql_entry {
+	char *key; /* NULL: empty slot */
+	size_t key_len;
+	char *normalized;
+	char fingerprint[17];
+	const char *verb; /* static string */
+	char *objects[SQL_MAX_OBJECTS];
+	size_t nobjects;
+	bool parsed;
+	bool without_where;
+};
+
+struct sql_analyzer {
+	struct sql_entry *slots; /* direct-mapped: a collision replaces */
+	size_t nslots;
+	struct sql_entry scratch; /* result of an uncached analysis */
+	char *keybuf;
+	uint64_t hits, misses;
+};
+
+/* ---- shape key ------------------------------------------------------------- */
+
+static bool ident_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '$' || c >= 0x80;
+}
+
+/*
+ * The statement with every constant the lexer is sure of replaced by one
+ * SHAPE_MARK byte: integers and decimals not glued to an identifier, '...'
+ * (with '' escapes), E'...' (with backslash escapes), B'' X'' N''.
+ * Identifiers ("..."), comments, parameters ($1) and dollar-quoted text are
+ * copied verbatim, as is anything after a construct the lexer cannot close.
+ *
+ * Why a shared key implies a shared analysis: the normalizer replaces
+ * exactly the constant tokens and keeps every other byte, and verb, objects,
+ * fingerprint and flags do not depend on constant values. When this lexer is
+ * unsure it keeps bytes verbatim, which can only cause a miss, never a
+ * wrong hit. Returns the key length, or 0 when the text is too long to cache.
+ */
+static size_t shape_key(const char *s, size_t len, char *out)
+{
+	size_t i = 0, o = 0;
+
+	if (len >= SQL_MAX_KEY)
+		return 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		bool prev_ident = i > 0 && ident_char((unsigned char)s[i - 1]);
+
+		if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\'' &&
+				  !prev_ident)) {
+			bool esc = c != '\'';
+			size_t j = i + (esc ? 2 : 1);
+
+			for (; j < len; j++) {
+				if (esc && s[j] == '\\') {
+					j++;
+				} else if (s[j] == '\'') {
+					if (j + 1 < len && s[j + 1] == '\'')
+						j++;
+					else
+						break;
+				}
+			}
+			if (j >= len)
+				goto verbatim;
+			out[o++] = SHAPE_MARK;
+			i = j + 1;
+		} else if ((c >= '0' && c <= '9' && !prev_ident) ||
+			   (c == '.' && i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9' &&
+			    !prev_ident)) {
+			while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+				i++;
+			if (i + 1 < len && (s[i] == 'e' || s[i] == 'E') &&
+			    ((s[i + 1] >= '0' && s[i + 1] <= '9') ||
+			     ((s[i + 1] == '+' || s[i + 1] == '-') && i + 2 < len && s[i + 2] >= '0' &&
+			      s[i + 2] <= '9'))) {
+				i += 2;
+				while (i < len && s[i] >= '0' && s[i] <= '9')
+					i++;
+			}
+			out[o++] = SHAPE_MARK;
+		} else if (c == '"' || (c == '$' && !prev_ident) ||
+			   (c == '-' && i + 1 < len && s[i + 1] == '-') ||
+			   (c == '/' && i + 1 < len && s[i + 1] == '*')) {
+			/*
+			 * Quoted identifiers, parameters, dollar quotes and comments:
+			 * copied as they are. A dollar quote or comment could hide a
+			 * quote character; past one, nothing more is classified.
+			 */
+			if (c == '"') {
+				const char *e = memchr(s + i + 1, '"', len - i - 1);
+				size_t n = e ? (size_t)(e - s) + 1 - i : len - i;
+
+				memcpy(out + o, s + i, n);
+				o += n;
+				i += n;
+				continue;
+			}
+			if (c == '$' && i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9') {
+				out[o++] = s[i++];
+				while (i < len && s[i] >= '0' && s[i] <= '9')
+					out[o++] = s[i++];
+				continue;
+			}
+			goto verbatim;
+		} else {
+			out[o++] = s[i++];
+		}
+	}
+	return o;
+verbatim:
+	memcpy(out + o, s + i, len - i);
+	return o + len - i;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* ---- scanner pass ---------------------------------------------------------- */
+
+static bool const_token(PgQuery__Token t)
+{
+	return t == PG_QUERY__TOKEN__SCONST || t == PG_QUERY__TOKEN__USCONST ||
+	       t == PG_QUERY__TOKEN__BCONST || t == PG_QUERY__TOKEN__XCONST ||
+	       t == PG_QUERY__TOKEN__ICONST || t == PG_QUERY__TOKEN__FCONST;
+}
+
+/* Largest $n already in text (so new placeholders continue after it). */
+static int max_param(const char *text)
+{
+	int max = 0;
+
+	for (const char *p = strchr(text, '$'); p; p = strchr(p + 1, '$')) {
+		int n = atoi(p + 1);
+
+		if (n > max && p[1] >= '0' && p[1] <= '9')
+			max = n;
+	}
+	return max;
+}
+
+/*
+ * Rewrite text through the scanner: constants become $n, comments vanish,
+ * everything else is kept byte for byte. Where the scanner fails (an
+ * unterminated literal or comment), the rest is replaced by one more $n.
+ * Returns a malloc'd string, or NULL on allocation failure.
+ */
+static char *scan_rewrite(const char *text)
+{
+	size_t len = strlen(text), o = 0, cut = len;
+	char *out = malloc(len * 8 + 32), *prefix = NULL;
+	int next = max_param(text) + 1;
+	PgQueryScanResult r;
+	PgQuery__ScanResult *sr = NULL;
+	size_t pos = 0;
+
+	if (!out)
+		return NULL;
+	r = pg_query_scan(text);
+	if (r.error) {
+		/* scan the part before the failing token; the rest is dropped */
+		cut = r.error->cursorpos > 0 ? (size_t)r.error->cursorpos - 1 : 0;
+		if (cut > len)
+			cut = len;
+		pg_query_free_scan_result(r);
+		prefix = strndup(text, cut);
+		if (!prefix) {
+			free(out);
+			return NULL;
+		}
+		r = pg_query_scan(prefix);
+		if (r.error) {
+			/* cannot even read the prefix: keep nothing of it */
+			pg_query_free_scan_result(r);
+			free(prefix);
+			snprintf(out, 16, "$%d", next);
+			return out;
+		}
+	}
+	sr = pg_query__scan_result__unpack(NULL, r.pbuf.len, (const uint8_t *)r.pbuf.data);
+	for (size_t i = 0; sr && i < sr->n_tokens; i++) {
+		PgQuery__ScanToken *t = sr->tokens[i];
+		size_t s = t->start, e = t->end;
+
+		if (e > cut || s > e)
+			break;
+		/* the bytes between tokens are blanks: keep them */
+		memcpy(out + o, text + pos, s - pos);
+		o += s - pos;
+		if (const_token(t->token))
+			o += sprintf(out + o, "$%d", next++);
+		else if (t->token != PG_QUERY__TOKEN__SQL_COMMENT &&
+			 t->token != PG_QUERY__TOKEN__C_COMMENT) {
+			memcpy(out + o, text + s, e - s);
+			o += e - s;
+		}
+		pos = e;
+	}
+	if (sr && pos < cut) {
+		/* trailing blanks (or a comment the scanner folded away) */
+		size_t k = pos;
+
+		while (k < cut && strchr(" \t\r\n\f\v;", text[k]))
+			k++;
+		memcpy(out + o, text + pos, k - pos);
+		o += k - pos;
+	}
+	if (!sr)
+		o = 0;
+	if (cut < len)
+		o += sprintf(out + o, "%s$%d", o && out[o - 1] != ' ' ? " " : "", next);
+	out[o] = 0;
+	if (sr)
+		pg_query__scan_result__free_unpacked(sr, NULL);
+	pg_query_free_scan_result(r);
+	free(prefix);
+	return out;
+}
+
+/* ---- parse tree: verb, objects, flags -------------------------------------- */
+
+static const struct {
+	const char *node;
+	const char *verb;
+} verb_table[] = {
+	{ "SelectStmt", "SELECT" },
+	{ "InsertStmt", "INSERT" },
+	{ "UpdateStmt", "UPDATE" },
+	{ "DeleteStmt", "DELETE" },
+	{ "MergeStmt", "MERGE" },
+	{ "TruncateStmt", "TRUNCATE" },
+	{ "CopyStmt", "COPY" },
+	{ "ExplainStmt", "EXPLAIN" },
+	{ "IndexStmt", "CREATE" },
+	{ "ViewStmt", "CREATE" },
+	{ "RuleStmt", "CREATE" },
+	{ "CompositeTypeStmt", "CREATE" },
+	{ "RenameStmt", "ALTER" },
+	{ "GrantRoleStmt", "GRANT" },
+	{ "VariableShowStmt", "SHOW" },
+	{ "CallStmt", "CALL" },
+	{ "DoStmt", "DO" },
+	{ "PrepareStmt", "PREPARE" },
+	{ "ExecuteStmt", "EXECUTE" },
+	{ "DeallocateStmt", "DEALLOCATE" },
+	{ "ListenStmt", "LISTEN" },
+	{ "UnlistenStmt", "UNLISTEN" },
+	{ "NotifyStmt", "NOTIFY" },
+	{ "LockStmt", "LOCK" },
+	{ "DeclareCursorStmt", "DECLARE" },
+	{ "ClosePortalStmt", "CLOSE" },
+	{ "DiscardStmt", "DISCARD" },
+	{ "CheckPointStmt", "CHECKPOINT" },
+	{ "ReindexStmt", "REINDEX" },
+	{ "ClusterStmt", "CLUSTER" },
+	{ "CommentStmt", "COMMENT" },
+	{ "RefreshMatViewStmt", "REFRESH" },
+	{ "LoadStmt", "LOAD" },
+	{ "ReassignOwnedStmt", "REASSIGN" },
+	{ "SecLabelStmt", "SECURITY LABEL" },
+	{ "ConstraintsSetStmt", "SET" },
+};
+
+/* The verb of one top-level statement node (name + body). */
+static const char *verb_of(const char *node, json_t *body)
+{
+	const char *kind;
+
+	for (size_t i = 0; i < sizeof(verb_table) / sizeof(verb_table[0]); i++)
+		if (!strcmp(node, verb_table[i].node))
+			return verb_table[i].verb;
+	kind = json_string_value(json_object_get(body, "kind"));
+	if (!strcmp(node, "TransactionStmt")) {
+		static const struct {
+			const char *kind, *verb;
+		} tk[] = {
+			{ "TRANS_STMT_BEGIN", "BEGIN" },
+			{ "TRANS_STMT_START", "BEGIN" },
+			{ "TRANS_STMT_COMMIT", "COMMIT" },
+			{ "TRANS_STMT_ROLLBACK", "ROLLBACK" },
+			{ "TRANS_STMT_SAVEPOINT", "SAVEPOINT" },
+			{ "TRANS_STMT_RELEASE", "RELEASE" },
+			{ "TRANS_STMT_ROLLBACK_TO", "ROLLBACK" },
+			{ "TRANS_STMT_PREPARE", "PREPARE TRANSACTION" },
+			{ "TRANS_STMT_COMMIT_PREPARED", "COMMIT PREPARED" },
+			{ "TRANS_STMT_ROLLBACK_PREPARED", "ROLLBACK PREPARED" },
+		};
+
+		for (size_t i = 0; kind && i < sizeof(tk) / sizeof(tk[0]); i++)
+			if (!strcmp(kind, tk[i].kind))
+				return tk[i].verb;
+		return "TRANSACTION";
+	}
+	if (!strcmp(node, "VariableSetStmt"))
+		return kind && !strncmp(kind, "VAR_RESET", 9) ? "RESET" : "SET";
+	if (!strcmp(node, "GrantStmt"))
+		return json_is_true(json_object_get(body, "is_grant")) ? "GRANT" : "REVOKE";
+	if (!strcmp(node, "VacuumStmt"))
+		return json_is_true(json_object_get(body, "is_vacuumcmd")) ? "VACUUM" : "ANALYZE";
+	if (!strcmp(node, "FetchStmt"))
+		return json_is_true(json_object_get(body, "ismove")) ? "MOVE" : "FETCH";
+	if (!strncmp(node, "Create", 6) || !strncmp(node, "Define", 6))
+		return "CREATE";
+	if (!strncmp(node, "Alter", 5))
+		return "ALTER";
+	if (!strncmp(node, "Drop", 4))
+		return "DROP";
+	return "OTHER";
+}
+
+struct walk {
+	struct sql_entry *e;
+	json_t *ctes; /* CTE names of the statement */
+	bool without_where;
+};
+
+static void add_object(struct walk *w, const char *schema, const char *rel)
+{
+	struct sql_entry *e = w->e;
+	char name[256];
+
+	if (!rel)
+		return;
+	if (!schema && json_object_get(w->ctes, rel))
+		return; /* a CTE of this statement, not a relation */
+	snprintf(name, sizeof(name), "%s%s%s", schema ? schema : "", schema ? "." : "", rel);
+	for (size_t i = 0; i < e->nobjects; i++)
+		if (!strcmp(e->objects[i], name))
+			return;
+	if (e->nobjects < SQL_MAX_OBJECTS) {
+		e->objects[e->nobjects] = strdup(name);
+		if (e->objects[e->nobjects])
+			e->nobjects++;
+	}
+}
+
+/* Collect CTE names first, so that references to them are not objects. */
+static void collect_ctes(json_t *n, json_t *ctes)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (json_is_array(n)) {
+		json_array_foreach(n, i, v)
+			collect_ctes(v, ctes);
+	} else if (json_is_object(n)) {
+		json_object_foreach(n, k, v) {
+			if (!strcmp(k, "CommonTableExpr")) {
+				const char *name = json_string_value(json_object_get(v, "ctename"));
+
+				if (name)
+					json_object_set_new(ctes, name, json_true());
+			}
+			collect_ctes(v, ctes);
+		}
+	}
+}
+
+static void walk_tree(struct walk *w, json_t *n)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	if (json_is_array(n)) {
+		json_array_foreach(n, i, v)
+			walk_tree(w, v);
+		return;
+	}
+	if (!json_is_object(n))
+		return;
+	/*
+	 * A RangeVar: libpg_query's JSON names the node type only where the
+	 * field is a generic Node; typed fields (InsertStmt.relation, ...) hold
+	 * the bare object. Its relname key identifies it either way.
+	 */
+	if (json_is_string(json_object_get(n, "relname")))
+		add_object(w, json_string_value(json_object_get(n, "schemaname")),
+			   json_string_value(json_object_get(n, "relname")));
+	json_object_foreach(n, k, v) {
+		if ((!strcmp(k, "UpdateStmt") || !strcmp(k, "DeleteStmt")) &&
+			   !json_object_get(v, "whereClause")) {
+			w->without_where = true;
+		}
+		walk_tree(w, v);
+	}
+}
+
+/* "a.b" from a List of String nodes (a qualified name in DropStmt.objects). */
+static void add_qualified(struct walk *w, json_t *list)
+{
+	char name[256] = "";
+	size_t i, o = 0;
+	json_t *it;
+
+	json_array_foreach(json_object_get(json_object_get(list, "List"), "items"), i, it) {
+		json_t *str = json_object_get(it, "String");
+		const char *v = json_string_value(json_object_get(str, "sval"));
+
+		if (!v)
+			v = json_string_value(json_object_get(str, "str"));
+		if (!v)
+			return;
+		o += snprintf(name + o, o < sizeof(name) ? sizeof(name) - o : 0, "%s%s",
+			      o ? "." : "", v);
+	}
+	if (o && o < sizeof(name)) {
+		char *dot = strrchr(name, '.');
+
+		if (dot) {
+			*dot = 0;
+			add_object(w, name, dot + 1);
+		} else {
+			add_object(w, NULL, name);
+		}
+	}
+}
+
+/* DROP TABLE/VIEW/INDEX/SEQUENCE name the relations as name lists, not RangeVars. */
+static void drop_objects(struct walk *w, json_t *drop)
+{
+	static const char *const rel_types[] = { "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_INDEX",
+						 "OBJECT_SEQUENCE", "OBJECT_MATVIEW",
+						 "OBJECT_FOREIGN_TABLE" };
+	const char *type = json_string_value(json_object_get(drop, "removeType"));
+	json_t *it;
+	size_t i;
+
+	for (i = 0; type && i < sizeof(rel_types) / sizeof(rel_types[0]); i++)
+		if (!strcmp(type, rel_types[i]))
+			break;
+	if (!type || i == sizeof(rel_types) / sizeof(rel_types[0]))
+		return;
+	json_array_foreach(json_object_get(drop, "objects"), i, it)
+		add_qualified(w, it);
+}
+
+/* Verb, objects and flags of the first statement of text. 0, or -1 if it does not parse. */
+static int tree_facts(const char *text, struct sql_entry *e)
+{
+	PgQueryParseResult r = pg_query_parse(text);
+	json_t *root = NULL, *stmt, *node;
+	struct walk w = { .e = e };
+	const char *name;
+	int rc = -1;
+
+	if (r.error || !r.parse_tree)
+		goto out;
+	root = json_loads(r.parse_tree, 0, NULL);
+	stmt = json_object_get(json_array_get(json_object_get(root, "stmts"), 0), "stmt");
+	if (!json_is_object(stmt) || json_object_size(stmt) != 1)
+		goto out;
+	name = json_object_iter_key(json_object_iter(stmt));
+	node = json_object_get(stmt, name);
+	e->verb = verb_of(name, node);
+	w.ctes = json_object();
+	collect_ctes(stmt, w.ctes);
+	walk_tree(&w, stmt);
+	if (!strcmp(name, "DropStmt"))
+		drop_objects(&w, node);
+	json_decref(w.ctes);
+	e->without_where = w.without_where;
+	rc = 0;
+out:
+	json_decref(root);
+	pg_query_free_parse_result(r);
+	return rc;
+}
+
+/* ---- entries and the cache ------------------------------------------------- */
+
+static void entry_clear(struct sql_entry *e)
+{
+	free(e->key);
+	free(e->normalized);
+	for (size_t i = 0; i < e->nobjects; i++)
+		free(e->objects[i]);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Full analysis of text into e (e cleared first). Returns 0 or -1 (no memory). */
+static int analyse(const char *text, bool truncated, struct sql_entry *e)
+{
+	PgQueryNormalizeResult nr;
+	PgQueryFingerprintResult fr;
+
+	entry_clear(e);
+	e->verb = "UNKNOWN";
+	if (!truncated && !tree_facts(text, e)) {
+		e->parsed = true;
+		fr = pg_query_fingerprint(text);
+		if (!fr.error && fr.fingerprint_str)
+			snprintf(e->fingerprint, sizeof(e->fingerprint), "%s", fr.fingerprint_str);
+		pg_query_free_fingerprint_result(fr);
+		nr = pg_query_normalize(text);
+		if (!nr.error && nr.normalized_query)
+			e->normalized = scan_rewrite(nr.normalized_query);
+		pg_query_free_normalize_result(nr);
+	}
+	if (!e->normalized)
+		e->normalized = scan_rewrite(text);
+	return e->normalized ? 0 : -1;
+}
+
+static void fill_out(const struct sql_entry *e, struct sql_analysis *out)
+{
+	out->normalized = e->normalized;
+	memcpy(out->fingerprint, e->fingerprint, sizeof(out->fingerprint));
+	out->verb = e->verb;
+	out->nobjects = e->nobjects;
+	for (size_t i = 0; i < e->nobjects; i++)
+		out->objects[i] = e->objects[i];
+	out->parsed = e->parsed;
+	out->without_where = e->without_where;
+}
+
+struct sql_analyzer *sql_analyzer_new(size_t cache_entries)
+{
+	struct sql_analyzer *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->nslots = cache_entries ? cache_entries : SQL_DEFAULT_CACHE;
+	a->slots = calloc(a->nslots, sizeof(*a->slots));
+	a->keybuf = malloc(SQL_MAX_KEY);
+	if (!a->slots || !a->keybuf) {
+		sql_analyzer_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void sql_analyzer_free(struct sql_analyzer *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; a->slots && i < a->nslots; i++)
+		entry_clear(&a->slots[i]);
+	entry_clear(&a->scratch);
+	free(a->slots);
+	free(a->keybuf);
+	free(a);
+}
+
+int sql_analyze(struct sql_analyzer *a, const char *text, size_t len, bool truncated,
+		struct sql_analysis *out)
+{
+	static const char unavailable[] = "<unavailable>";
+	struct sql_entry *e = &a->scratch;
+	size_t klen = 0;
+	char *z;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	/* the parser wants a C string: a NUL inside the text ends it there */
+	len = strnlen(text, len);
+	if (!truncated)
+		klen = shape_key(text, len, a->keybuf);
+	if (klen) {
+		e = &a->slots[hash_bytes(a->keybuf, klen) % a->nslots];
+		if (e->key && e->key_len == klen && !memcmp(e->key, a->keybuf, klen)) {
+			a->hits++;
+			fill_out(e, out);
+			return 0;
+		}
+	}
+	a->misses++;
+	z = strndup(text, len);
+	rc = z ? analyse(z, truncated, e) : -1;
+	free(z);
+	if (rc) {
+		entry_clear(e);
+		out->normalized = unavailable;
+		out->verb = "UNKNOWN";
+		return -1;
+	}
+	if (klen) {
+		e->key = malloc(klen);
+		if (e->key) {
+			memcpy(e->key, a->keybuf, klen);
+			e->key_len = klen;
+		}
+	}
+	fill_out(e, out);
+	return 0;
+}
+
+void sql_analyzer_stats(const struct sql_analyzer *a, uint64_t *hits, uint64_t *misses)
+{
+	*hits = a->hits;
+	*misses = a->misses;
+}
