@@ -451,8 +451,10 @@ static void on_parse(struct pg_conn *c, const uint8_t *body, uint32_t kept, uint
 	}
 	prep_set(c, m.name, t);
 	p = q_push(c, PK_PARSE, ts, pid);
-	if (p)
+	if (p) {
 		p->text = text_get(t);
+		p->name = strdup(m.name);
+	}
 	text_put(c, t);
 }
 
