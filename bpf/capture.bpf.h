@@ -128,17 +128,27 @@ static __always_inline void count_oversize(__u32 size)
 	}
 }
 
-/* Fill ck for chunk i of a send/skb of size bytes; 0 when there is no such chunk. */
+/*
+ * Fill ck for chunk i of a send of size bytes; 0 when there is no such
+ * chunk. A send larger than DBW_MAX_CHUNKS chunks keeps its head and, as the
+ * last chunk, its tail: the end of a send is where the next message starts,
+ * so userspace sees the gap (and can answer the request) at once instead of
+ * when the connection closes.
+ */
 static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u64 base)
 {
 	__u32 start = i * DBW_CHUNK;
 
 	if (start >= size)
 		return 0;
+	ck->flags = 0;
+	if (i == DBW_MAX_CHUNKS - 1 && size > DBW_CHUNK * DBW_MAX_CHUNKS) {
+		start = size - DBW_CHUNK;
+		ck->flags = DBW_DATA_F_TRUNCATED;
+	}
 	ck->start = start;
 	ck->n = size - start > DBW_CHUNK ? DBW_CHUNK : size - start;
 	ck->stream_off = base + start;
-	ck->flags = i == DBW_MAX_CHUNKS - 1 && start + ck->n < size ? DBW_DATA_F_TRUNCATED : 0;
 	return 1;
 }
 

@@ -54,7 +54,7 @@ enum dbw_proto {
 
 /* DATA record flags. */
 enum dbw_data_flags {
-	/* bytes of this send/skb after this chunk were not captured */
+	/* bytes of this send before this chunk (its tail) were not captured */
 	DBW_DATA_F_TRUNCATED = 1 << 0,
 };
 

@@ -243,6 +243,9 @@ static char *scan_rewrite(const char *text)
 	}
 	if (!sr)
 		o = 0;
+	/* "SELECT 1;" and "SELECT 1" are one statement: drop the terminator */
+	while (o && strchr(" \t\r\n\f\v;", out[o - 1]))
+		o--;
 	if (cut < len)
 		o += sprintf(out + o, "%s$%d", o && out[o - 1] != ' ' ? " " : "", next);
 	out[o] = 0;

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+End-to-end fixtures: a real PostgreSQL 15 on a temporary data dir and port
+(loopback only), the real dbwarden agent with its real BPF programs, and
+real clients. Everything started here is stopped here, by PID.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import events
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DBW_BIN = os.environ.get("DBW_BIN", os.path.join(ROOT, ".output", "dbwarden"))
+HELPERS = os.environ.get("DBW_HELPERS", os.path.join(ROOT, ".output", "tests"))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+def free_port():
+    """A TCP port free on both 127.0.0.1 and ::1 right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s6:
+                s6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def as_postgres(cmd, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--"] + cmd, check=True,
+                          capture_output=True, text=True, **kw)
+
+
+class Postgres:
+    """A throwaway PostgreSQL server: trust auth, 127.0.0.1 and ::1 only."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="dbw-pg-")
+        os.chmod(self.dir, 0o755)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.started = False
+
+    def start(self):
+        as_postgres([f"{PG_BIN}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
+                     "--no-sync", "-E", "UTF8", "--locale=C"])
+        conf = {
+            "listen_addresses": "'127.0.0.1,::1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.dir}'",
+            "max_connections": "1200",
+            "shared_buffers": "32MB",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "logging_collector": "off",
+        }
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            for k, v in conf.items():
+                f.write(f"{k} = {v}\n")
+        as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l",
+                     os.path.join(self.dir, "log"), "-w", "-t", "60", "start"])
+        self.started = True
+
+    def wait_for(self, pred, timeout=10.0):
+        """Poll the output (flushed every 10 ms) until pred(events) holds."""
+        deadline = time.time() + timeout
+        while True:
+            evs = events.load(self.out)
+            if pred(evs):
+                return evs
+            if time.time() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.started:
+            subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D",
+                            self.data, "-m", "immediate", "-w", "stop"],
+                           capture_output=True)
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dsn(self, host="127.0.0.1", user="postgres", db="postgres"):
+        return f"host={host} port={self.port} user={user} dbname={db}"
+
+    def psql(self, *args, user="postgres", host="127.0.0.1", run_as=None, check=True,
+             input=None):
+        """Run psql over TCP; returns (CompletedProcess, pid)."""
+        cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", host, "-p", str(self.port),
+               "-U", user, "-d", "postgres"] + list(args)
+        if run_as:
+            cmd = ["runuser", "-u", run_as, "--"] + cmd
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else None,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd="/")
+        out, err = p.communicate(input, timeout=120)
+        res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+        if check and p.returncode != 0:
+            raise AssertionError(f"psql failed ({p.returncode}): {err}")
+        return res, p.pid
+
+
+class Agent:
+    """The real daemon, started as the product runs it; stop() returns its events."""
+
+    def __init__(self, workdir, port, extra=()):
+        self.out = os.path.join(workdir, "events.jsonl")
+        self.errpath = os.path.join(workdir, "agent.stderr")
+        self.errf = open(self.errpath, "w")
+        self.cmd = [DBW_BIN, "run", "--port", f"{port}=postgres",
+                    "--output", f"file:{self.out}"] + list(extra)
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf)
+        self.rc = None
+        self._wait_ready()
+        # what it loaded, to prove after exit that it detached everything
+        self.prog_ids = events.progs_of(self.proc.pid)
+
+    def stderr(self):
+        with open(self.errpath) as f:
+            return f.read()
+
+    def _wait_ready(self):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if "dbwarden: ready:" in self.stderr():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}: {self.stderr()}")
+            time.sleep(0.05)
+        self.proc.kill()
+        raise AssertionError(f"agent not ready after 30s: {self.stderr()}")
+
+    def wait_for(self, pred, timeout=10.0):
+        """Poll the output (flushed every 10 ms) until pred(events) holds."""
+        deadline = time.time() + timeout
+        while True:
+            evs = events.load(self.out)
+            if pred(evs):
+                return evs
+            if time.time() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self):
+        """SIGINT, wait for the drain; returns the parsed events."""
+        if self.rc is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.rc = self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("agent did not exit within 60s of SIGINT")
+            self.errf.close()
+        return events.load(self.out)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self.errf.closed:
+            self.errf.close()
+
+
+@pytest.fixture(scope="session")
+def pg():
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def agent(tmp_path, pg):
+    """A factory: agent(*extra_args) starts the agent watching pg's port."""
+    started = []
+
+    def start(*extra, port=None):
+        a = Agent(str(tmp_path), port or pg.port, extra)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.kill()
+
+
+def helper(name):
+    path = os.path.join(HELPERS, name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"test helper {path} is not built (make test-helpers)")
+    return path
