@@ -120,6 +120,11 @@ static int cmd_run(int argc, char **argv)
 			o.cgroup = optarg;
 			break;
 		case 'o':
+			if (strcmp(optarg, "stdout") && (strncmp(optarg, "file:", 5) || !optarg[5])) {
+				fprintf(stderr,
+					"dbwarden: --output %s: expected stdout or file:PATH\n", optarg);
+				return 2;
+			}
 			o.output = optarg;
 			break;
 		case 'r':
