@@ -161,6 +161,77 @@ struct dbw_rec_conn_close {
 };
 _Static_assert(sizeof(struct dbw_rec_conn_close) == 24 + 16, "conn_close layout");
 
+/*
+ * The kernel's SQL lexer (bpf/sql_lex.bpf.h) reads at most DBW_LEX_MAX
+ * bytes of one Query/Parse text; past that the verdict falls to the
+ * policy's `defaults.unparsed`.
+ */
+#define DBW_LEX_MAX      16384
+#define DBW_LEX_OBJECTS  8
+
+/*
+ * Statement classes the kernel lexer tells apart: bit numbers of the
+ * __u32 verb set in struct dbw_lex_result. Append only.
+ */
+enum dbw_verb {
+	DBW_VERB_OTHER = 0, /* a statement the lexer does not classify */
+	DBW_VERB_SELECT = 1,
+	DBW_VERB_INSERT = 2,
+	DBW_VERB_UPDATE = 3,
+	DBW_VERB_DELETE = 4,
+	DBW_VERB_MERGE = 5,
+	DBW_VERB_TRUNCATE = 6,
+	DBW_VERB_DROP = 7,
+	DBW_VERB_ALTER = 8,
+	DBW_VERB_CREATE = 9,
+	DBW_VERB_GRANT = 10,
+	DBW_VERB_REVOKE = 11,
+	DBW_VERB_COPY = 12,
+	DBW_VERB_BEGIN = 13, /* BEGIN, START TRANSACTION */
+	DBW_VERB_COMMIT = 14, /* COMMIT, END */
+	DBW_VERB_ROLLBACK = 15, /* ROLLBACK, ABORT */
+	DBW_VERB_SET = 16,
+	DBW_VERB_SHOW = 17,
+	DBW_VERB_EXPLAIN = 18,
+	DBW_VERB_CALL = 19,
+	DBW_VERB_DO = 20,
+	DBW_VERB_PREPARE = 21,
+	DBW_VERB_EXECUTE = 22,
+	DBW_VERB_VACUUM = 23,
+	DBW_VERB_ANALYZE = 24,
+	DBW_VERB_LOCK = 25,
+	DBW_VERB_DEALLOCATE = 26,
+	DBW_VERB_REINDEX = 27,
+	DBW_VERB_COMMENT = 28,
+	DBW_VERB_REFRESH = 29,
+	DBW_VERB_VALUES = 30,
+	DBW_VERB__MAX = 31,
+};
+
+enum dbw_lex_flags {
+	DBW_LEX_F_WITHOUT_WHERE = 1 << 0, /* an UPDATE or DELETE (also inside a CTE) lacks WHERE */
+	DBW_LEX_F_INCOMPLETE = 1 << 1,	  /* text or token budget exceeded: classification partial */
+	DBW_LEX_F_UNTERMINATED = 1 << 2,  /* a quote, dollar quote or comment does not end */
+	DBW_LEX_F_OBJECTS_FULL = 1 << 3,  /* more than DBW_LEX_OBJECTS relations named */
+	DBW_LEX_F_DYNAMIC = 1 << 4,	  /* DO / EXECUTE / CALL: SQL built at run time */
+};
+
+/*
+ * What the kernel lexer read from one Query/Parse text: every statement's
+ * verb (a multi-statement Query and data-modifying CTEs add theirs), flags,
+ * and the relations named after FROM/JOIN/INTO/UPDATE/TABLE/TRUNCATE/...
+ * as FNV-1a 64 hashes of the name as PostgreSQL resolves it (folded to
+ * lower case unless double-quoted; "schema.table" hashed with its dot).
+ */
+struct dbw_lex_result {
+	__u32 verbs; /* 1 << enum dbw_verb, for each statement */
+	__u32 flags; /* enum dbw_lex_flags */
+	__u32 nstmts;
+	__u32 nobjects;
+	__u64 objects[DBW_LEX_OBJECTS];
+};
+_Static_assert(sizeof(struct dbw_lex_result) == 16 + 8 * DBW_LEX_OBJECTS, "dbw_lex_result layout");
+
 /* Value of the watched-ports map (key: __u16 server port, host order). */
 struct dbw_port_cfg {
 	__u8 proto; /* enum dbw_proto */
