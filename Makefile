@@ -31,6 +31,8 @@ HDRS := $(wildcard include/*.h userspace/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 TEST_HELPERS := $(patsubst tests/helpers/%.c,$(OUTPUT)/tests/%,$(wildcard tests/helpers/*.c))
+# BPF programs that unit tests run with BPF_PROG_TEST_RUN (the lexer, ...).
+TEST_BPF_OBJS := $(patsubst tests/bpf/%.bpf.c,$(OUTPUT)/tests/%.bpf.o,$(wildcard tests/bpf/*.bpf.c))
 
 ifeq ($(V),1)
 	Q =
@@ -63,10 +65,10 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all test-helpers
 	$(PYTHON) bench/run.py
 
-unit-bins: $(UNIT_BINS)
+unit-bins: $(UNIT_BINS) $(TEST_BPF_OBJS)
 test-helpers: $(TEST_HELPERS)
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(TEST_BPF_OBJS)
 	$(Q)set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 e2e: $(OUTPUT)/dbwarden $(TEST_HELPERS)
@@ -81,6 +83,10 @@ $(OUTPUT)/vmlinux.h: | $(OUTPUT)
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/dbwarden_abi.h $(OUTPUT)/vmlinux.h | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/tests/%.bpf.o: tests/bpf/%.bpf.c $(wildcard bpf/*.bpf.h) include/dbwarden_abi.h $(OUTPUT)/vmlinux.h | $(OUTPUT)/tests
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -102,7 +108,8 @@ $(OUTPUT)/dbwarden: $(OUTPUT)/us/main.o $(OUTPUT)/libdbw.a
 
 $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPUT)/tests
 	$(call msg,TEST,$@)
-	$(Q)$(CC) $(CFLAGS) -Itests/unit $< $(OUTPUT)/libdbw.a $(LIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -DDBW_TEST_BPF_DIR='"$(abspath $(OUTPUT)/tests)"' \
+		$< $(OUTPUT)/libdbw.a $(LIBS) -lcmocka -o $@
 
 # Small real clients and helpers the end-to-end tests drive (libpq, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests

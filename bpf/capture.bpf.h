@@ -25,7 +25,7 @@ struct dbw_chunk {
 	__u64 conn_id;
 	__u64 stream_off;
 	__u32 start; /* offset of the chunk in the send / skb */
-	__u32 n;     /* bytes, 1..DBW_CHUNK */
+	__u32 n; /* bytes, 1..DBW_CHUNK */
 	__u32 pid;
 	__u8 dir;
 	__u8 flags;
@@ -40,47 +40,47 @@ struct dbw_chunk {
  * helper call so that the verifier sees 1 <= len <= CAP whatever clang did
  * to the branch above.
  */
-#define DBW_EMIT_CLASS(CAP, COPY)                                                                  \
-	if (ck->n <= (CAP)) {                                                                      \
-		struct dbw_rec_data *rec;                                                          \
-		__u32 len = ck->n;                                                                 \
-		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + (CAP), 0);                       \
-		if (!rec)                                                                          \
-			goto full;                                                                 \
-		barrier_var(len);                                                                  \
-		if (len > (CAP))                                                                   \
-			len = (CAP);                                                               \
-		if (len < 1) /* the copy helpers refuse zero-sized reads */                        \
-			len = 1;                                                                   \
-		if (COPY) {                                                                        \
-			bpf_ringbuf_discard(rec, 0);                                               \
-			cnt_add(DBW_CNT_LOAD_FAIL, 1);                                             \
-			return -1;                                                                 \
-		}                                                                                  \
-		rec_hdr_init(&rec->hdr, DBW_REC_DATA, sizeof(*rec) + (CAP), ck->conn_id);          \
-		rec->stream_off = ck->stream_off;                                                  \
-		rec->len = len;                                                                    \
-		rec->pid = ck->pid;                                                                \
-		rec->dir = ck->dir;                                                                \
-		rec->flags = ck->flags;                                                            \
-		rec->pad0 = 0;                                                                     \
-		rec->pad1 = 0;                                                                     \
-		bpf_ringbuf_submit(rec, rb_submit_flags());                                                       \
-		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                                  \
-		cnt_add(DBW_CNT_DATA_BYTES, len);                                                  \
-		return 0;                                                                          \
+#define DBW_EMIT_CLASS(CAP, COPY)                                                         \
+	if (ck->n <= (CAP)) {                                                             \
+		struct dbw_rec_data *rec;                                                 \
+		__u32 len = ck->n;                                                        \
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + (CAP), 0);              \
+		if (!rec)                                                                 \
+			goto full;                                                        \
+		barrier_var(len);                                                         \
+		if (len > (CAP))                                                          \
+			len = (CAP);                                                      \
+		if (len < 1) /* the copy helpers refuse zero-sized reads */               \
+			len = 1;                                                          \
+		if (COPY) {                                                               \
+			bpf_ringbuf_discard(rec, 0);                                      \
+			cnt_add(DBW_CNT_LOAD_FAIL, 1);                                    \
+			return -1;                                                        \
+		}                                                                         \
+		rec_hdr_init(&rec->hdr, DBW_REC_DATA, sizeof(*rec) + (CAP), ck->conn_id); \
+		rec->stream_off = ck->stream_off;                                         \
+		rec->len = len;                                                           \
+		rec->pid = ck->pid;                                                       \
+		rec->dir = ck->dir;                                                       \
+		rec->flags = ck->flags;                                                   \
+		rec->pad0 = 0;                                                            \
+		rec->pad1 = 0;                                                            \
+		bpf_ringbuf_submit(rec, rb_submit_flags());                               \
+		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                         \
+		cnt_add(DBW_CNT_DATA_BYTES, len);                                         \
+		return 0;                                                                 \
 	}
 
 /* All size classes, smallest first; a failed reservation is counted as loss. */
-#define DBW_EMIT_ALL(COPY)                                                                         \
-	DBW_EMIT_CLASS(128, COPY)                                                                  \
-	DBW_EMIT_CLASS(512, COPY)                                                                  \
-	DBW_EMIT_CLASS(2048, COPY)                                                                 \
-	DBW_EMIT_CLASS(DBW_CHUNK, COPY)                                                            \
-	return -1;                                                                                 \
-full:                                                                                              \
-	cnt_add(DBW_CNT_RB_FULL_DATA, 1);                                                          \
-	cnt_add(DBW_CNT_RB_LOST_BYTES, ck->n);                                                     \
+#define DBW_EMIT_ALL(COPY)                     \
+	DBW_EMIT_CLASS(128, COPY)              \
+	DBW_EMIT_CLASS(512, COPY)              \
+	DBW_EMIT_CLASS(2048, COPY)             \
+	DBW_EMIT_CLASS(DBW_CHUNK, COPY)        \
+	return -1;                             \
+full:                                          \
+	cnt_add(DBW_CNT_RB_FULL_DATA, 1);      \
+	cnt_add(DBW_CNT_RB_LOST_BYTES, ck->n); \
 	return -1;
 
 /*
@@ -185,10 +185,10 @@ static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_sta
  * recvmmsg, a kernel caller): the caller then records a gap.
  */
 #define DBW_MAX_IOV 4
-#define NR_read 0
-#define NR_readv 19
+#define NR_read	    0
+#define NR_readv    19
 #define NR_recvfrom 45
-#define NR_recvmsg 47
+#define NR_recvmsg  47
 
 static __always_inline int recv_buffers(struct iovec *iov)
 {

@@ -13,8 +13,8 @@
 
 #include "maps.bpf.h"
 
-#define AF_INET	 2
-#define AF_INET6 10
+#define AF_INET	    2
+#define AF_INET6    10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 
@@ -58,6 +58,17 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
 	bpf_get_current_comm(st->who.comm, sizeof(st->who.comm));
 	st->proto = cfg->proto;
 	st->established = 0;
+	st->phase = DBW_PG_STARTUP;
+	st->msg_left = 0;
+	st->rules = cfg->rules;
+}
+
+/* Our state of a sockops socket, or NULL when it is not a watched connection. */
+static __always_inline struct dbw_sk_state *skops_state(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+
+	return sk ? bpf_sk_storage_get(&sk_state, sk, 0, 0) : NULL;
 }
 
 /*
@@ -68,15 +79,11 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
  */
 static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 {
+	struct dbw_sk_state *st = skops_state(skops);
 	struct dbw_rec_conn_open *rec;
 	struct dbw_rx_state rx = {};
-	struct dbw_sk_state *st;
-	struct bpf_sock *sk = skops->sk;
 	__u64 key;
 
-	if (!sk)
-		return;
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st || st->established)
 		return;
 	key = st->conn_id;
@@ -133,15 +140,11 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */
 static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 {
+	struct dbw_sk_state *st = skops_state(skops);
 	struct dbw_rec_conn_close *rec;
 	struct dbw_rx_state *rx;
-	struct dbw_sk_state *st;
-	struct bpf_sock *sk = skops->sk;
 	__u64 key;
 
-	if (!sk)
-		return;
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st || !st->established)
 		return;
 	st->established = 0;
@@ -158,6 +161,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 		bpf_ringbuf_submit(rec, rb_submit_flags());
 	}
 	bpf_map_delete_elem(&rx_state, &key);
+	bpf_map_delete_elem(&conn_rules, &key);
 }
 
 #endif /* DBW_CONN_BPF_H */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * dbwarden kernel programs. Thin entry points; the logic lives in
- * conn.bpf.h (connection tracking) and capture.bpf.h (byte capture).
+ * conn.bpf.h (connection tracking), capture.bpf.h (byte capture) and
+ * guard.bpf.h (policy enforcement, over the lexer in lexer.bpf.h).
  *
  * One object for all hooks because they share the socket state, the
  * sockhash and the ring buffer; later hook families (TLS uprobes) can reuse
@@ -14,6 +15,7 @@
 #include "maps.bpf.h"
 #include "conn.bpf.h"
 #include "capture.bpf.h"
+#include "guard.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -46,12 +48,18 @@ int dbw_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* Client -> server bytes of every socket in `socks`. */
+/*
+ * Client -> server bytes of every socket in `socks`: the guard decides,
+ * the capture copies the bytes as the client sent them, then the guard
+ * rewrites what it blocks.
+ */
 SEC("sk_msg")
 int dbw_msg(struct sk_msg_md *msg)
 {
+	struct guard_plan *plan;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk = msg->sk;
+	int cork;
 
 	cnt_add(DBW_CNT_MSG_CALLS, 1);
 	if (!sk)
@@ -59,7 +67,12 @@ int dbw_msg(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st)
 		goto nostate;
+	plan = guard_plan(msg, st, &cork);
+	if (cork)
+		return SK_PASS; /* held by the kernel; this program runs again on all of it */
 	capture_msg(msg, st);
+	if (plan)
+		return guard_apply(msg, st, plan);
 	return SK_PASS;
 nostate:
 	cnt_add(DBW_CNT_NO_STATE, 1);

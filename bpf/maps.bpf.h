@@ -52,6 +52,19 @@ struct {
 	__type(value, struct dbw_port_cfg);
 } ports SEC(".maps");
 
+/*
+ * The rules of each connection, computed by userspace from everything it
+ * knows (target, database, db_user, the actor's identity), keyed by conn id.
+ * Until it is there the port's rule set applies (dbw_sk_state.rules):
+ * stricter, never looser. Used by guard.bpf.h, cleared at close.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} conn_rules SEC(".maps");
+
 /* All records to userspace; size set by the loader before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

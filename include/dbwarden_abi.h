@@ -33,9 +33,10 @@
 
 /* Ring buffer record types. Append only. */
 enum dbw_rec_type {
-	DBW_REC_CONN_OPEN = 1,	/* a watched TCP connection is established */
-	DBW_REC_DATA = 2,	/* bytes of one direction of a connection */
+	DBW_REC_CONN_OPEN = 1, /* a watched TCP connection is established */
+	DBW_REC_DATA = 2, /* bytes of one direction of a connection */
 	DBW_REC_CONN_CLOSE = 3, /* the connection reached TCP_CLOSE */
+	DBW_REC_VERDICT = 4, /* the guard did not simply allow a statement */
 };
 
 /* Direction of a DATA record, seen from the client. */
@@ -64,25 +65,32 @@ enum dbw_data_flags {
  * the CPUs, logs changes and turns losses into `loss` events. Append only.
  */
 enum dbw_counter {
-	DBW_CNT_CONN_WATCHED = 0,     /* connect() to a watched port seen */
-	DBW_CNT_CONN_OPEN = 1,	      /* established and inserted into the sockhash */
-	DBW_CNT_CONN_CLOSE = 2,	      /* close seen for a watched connection */
-	DBW_CNT_STORAGE_FAIL = 3,     /* bpf_sk_storage_get(F_CREATE) failed: not watched */
-	DBW_CNT_SOCKHASH_FAIL = 4,    /* bpf_sock_hash_update failed: not watched */
-	DBW_CNT_RB_FULL_OPEN = 5,     /* CONN_OPEN record lost: ring buffer full */
-	DBW_CNT_RB_FULL_DATA = 6,     /* DATA record lost: ring buffer full */
-	DBW_CNT_RB_FULL_CLOSE = 7,    /* CONN_CLOSE record lost: ring buffer full */
-	DBW_CNT_RB_LOST_BYTES = 8,    /* payload bytes in DATA records lost that way */
-	DBW_CNT_PULL_FAIL = 9,	      /* bpf_msg_pull_data failed (bytes skipped, counted) */
-	DBW_CNT_LOAD_FAIL = 10,	      /* copying the bytes (probe_read) failed */
-	DBW_CNT_TRUNC_SENDS = 11,     /* sends/receives larger than DBW_CHUNK * DBW_MAX_CHUNKS */
-	DBW_CNT_TRUNC_BYTES = 12,     /* bytes not copied because of that */
-	DBW_CNT_MSG_CALLS = 13,	      /* sk_msg verdict runs */
-	DBW_CNT_RECV_CALLS = 14,      /* receives on watched sockets */
-	DBW_CNT_NO_STATE = 15,	      /* sk_msg on a socket without our state */
-	DBW_CNT_DATA_RECORDS = 16,    /* DATA records submitted */
-	DBW_CNT_DATA_BYTES = 17,      /* payload bytes submitted */
-	DBW_CNT_RECV_NO_BUF = 18,     /* receive not through read/recvfrom/readv/recvmsg: gap */
+	DBW_CNT_CONN_WATCHED = 0, /* connect() to a watched port seen */
+	DBW_CNT_CONN_OPEN = 1, /* established and inserted into the sockhash */
+	DBW_CNT_CONN_CLOSE = 2, /* close seen for a watched connection */
+	DBW_CNT_STORAGE_FAIL = 3, /* bpf_sk_storage_get(F_CREATE) failed: not watched */
+	DBW_CNT_SOCKHASH_FAIL = 4, /* bpf_sock_hash_update failed: not watched */
+	DBW_CNT_RB_FULL_OPEN = 5, /* CONN_OPEN record lost: ring buffer full */
+	DBW_CNT_RB_FULL_DATA = 6, /* DATA record lost: ring buffer full */
+	DBW_CNT_RB_FULL_CLOSE = 7, /* CONN_CLOSE record lost: ring buffer full */
+	DBW_CNT_RB_LOST_BYTES = 8, /* payload bytes in DATA records lost that way */
+	DBW_CNT_PULL_FAIL = 9, /* bpf_msg_pull_data failed (bytes skipped, counted) */
+	DBW_CNT_LOAD_FAIL = 10, /* copying the bytes (probe_read) failed */
+	DBW_CNT_TRUNC_SENDS = 11, /* sends/receives larger than DBW_CHUNK * DBW_MAX_CHUNKS */
+	DBW_CNT_TRUNC_BYTES = 12, /* bytes not copied because of that */
+	DBW_CNT_MSG_CALLS = 13, /* sk_msg verdict runs */
+	DBW_CNT_RECV_CALLS = 14, /* receives on watched sockets */
+	DBW_CNT_NO_STATE = 15, /* sk_msg on a socket without our state */
+	DBW_CNT_DATA_RECORDS = 16, /* DATA records submitted */
+	DBW_CNT_DATA_BYTES = 17, /* payload bytes submitted */
+	DBW_CNT_RECV_NO_BUF = 18, /* receive not through read/recvfrom/readv/recvmsg: gap */
+	DBW_CNT_GUARD_CHECKED = 19, /* Query/Parse messages the guard classified */
+	DBW_CNT_GUARD_BLOCKED = 20, /* ... rewritten into the rule's error (block, approval) */
+	DBW_CNT_GUARD_UNPARSED = 21, /* ... the lexer could not read fully: defaults.unparsed */
+	DBW_CNT_GUARD_CORKED = 22, /* a Query/Parse spanning sends, held until complete */
+	DBW_CNT_GUARD_EARLY = 23, /* checked before userspace set the connection's rules */
+	DBW_CNT_GUARD_LOST = 24, /* framing lost (split header, too many messages) */
+	DBW_CNT_GUARD_FAILED = 25, /* a rewrite failed: the send was dropped, conn reset */
 	DBW_CNT__MAX = 32,
 };
 
@@ -124,7 +132,7 @@ struct dbw_rec_conn_open {
 	struct dbw_rec_hdr hdr;
 	struct dbw_identity who;
 	__u16 family; /* AF_INET or AF_INET6 */
-	__u8 proto;   /* enum dbw_proto */
+	__u8 proto; /* enum dbw_proto */
 	__u8 pad0;
 	__u16 client_port; /* host byte order */
 	__u16 server_port; /* host byte order */
@@ -147,7 +155,7 @@ struct dbw_rec_data {
 	__u64 stream_off;
 	__u32 len;
 	__u32 pid; /* sender's tgid for TO_SERVER, 0 for TO_CLIENT */
-	__u8 dir;  /* enum dbw_dir */
+	__u8 dir; /* enum dbw_dir */
 	__u8 flags; /* enum dbw_data_flags */
 	__u16 pad0;
 	__u32 pad1;
@@ -166,8 +174,8 @@ _Static_assert(sizeof(struct dbw_rec_conn_close) == 24 + 16, "conn_close layout"
  * bytes of one Query/Parse text; past that the verdict falls to the
  * policy's `defaults.unparsed`.
  */
-#define DBW_LEX_MAX      16384
-#define DBW_LEX_OBJECTS  8
+#define DBW_LEX_MAX	16384
+#define DBW_LEX_OBJECTS 8
 
 /*
  * Statement classes the kernel lexer tells apart: bit numbers of the
@@ -210,11 +218,28 @@ enum dbw_verb {
 
 enum dbw_lex_flags {
 	DBW_LEX_F_WITHOUT_WHERE = 1 << 0, /* an UPDATE or DELETE (also inside a CTE) lacks WHERE */
-	DBW_LEX_F_INCOMPLETE = 1 << 1,	  /* text or token budget exceeded: classification partial */
-	DBW_LEX_F_UNTERMINATED = 1 << 2,  /* a quote, dollar quote or comment does not end */
-	DBW_LEX_F_OBJECTS_FULL = 1 << 3,  /* more than DBW_LEX_OBJECTS relations named */
-	DBW_LEX_F_DYNAMIC = 1 << 4,	  /* DO / EXECUTE / CALL: SQL built at run time */
+	DBW_LEX_F_INCOMPLETE = 1 << 1, /* text or token budget exceeded: classification partial */
+	DBW_LEX_F_UNTERMINATED = 1 << 2, /* a quote, dollar quote or comment does not end */
+	DBW_LEX_F_OBJECTS_FULL = 1 << 3, /* more than DBW_LEX_OBJECTS relations named */
+	DBW_LEX_F_DYNAMIC = 1 << 4, /* DO / EXECUTE / CALL: SQL built at run time */
 };
+
+/*
+ * Relation names cross the boundary as FNV-1a 64 hashes of the name as
+ * PostgreSQL resolves it: unquoted parts folded to lower case, quoted ones
+ * as written, "schema.table" with its dot. Both sides hash with this.
+ */
+#define DBW_FNV_OFFSET 0xcbf29ce484222325ULL
+#define DBW_FNV_PRIME  0x100000001b3ULL
+
+static inline __u64 dbw_name_hash(const char *s, unsigned long n)
+{
+	__u64 h = DBW_FNV_OFFSET;
+
+	for (unsigned long i = 0; i < n; i++)
+		h = (h ^ (__u8)s[i]) * DBW_FNV_PRIME;
+	return h;
+}
 
 /*
  * What the kernel lexer read from one Query/Parse text: every statement's
@@ -235,9 +260,19 @@ _Static_assert(sizeof(struct dbw_lex_result) == 16 + 8 * DBW_LEX_OBJECTS, "dbw_l
 /* Value of the watched-ports map (key: __u16 server port, host order). */
 struct dbw_port_cfg {
 	__u8 proto; /* enum dbw_proto */
-	__u8 pad[3];
+	__u8 pad[7];
+	/* guard rules that may apply to a connection to this port, until
+	 * userspace has computed the connection's own set (dbw_sk_state.rules) */
+	__u64 rules;
 };
-_Static_assert(sizeof(struct dbw_port_cfg) == 4, "dbw_port_cfg layout");
+_Static_assert(sizeof(struct dbw_port_cfg) == 16, "dbw_port_cfg layout");
+
+/* Where the guard is in a connection's client -> server message stream. */
+enum dbw_pg_phase {
+	DBW_PG_STARTUP = 0, /* startup-phase messages (no type byte) */
+	DBW_PG_NORMAL = 1, /* typed messages */
+	DBW_PG_OFF = 2, /* encrypted, or framing lost: the guard cannot read it */
+};
 
 /* Per-socket state kept in sk_storage from connect() to close. */
 struct dbw_sk_state {
@@ -246,8 +281,73 @@ struct dbw_sk_state {
 	struct dbw_identity who;
 	__u8 proto;
 	__u8 established;
+	__u8 phase; /* enum dbw_pg_phase */
+	__u8 pad[1];
+	__u32 msg_left; /* bytes of the current client message still to come */
+	__u64 rules; /* guard rules the port allows (before conn_rules is set) */
+};
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8, "dbw_sk_state layout");
+
+/*
+ * Guard: in-kernel enforcement. Userspace compiles the policy's
+ * kernel-enforceable rules (at most DBW_GUARD_RULES, in file order) into an
+ * array of dbw_guard_rule and, per rule, the statement that replaces a
+ * blocked one: the server itself then raises the error (SQLSTATE 42501,
+ * the rule's message), so transaction and pipeline semantics stay the
+ * server's. Every replacement is exactly DBW_GUARD_TEXT bytes (space
+ * padded, NUL last) so the kernel copies a constant size.
+ */
+#define DBW_GUARD_RULES	   64
+#define DBW_GUARD_TEXT	   384
+#define DBW_GUARD_UNPARSED DBW_GUARD_RULES /* text slot of the defaults.unparsed block */
+#define DBW_GUARD_NO_RULE  0xff
+
+enum dbw_action {
+	DBW_ACT_ALLOW = 0,
+	DBW_ACT_ALERT = 1,
+	DBW_ACT_APPROVAL = 2, /* require_approval: blocked until approved */
+	DBW_ACT_BLOCK = 3,
+};
+
+struct dbw_guard_rule {
+	__u32 verbs; /* 1 << enum dbw_verb; 0: any verb */
+	__u8 action; /* enum dbw_action */
+	__u8 without_where; /* 1: only statements flagged DBW_LEX_F_WITHOUT_WHERE */
+	__u8 nobjects; /* 0: any; else one of objects[] must be named */
+	__u8 pad;
+	__u64 objects[DBW_LEX_OBJECTS]; /* name hashes, as struct dbw_lex_result */
+};
+_Static_assert(sizeof(struct dbw_guard_rule) == 8 + 8 * DBW_LEX_OBJECTS, "guard_rule layout");
+
+struct dbw_guard_text {
+	__u8 text[DBW_GUARD_TEXT];
+};
+
+struct dbw_guard_cfg {
+	__u8 enabled; /* a policy with kernel rules is loaded */
+	__u8 unparsed_block; /* defaults.unparsed == block (for conns with rules) */
 	__u8 pad[6];
 };
-_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8, "dbw_sk_state layout");
+_Static_assert(sizeof(struct dbw_guard_cfg) == 8, "guard_cfg layout");
+
+enum dbw_verdict_flags {
+	DBW_VERDICT_F_UNPARSED = 1 << 0, /* the lexer could not read the statement fully */
+	DBW_VERDICT_F_EARLY = 1 << 1, /* the connection's own rules were not set yet */
+	DBW_VERDICT_F_FAILED = 1 << 2, /* the rewrite failed: send dropped, reset it */
+};
+
+/* The guard's decision about one Query/Parse message, when not a plain allow. */
+struct dbw_rec_verdict {
+	struct dbw_rec_hdr hdr;
+	__u64 stream_off; /* client -> server offset of the message's type byte */
+	__u32 verbs; /* what the lexer read */
+	__u32 lex_flags;
+	__u8 action; /* enum dbw_action */
+	__u8 rule; /* rule index, DBW_GUARD_NO_RULE for the defaults */
+	__u8 msg_type; /* 'Q' or 'P' */
+	__u8 flags; /* enum dbw_verdict_flags */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8, "verdict layout");
 
 #endif /* DBWARDEN_ABI_H */

@@ -20,8 +20,8 @@
 #include "analyze.h"
 
 #define SQL_DEFAULT_CACHE 4096
-#define SQL_MAX_KEY 8192  /* longer statements are analysed every time */
-#define SHAPE_MARK '\x01' /* stands for a constant in a shape key */
+#define SQL_MAX_KEY	  8192 /* longer statements are analysed every time */
+#define SHAPE_MARK	  '\x01' /* stands for a constant in a shape key */
 
 struct sql_entry {
 	char *key; /* NULL: empty slot */
@@ -74,8 +74,8 @@ static size_t shape_key(const char *s, size_t len, char *out)
 		unsigned char c = s[i];
 		bool prev_ident = i > 0 && ident_char((unsigned char)s[i - 1]);
 
-		if (c == '\'' || ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\'' &&
-				  !prev_ident)) {
+		if (c == '\'' ||
+		    ((c == 'E' || c == 'e') && i + 1 < len && s[i + 1] == '\'' && !prev_ident)) {
 			bool esc = c != '\'';
 			size_t j = i + (esc ? 2 : 1);
 
@@ -100,8 +100,8 @@ static size_t shape_key(const char *s, size_t len, char *out)
 				i++;
 			if (i + 1 < len && (s[i] == 'e' || s[i] == 'E') &&
 			    ((s[i + 1] >= '0' && s[i + 1] <= '9') ||
-			     ((s[i + 1] == '+' || s[i + 1] == '-') && i + 2 < len && s[i + 2] >= '0' &&
-			      s[i + 2] <= '9'))) {
+			     ((s[i + 1] == '+' || s[i + 1] == '-') && i + 2 < len &&
+			      s[i + 2] >= '0' && s[i + 2] <= '9'))) {
 				i += 2;
 				while (i < len && s[i] >= '0' && s[i] <= '9')
 					i++;
@@ -381,10 +381,10 @@ static void collect_ctes(json_t *n, json_t *ctes)
 	size_t i;
 
 	if (json_is_array(n)) {
-		json_array_foreach(n, i, v)
-			collect_ctes(v, ctes);
+		json_array_foreach(n, i, v) collect_ctes(v, ctes);
 	} else if (json_is_object(n)) {
-		json_object_foreach(n, k, v) {
+		json_object_foreach(n, k, v)
+		{
 			if (!strcmp(k, "CommonTableExpr")) {
 				const char *name = json_string_value(json_object_get(v, "ctename"));
 
@@ -403,8 +403,7 @@ static void walk_tree(struct walk *w, json_t *n)
 	size_t i;
 
 	if (json_is_array(n)) {
-		json_array_foreach(n, i, v)
-			walk_tree(w, v);
+		json_array_foreach(n, i, v) walk_tree(w, v);
 		return;
 	}
 	if (!json_is_object(n))
@@ -417,9 +416,10 @@ static void walk_tree(struct walk *w, json_t *n)
 	if (json_is_string(json_object_get(n, "relname")))
 		add_object(w, json_string_value(json_object_get(n, "schemaname")),
 			   json_string_value(json_object_get(n, "relname")));
-	json_object_foreach(n, k, v) {
+	json_object_foreach(n, k, v)
+	{
 		if ((!strcmp(k, "UpdateStmt") || !strcmp(k, "DeleteStmt")) &&
-			   !json_object_get(v, "whereClause")) {
+		    !json_object_get(v, "whereClause")) {
 			w->without_where = true;
 		}
 		walk_tree(w, v);
@@ -433,7 +433,8 @@ static void add_qualified(struct walk *w, json_t *list)
 	size_t i, o = 0;
 	json_t *it;
 
-	json_array_foreach(json_object_get(json_object_get(list, "List"), "items"), i, it) {
+	json_array_foreach(json_object_get(json_object_get(list, "List"), "items"), i, it)
+	{
 		json_t *str = json_object_get(it, "String");
 		const char *v = json_string_value(json_object_get(str, "sval"));
 
@@ -459,9 +460,9 @@ static void add_qualified(struct walk *w, json_t *list)
 /* DROP TABLE/VIEW/INDEX/SEQUENCE name the relations as name lists, not RangeVars. */
 static void drop_objects(struct walk *w, json_t *drop)
 {
-	static const char *const rel_types[] = { "OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_INDEX",
-						 "OBJECT_SEQUENCE", "OBJECT_MATVIEW",
-						 "OBJECT_FOREIGN_TABLE" };
+	static const char *const rel_types[] = { "OBJECT_TABLE",   "OBJECT_VIEW",
+						 "OBJECT_INDEX",   "OBJECT_SEQUENCE",
+						 "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE" };
 	const char *type = json_string_value(json_object_get(drop, "removeType"));
 	json_t *it;
 	size_t i;
@@ -471,8 +472,7 @@ static void drop_objects(struct walk *w, json_t *drop)
 			break;
 	if (!type || i == sizeof(rel_types) / sizeof(rel_types[0]))
 		return;
-	json_array_foreach(json_object_get(drop, "objects"), i, it)
-		add_qualified(w, it);
+	json_array_foreach(json_object_get(drop, "objects"), i, it) add_qualified(w, it);
 }
 
 /* Verb, objects and flags of the first statement of text. 0, or -1 if it does not parse. */
@@ -518,6 +518,36 @@ static void entry_clear(struct sql_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+/*
+ * The verb of a statement the parser did not accept (truncated, or not
+ * valid SQL): its first word, when that is a statement keyword. Read off
+ * the normalized text, where comments are already gone, so that a comment
+ * cannot hide the verb. Returns a static string or "UNKNOWN".
+ */
+static const char *first_word_verb(const char *norm)
+{
+	static const char *const verbs[] = {
+		"SELECT",   "INSERT",  "UPDATE",  "DELETE",  "MERGE",  "TRUNCATE", "DROP",
+		"ALTER",    "CREATE",  "GRANT",	  "REVOKE",  "COPY",   "BEGIN",	   "COMMIT",
+		"ROLLBACK", "SET",     "SHOW",	  "EXPLAIN", "CALL",   "DO",	   "PREPARE",
+		"EXECUTE",  "VACUUM",  "ANALYZE", "LOCK",    "VALUES", "WITH",	   "REINDEX",
+		"COMMENT",  "REFRESH", "CLUSTER", "DISCARD", "LISTEN", "NOTIFY",   "DEALLOCATE",
+	};
+	char word[16];
+	size_t n = 0;
+
+	while (*norm && strchr(" \t\r\n\f\v(", *norm))
+		norm++;
+	while (n < sizeof(word) - 1 &&
+	       ((*norm >= 'a' && *norm <= 'z') || (*norm >= 'A' && *norm <= 'Z')))
+		word[n++] = *norm++ & ~0x20;
+	word[n] = 0;
+	for (size_t i = 0; n && i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(word, verbs[i]))
+			return verbs[i];
+	return "UNKNOWN";
+}
+
 /* Full analysis of text into e (e cleared first). Returns 0 or -1 (no memory). */
 static int analyse(const char *text, bool truncated, struct sql_entry *e)
 {
@@ -539,6 +569,8 @@ static int analyse(const char *text, bool truncated, struct sql_entry *e)
 	}
 	if (!e->normalized)
 		e->normalized = scan_rewrite(text);
+	if (e->normalized && !e->parsed)
+		e->verb = first_word_verb(e->normalized);
 	return e->normalized ? 0 : -1;
 }
 

@@ -19,11 +19,11 @@
 
 struct sql_analysis {
 	const char *normalized; /* NUL-terminated, never NULL, never contains a literal */
-	char fingerprint[17];	/* 16 lowercase hex digits; "" when it cannot be computed */
-	const char *verb;	/* "SELECT", "INSERT", "DROP", ... ; "UNKNOWN" if unparsed */
+	char fingerprint[17]; /* 16 lowercase hex digits; "" when it cannot be computed */
+	const char *verb; /* "SELECT", "INSERT", "DROP", ... ; "UNKNOWN" if unparsed */
 	const char *objects[SQL_MAX_OBJECTS]; /* relations as written (schema.table), deduped */
 	size_t nobjects;
-	bool parsed;	    /* the full parser accepted the text */
+	bool parsed; /* the full parser accepted the text */
 	bool without_where; /* an UPDATE or DELETE without a WHERE clause */
 };
 

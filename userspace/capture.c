@@ -23,6 +23,8 @@ struct capture {
 	int msg_attached;
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
+	struct capture_port ports[CAPTURE_MAX_PORTS];
+	int nports;
 };
 
 static const char *const counter_names[DBW_CNT__MAX] = {
@@ -45,6 +47,13 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_DATA_RECORDS] = "data_records",
 	[DBW_CNT_DATA_BYTES] = "data_bytes",
 	[DBW_CNT_RECV_NO_BUF] = "recv_no_buffer",
+	[DBW_CNT_GUARD_CHECKED] = "guard_checked",
+	[DBW_CNT_GUARD_BLOCKED] = "guard_blocked",
+	[DBW_CNT_GUARD_UNPARSED] = "guard_unparsed",
+	[DBW_CNT_GUARD_CORKED] = "guard_corked",
+	[DBW_CNT_GUARD_EARLY] = "guard_early",
+	[DBW_CNT_GUARD_LOST] = "guard_lost",
+	[DBW_CNT_GUARD_FAILED] = "guard_failed",
 };
 
 const char *capture_counter_name(int idx)
@@ -94,18 +103,22 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 
 	e = dbwarden_bpf__load(skel);
 	if (e) {
-		snprintf(err, errlen, "cannot load BPF programs: %s (LIBBPF_DEBUG=1 shows the verifier log)",
+		snprintf(err, errlen,
+			 "cannot load BPF programs: %s (LIBBPF_DEBUG=1 shows the verifier log)",
 			 strerror(-e));
 		goto fail;
 	}
 
 	ports_fd = bpf_map__fd(skel->maps.ports);
+	memcpy(c->ports, o->ports, sizeof(c->ports));
+	c->nports = o->nports;
 	for (int i = 0; i < o->nports; i++) {
 		struct dbw_port_cfg cfg = { .proto = o->ports[i].proto };
 		__u16 port = o->ports[i].port;
 
 		if (bpf_map_update_elem(ports_fd, &port, &cfg, BPF_ANY)) {
-			snprintf(err, errlen, "cannot configure port %u: %s", port, strerror(errno));
+			snprintf(err, errlen, "cannot configure port %u: %s", port,
+				 strerror(errno));
 			goto fail;
 		}
 	}
@@ -185,6 +198,53 @@ int capture_counters(struct capture *c, uint64_t *out)
 	}
 	free(vals);
 	return 0;
+}
+
+int capture_guard_load(struct capture *c, const struct capture_guard *g)
+{
+	struct dbwarden_bpf *skel = c->skel;
+	int rules_fd = bpf_map__fd(skel->maps.guard_rules);
+	int text_fd = bpf_map__fd(skel->maps.guard_text);
+	int ports_fd = bpf_map__fd(skel->maps.ports);
+	__u32 zero = 0;
+
+	if (g->nrules > DBW_GUARD_RULES)
+		return -E2BIG;
+	/* rules and texts before the switch: a send sees old or new, whole */
+	for (__u32 i = 0; i < DBW_GUARD_RULES; i++) {
+		struct dbw_guard_rule none = {};
+
+		if (bpf_map_update_elem(rules_fd, &i, i < g->nrules ? &g->rules[i] : &none,
+					BPF_ANY))
+			return -errno;
+	}
+	for (__u32 i = 0; i <= DBW_GUARD_RULES; i++) {
+		const struct dbw_guard_text *t = i == DBW_GUARD_UNPARSED ? &g->unparsed_text :
+						 i < g->nrules		 ? &g->texts[i] :
+									   &g->unparsed_text;
+
+		if (bpf_map_update_elem(text_fd, &i, t, BPF_ANY))
+			return -errno;
+	}
+	for (int i = 0; i < c->nports; i++) {
+		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto,
+					    .rules = g->port_rules ? g->port_rules[i] : 0 };
+
+		if (bpf_map_update_elem(ports_fd, &c->ports[i].port, &cfg, BPF_ANY))
+			return -errno;
+	}
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.guard_cfg), &zero, &g->cfg, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
+{
+	__u64 key = conn_id, val = rules;
+
+	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.conn_rules), &key, &val, BPF_ANY) ?
+		       -errno :
+		       0;
 }
 
 void capture_stop_new(struct capture *c)

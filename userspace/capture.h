@@ -47,6 +47,26 @@ void capture_stop_new(struct capture *c);
 /* Detach everything, deliver what is left in the ring buffer, free. */
 void capture_close(struct capture *c);
 
+/*
+ * The guard's compiled policy (see struct dbw_guard_rule in the ABI):
+ * rules[i] and texts[i] for i < nrules, the unparsed block's text, and per
+ * watched port (capture_opts order) the rules a new connection starts with.
+ */
+struct capture_guard {
+	struct dbw_guard_cfg cfg;
+	const struct dbw_guard_rule *rules;
+	const struct dbw_guard_text *texts;
+	unsigned nrules;
+	struct dbw_guard_text unparsed_text;
+	const uint64_t *port_rules; /* NULL: none */
+};
+
+/* Install a compiled policy (also a reload). Returns 0 or -errno. */
+int capture_guard_load(struct capture *c, const struct capture_guard *g);
+
+/* The rules of one connection, as userspace computed them. 0 or -errno. */
+int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules);
+
 /* Names of the counters, for logs and `status`. */
 const char *capture_counter_name(int idx);
 

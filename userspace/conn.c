@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* Connection table and the glue from records to audit events. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,12 +15,16 @@
 #include "event.h"
 #include "identity.h"
 #include "pg_conn.h"
+#include "sockdiag.h"
 #include "stmt.h"
+
+/* Kernel verdicts kept per connection until their statement is reported. */
+#define CONN_VERDICTS 8
 
 struct conn {
 	uint64_t id;
-	struct conn *hnext;	       /* hash chain */
-	struct conn *lprev, *lnext;    /* activity list, most recent first */
+	struct conn *hnext; /* hash chain */
+	struct conn *lprev, *lnext; /* activity list, most recent first */
 	struct conn_table *t;
 	struct dbw_identity who;
 	uint8_t proto;
@@ -28,9 +33,13 @@ struct conn {
 	bool partial; /* CONN_OPEN was lost: no tuple, identity from the sender */
 	char client[64], server[64];
 	char db_user[64], database[64], app[64];
+	char exe[256], cgroup[256];
+	struct sockdiag_tuple tuple; /* for a reset; family 0 when unknown */
+	struct conn_verdict verdicts[CONN_VERDICTS];
+	unsigned nverdicts;
 	uint64_t expect[2]; /* next stream offset per direction */
 	uint64_t statements;
-	json_t *j_conn;	 /* cached "connection" object */
+	json_t *j_conn; /* cached "connection" object */
 	json_t *j_actor; /* cached "actor" object */
 	struct pg_conn *pg;
 };
@@ -44,6 +53,7 @@ struct conn_table {
 	size_t max_conns;
 	struct conn *lru_head, *lru_tail;
 	struct conn_stats st;
+	struct conn_guard_ops guard;
 };
 
 static const char *proto_name(uint8_t p)
@@ -144,17 +154,46 @@ static void conn_rebuild_json(struct conn *c)
 static void conn_build_actor(struct conn *c)
 {
 	struct identity *id = c->t->id;
-	char exe[PATH_MAX];
+	const char *cg = identity_cgroup(id, c->who.cgroup_id);
 
-	identity_exe(c->who.pid, exe, sizeof(exe));
-	c->j_actor = json_pack("{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:n, s:n}", "pid",
-			       (json_int_t)c->who.pid, "tid", (json_int_t)c->who.tid, "uid",
-			       (json_int_t)c->who.uid, "gid", (json_int_t)c->who.gid, "user",
-			       json_str_or_null(identity_user(id, c->who.uid)), "comm",
-			       json_str_safe(c->who.comm, strnlen(c->who.comm, sizeof(c->who.comm))),
-			       "exe", json_str_or_null(exe), "cgroup",
-			       json_str_or_null(identity_cgroup(id, c->who.cgroup_id)),
-			       "container_id", "pod");
+	identity_exe(c->who.pid, c->exe, sizeof(c->exe));
+	snprintf(c->cgroup, sizeof(c->cgroup), "%s", cg ? cg : "");
+	json_decref(c->j_actor);
+	c->j_actor = json_pack(
+		"{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:n, s:n}", "pid", (json_int_t)c->who.pid,
+		"tid", (json_int_t)c->who.tid, "uid", (json_int_t)c->who.uid, "gid",
+		(json_int_t)c->who.gid, "user", json_str_or_null(identity_user(id, c->who.uid)),
+		"comm", json_str_safe(c->who.comm, strnlen(c->who.comm, sizeof(c->who.comm))),
+		"exe", json_str_or_null(c->exe), "cgroup", json_str_or_null(c->cgroup),
+		"container_id", "pod");
+}
+
+/* The policy side's view of c, valid until c changes. */
+static void conn_info_of(const struct conn *c, struct conn_info *ci)
+{
+	const char *user = identity_user(c->t->id, c->who.uid);
+
+	ci->id = c->id;
+	ci->who = &c->who;
+	ci->user = user ? user : "";
+	ci->exe = c->exe;
+	ci->cgroup = c->cgroup;
+	ci->client = c->client;
+	ci->server = c->server;
+	ci->server_port = c->tuple.server_port;
+	ci->db_user = c->db_user;
+	ci->database = c->database;
+	ci->application_name = c->app;
+}
+
+static void guard_changed(struct conn *c)
+{
+	struct conn_info ci;
+
+	if (!c->t->guard.conn_changed)
+		return;
+	conn_info_of(c, &ci);
+	c->t->guard.conn_changed(c->t->guard.ctx, &ci);
 }
 
 /* Start an event about c: envelope + connection + actor. */
@@ -174,7 +213,8 @@ static void alert(struct conn_table *t, struct conn *c, const char *kind, const 
 	json_t *ev = c ? conn_event(c, "alert", 0) : event_new(t->em, "alert", 0);
 
 	if (ev)
-		json_object_set_new(ev, "alert", json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+		json_object_set_new(ev, "alert",
+				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
 	event_emit(t->em, ev);
 }
 
@@ -191,6 +231,59 @@ static const char *status_name(enum dbw_stmt_status s)
 		break;
 	}
 	return "unknown";
+}
+
+/*
+ * The kernel's verdict on the message at stream offset off, if it gave
+ * one. Verdicts of earlier messages are dropped: statements are reported
+ * in stream order.
+ */
+static const struct conn_verdict *verdict_for(struct conn *c, uint64_t off)
+{
+	unsigned i = 0, keep = 0;
+	const struct conn_verdict *hit = NULL;
+
+	for (; i < c->nverdicts; i++) {
+		if (c->verdicts[i].stream_off < off)
+			continue;
+		c->verdicts[keep++] = c->verdicts[i];
+	}
+	c->nverdicts = keep;
+	for (i = 0; i < c->nverdicts; i++)
+		if (c->verdicts[i].stream_off == off)
+			hit = &c->verdicts[i];
+	return hit;
+}
+
+static void conn_reset(struct conn *c, const char *why)
+{
+	char detail[160];
+	int e = c->tuple.family ? sockdiag_destroy(&c->tuple) : -ENOENT;
+
+	snprintf(detail, sizeof(detail), "%s; reset %s", why, e ? strerror(-e) : "done");
+	c->t->st.resets++;
+	alert(c->t, c, "connection_reset", detail);
+}
+
+/* The statement's "decision" object: the policy side's, or allow. */
+static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql_analysis *a)
+{
+	struct conn_table *t = c->t;
+	const struct conn_verdict *kv = verdict_for(c, s->req_off);
+	struct conn_info ci;
+	char why[256] = "";
+	bool reset = false;
+	json_t *d;
+
+	if (!t->guard.decide)
+		return json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
+	conn_info_of(c, &ci);
+	d = t->guard.decide(t->guard.ctx, &ci, s, a, kv, why, sizeof(why), &reset);
+	if (why[0])
+		alert(t, c, "guard_mismatch", why);
+	if (reset)
+		conn_reset(c, "policy on_mismatch: reset");
+	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
 /* Stitcher callback: one statement crossed the connection. */
@@ -213,9 +306,10 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 	if (ev) {
 		json_object_set_new(
 			ev, "statement",
-			json_pack("{s:o, s:s, s:s, s:o, s:s, s:o, s:{s:I, s:o}, s:b, s:b, s:I}", "text",
-				  json_str_or_null(a.normalized), "fingerprint", a.fingerprint,
-				  "verb", a.verb ? a.verb : "UNKNOWN", "objects", objs, "mode",
+			json_pack("{s:o, s:s, s:s, s:o, s:s, s:o, s:{s:I, s:o}, s:b, s:b, s:I}",
+				  "text", json_str_or_null(a.normalized), "fingerprint",
+				  a.fingerprint, "verb", a.verb ? a.verb : "UNKNOWN", "objects",
+				  objs, "mode",
 				  s->mode == DBW_MODE_EXTENDED ? "extended" : "simple", "prepared",
 				  s->prepared_name ? json_str_safe(s->prepared_name,
 								   strlen(s->prepared_name)) :
@@ -225,16 +319,15 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 				  (json_int_t)s->text_full_len));
 		json_object_set_new(
 			ev, "outcome",
-			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status", status_name(s->status), "tag",
-				  json_str_or_null(s->tag), "rows",
+			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status", status_name(s->status),
+				  "tag", json_str_or_null(s->tag), "rows",
 				  s->has_rows ? json_integer((json_int_t)s->rows) : json_null(),
 				  "sqlstate", json_str_or_null(s->sqlstate), "duration_us",
 				  s->end_ns && s->end_ns >= s->start_ns ?
-					  json_integer((json_int_t)((s->end_ns - s->start_ns) / 1000)) :
+					  json_integer(
+						  (json_int_t)((s->end_ns - s->start_ns) / 1000)) :
 					  json_null()));
-		json_object_set_new(ev, "decision",
-				    json_pack("{s:s, s:n, s:n}", "action", "allow", "rule",
-					      "approval_id"));
+		json_object_set_new(ev, "decision", decide(c, s, &a));
 	} else {
 		json_decref(objs);
 		json_decref(types);
@@ -252,6 +345,7 @@ static void on_session(void *ctx, const char *user, const char *database, const 
 	snprintf(c->database, sizeof(c->database), "%s", database ? database : "");
 	snprintf(c->app, sizeof(c->app), "%s", app ? app : "");
 	conn_rebuild_json(c);
+	guard_changed(c);
 }
 
 static void on_encrypted(void *ctx)
@@ -308,11 +402,11 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 		pg_conn_close(c->pg, ts);
 	ev = conn_event(c, "connection_close", ts);
 	if (ev)
-		json_object_set_new(ev, "stats",
-				    json_pack("{s:I, s:I, s:I}", "statements",
-					      (json_int_t)c->statements, "bytes_to_server",
-					      (json_int_t)bytes[DBW_DIR_TO_SERVER], "bytes_to_client",
-					      (json_int_t)bytes[DBW_DIR_TO_CLIENT]));
+		json_object_set_new(
+			ev, "stats",
+			json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
+				  "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
+				  "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]));
 	event_emit(t->em, ev);
 	conn_destroy(t, c);
 }
@@ -366,10 +460,44 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 		return;
 	format_addr(c->client, sizeof(c->client), r->family, r->client_addr, r->client_port);
 	format_addr(c->server, sizeof(c->server), r->family, r->server_addr, r->server_port);
+	c->tuple.family = r->family;
+	c->tuple.client_port = r->client_port;
+	c->tuple.server_port = r->server_port;
+	memcpy(c->tuple.client_addr, r->client_addr, 16);
+	memcpy(c->tuple.server_addr, r->server_addr, 16);
+	c->tuple.cookie = r->hdr.conn_id;
 	conn_rebuild_json(c);
 	conn_build_actor(c);
 	ev = conn_event(c, "connection_open", r->hdr.ts_ns);
 	event_emit(t->em, ev);
+	guard_changed(c);
+}
+
+/* The guard acted on a message (or could not): remember it for its statement. */
+static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
+{
+	struct conn *c = conn_find(t, r->hdr.conn_id);
+	struct conn_verdict *v;
+
+	t->st.verdicts++;
+	if (!c)
+		return;
+	if (r->flags & DBW_VERDICT_F_FAILED) {
+		/* the kernel dropped a send it could not answer: never leave the client hanging */
+		conn_reset(c, "the guard could not rewrite a blocked message");
+		return;
+	}
+	if (c->nverdicts == CONN_VERDICTS) {
+		memmove(c->verdicts, c->verdicts + 1, sizeof(c->verdicts[0]) * (CONN_VERDICTS - 1));
+		c->nverdicts--;
+	}
+	v = &c->verdicts[c->nverdicts++];
+	v->stream_off = r->stream_off;
+	v->action = r->action;
+	v->rule = r->rule;
+	v->flags = r->flags;
+	v->verbs = r->verbs;
+	v->lex_flags = r->lex_flags;
 }
 
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */
@@ -492,6 +620,12 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 		else
 			t->st.bad_records++;
 		break;
+	case DBW_REC_VERDICT:
+		if (h->size >= sizeof(struct dbw_rec_verdict))
+			on_verdict(t, data);
+		else
+			t->st.bad_records++;
+		break;
 	default:
 		t->st.bad_records++;
 	}
@@ -537,6 +671,20 @@ void conns_free(struct conn_table *t)
 		conn_destroy(t, t->lru_head);
 	free(t->buckets);
 	free(t);
+}
+
+void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops)
+{
+	if (ops)
+		t->guard = *ops;
+	else
+		memset(&t->guard, 0, sizeof(t->guard));
+}
+
+void conns_guard_refresh(struct conn_table *t)
+{
+	for (struct conn *c = t->lru_head; c; c = c->lnext)
+		guard_changed(c);
 }
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out)

@@ -10,8 +10,12 @@
 #ifndef DBW_CONN_H
 #define DBW_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
+
+#include "dbwarden_abi.h"
 
 struct emitter;
 struct identity;
@@ -19,14 +23,16 @@ struct sql_analyzer;
 struct conn_table;
 
 struct conn_stats {
-	uint64_t open;	     /* connections in the table now */
-	uint64_t opened;     /* connections seen in total */
+	uint64_t open; /* connections in the table now */
+	uint64_t opened; /* connections seen in total */
 	uint64_t statements; /* statement events emitted */
-	uint64_t unparsed;   /* connections that became unparsed */
-	uint64_t gaps;	     /* stream gaps seen */
+	uint64_t unparsed; /* connections that became unparsed */
+	uint64_t gaps; /* stream gaps seen */
 	uint64_t gap_bytes;
 	uint64_t bad_records; /* malformed ring buffer records (version, size) */
-	uint64_t evicted;     /* entries dropped because the table was full */
+	uint64_t evicted; /* entries dropped because the table was full */
+	uint64_t verdicts; /* guard verdict records */
+	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 };
 
 /* max_conns bounds the table; the least recently active entry is evicted past it. */
@@ -41,5 +47,52 @@ int conns_record(struct conn_table *t, const void *data, size_t size);
 void conns_flush_all(struct conn_table *t);
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out);
+
+/* What the policy side sees of a connection ("" where not known yet). */
+struct conn_info {
+	uint64_t id;
+	const struct dbw_identity *who;
+	const char *user, *exe, *cgroup;
+	const char *client, *server;
+	uint16_t server_port;
+	const char *db_user, *database, *application_name;
+};
+
+/* The kernel guard's verdict about one Query/Parse message. */
+struct conn_verdict {
+	uint64_t stream_off;
+	uint8_t action; /* enum dbw_action */
+	uint8_t rule; /* index, DBW_GUARD_NO_RULE for the defaults */
+	uint8_t flags; /* enum dbw_verdict_flags */
+	uint32_t verbs, lex_flags;
+};
+
+struct sql_analysis;
+struct dbw_stmt;
+
+/*
+ * The policy side of the table (the guard, userspace/guard.c). All
+ * callbacks are optional.
+ */
+struct conn_guard_ops {
+	void *ctx;
+	/* a connection's identity or session is (newly) known: set its rules */
+	void (*conn_changed)(void *ctx, const struct conn_info *ci);
+	/*
+	 * The "decision" object of a statement event. kv is the kernel's
+	 * verdict on the message that carried it, or NULL (the kernel let it
+	 * through). May set *alert to an alert detail (a mismatch between the
+	 * kernel's verdict and the exact parse) and *reset to ask for the
+	 * connection to be reset.
+	 */
+	json_t *(*decide)(void *ctx, const struct conn_info *ci, const struct dbw_stmt *s,
+			  const struct sql_analysis *a, const struct conn_verdict *kv, char *alert,
+			  size_t alert_len, bool *reset);
+};
+
+void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops);
+
+/* Call ops->conn_changed for every live connection (after a policy reload). */
+void conns_guard_refresh(struct conn_table *t);
 
 #endif /* DBW_CONN_H */

@@ -49,7 +49,8 @@ struct emitter *emitter_new(const char *spec, char *err, size_t errlen)
 	} else if (!strncmp(spec, "file:", 5) && spec[5]) {
 		em->out = fopen(spec + 5, "ae");
 		if (!em->out) {
-			snprintf(err, errlen, "cannot open output %s: %s", spec + 5, strerror(errno));
+			snprintf(err, errlen, "cannot open output %s: %s", spec + 5,
+				 strerror(errno));
 			free(em);
 			return NULL;
 		}
@@ -64,7 +65,8 @@ struct emitter *emitter_new(const char *spec, char *err, size_t errlen)
 
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mt);
-	em->mono_to_real_ns = (int64_t)(rt.tv_sec - mt.tv_sec) * 1000000000 + (rt.tv_nsec - mt.tv_nsec);
+	em->mono_to_real_ns =
+		(int64_t)(rt.tv_sec - mt.tv_sec) * 1000000000 + (rt.tv_nsec - mt.tv_nsec);
 
 	read_first_line("/etc/machine-id", em->agent_id, sizeof(em->agent_id));
 	if (gethostname(em->node, sizeof(em->node)))
@@ -125,7 +127,8 @@ int event_emit(struct emitter *em, json_t *ev)
 		em->errors++;
 		return -1;
 	}
-	if (json_dumpf(ev, em->out, JSON_COMPACT | JSON_ENSURE_ASCII) || fputc('\n', em->out) == EOF) {
+	if (json_dumpf(ev, em->out, JSON_COMPACT | JSON_ENSURE_ASCII) ||
+	    fputc('\n', em->out) == EOF) {
 		em->errors++;
 		err = -1;
 	}

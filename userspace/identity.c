@@ -79,7 +79,8 @@ static int cgroup_resolve(struct identity *id, uint64_t cgid, char *out, size_t 
 	struct {
 		struct file_handle fh;
 		uint64_t cgid;
-	} h = { .fh = { .handle_bytes = sizeof(uint64_t), .handle_type = 0xfe /* FILEID_KERNFS */ } };
+	} h = { .fh = { .handle_bytes = sizeof(uint64_t),
+			.handle_type = 0xfe /* FILEID_KERNFS */ } };
 	char link[64], path[PATH_MAX];
 	ssize_t n;
 	int fd;

@@ -66,13 +66,15 @@ static int parse_port(const char *arg, struct agent_opts *o)
 		if (!strcmp(eq + 1, "postgres") || !strcmp(eq + 1, "postgresql")) {
 			proto = DBW_PROTO_POSTGRES;
 		} else {
-			fprintf(stderr, "dbwarden: --port %s: unknown protocol '%s' (supported: postgres)\n",
+			fprintf(stderr,
+				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres)\n",
 				arg, eq + 1);
 			return -1;
 		}
 	}
 	if (parse_uint(buf, 1, 65535, &port)) {
-		fprintf(stderr, "dbwarden: --port %s: expected PORT[=postgres] with PORT in 1..65535\n",
+		fprintf(stderr,
+			"dbwarden: --port %s: expected PORT[=postgres] with PORT in 1..65535\n",
 			arg);
 		return -1;
 	}
@@ -120,16 +122,19 @@ static int cmd_run(int argc, char **argv)
 			o.cgroup = optarg;
 			break;
 		case 'o':
-			if (strcmp(optarg, "stdout") && (strncmp(optarg, "file:", 5) || !optarg[5])) {
+			if (strcmp(optarg, "stdout") &&
+			    (strncmp(optarg, "file:", 5) || !optarg[5])) {
 				fprintf(stderr,
-					"dbwarden: --output %s: expected stdout or file:PATH\n", optarg);
+					"dbwarden: --output %s: expected stdout or file:PATH\n",
+					optarg);
 				return 2;
 			}
 			o.output = optarg;
 			break;
 		case 'r':
 			if (parse_uint(optarg, 1, 1024, &v) || (v & (v - 1))) {
-				fprintf(stderr, "dbwarden: --ringbuf-mb %s: expected a power of two in 1..1024\n",
+				fprintf(stderr,
+					"dbwarden: --ringbuf-mb %s: expected a power of two in 1..1024\n",
 					optarg);
 				return 2;
 			}
@@ -137,7 +142,8 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'm':
 			if (parse_uint(optarg, 16, 1 << 22, &v)) {
-				fprintf(stderr, "dbwarden: --max-conns %s: expected 16..4194304\n", optarg);
+				fprintf(stderr, "dbwarden: --max-conns %s: expected 16..4194304\n",
+					optarg);
 				return 2;
 			}
 			o.max_conns = v;
@@ -181,7 +187,8 @@ static int cmd_replay(int argc, char **argv)
 		switch (opt) {
 		case 'n':
 			if (parse_uint(optarg, 1, 1000000, &repeat)) {
-				fprintf(stderr, "dbwarden: --repeat %s: expected 1..1000000\n", optarg);
+				fprintf(stderr, "dbwarden: --repeat %s: expected 1..1000000\n",
+					optarg);
 				return 2;
 			}
 			break;

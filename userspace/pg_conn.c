@@ -19,7 +19,7 @@
 #include "pg_proto.h"
 
 #define PG_MAX_PREPARED 1024 /* named statements remembered per connection */
-#define PG_MAX_PORTALS 64
+#define PG_MAX_PORTALS	64
 
 /* A statement text shared by the prepared-statement table and pending Executes. */
 struct pg_text {
@@ -29,25 +29,26 @@ struct pg_text {
 	bool truncated;
 	uint32_t ntypes;
 	uint32_t types[DBW_MAX_PARAM_TYPES];
+	uint64_t req_off; /* client stream offset of the Query/Parse carrying it */
 	char data[]; /* len bytes + NUL */
 };
 
 enum pend_kind {
-	PK_STMT,     /* one statement of a simple Query: CommandComplete/Error */
-	PK_QEND,     /* end of a simple Query or FunctionCall: ReadyForQuery */
-	PK_PARSE,    /* ParseComplete */
-	PK_BIND,     /* BindComplete */
+	PK_STMT, /* one statement of a simple Query: CommandComplete/Error */
+	PK_QEND, /* end of a simple Query or FunctionCall: ReadyForQuery */
+	PK_PARSE, /* ParseComplete */
+	PK_BIND, /* BindComplete */
 	PK_DESCRIBE, /* RowDescription / NoData */
-	PK_EXECUTE,  /* CommandComplete / PortalSuspended / EmptyQuery / Error */
-	PK_CLOSE,    /* CloseComplete */
-	PK_SYNC,     /* ReadyForQuery */
-	PK_FUNC,     /* FunctionCallResponse */
+	PK_EXECUTE, /* CommandComplete / PortalSuspended / EmptyQuery / Error */
+	PK_CLOSE, /* CloseComplete */
+	PK_SYNC, /* ReadyForQuery */
+	PK_FUNC, /* FunctionCallResponse */
 };
 
 struct pend {
 	enum pend_kind kind;
 	struct pg_text *text; /* STMT, PARSE, BIND, EXECUTE; may be NULL */
-	char *name;	      /* EXECUTE: the prepared statement's name */
+	char *name; /* EXECUTE: the prepared statement's name */
 	uint32_t nparams;
 	uint32_t pid;
 	uint64_t start_ns;
@@ -73,22 +74,24 @@ struct pg_stream {
 	uint32_t hlen;
 	bool in_body;
 	struct pg_hdr h;
-	uint32_t have;	/* body bytes seen */
-	bool store;	/* this message's body is needed */
+	uint32_t have; /* body bytes seen */
+	bool store; /* this message's body is needed */
 	bool truncated; /* stored body is a prefix */
 	uint8_t *buf;
 	uint32_t kept;
 	uint32_t cap;
+	uint64_t pos; /* stream bytes consumed (gaps included) */
+	uint64_t msg_off; /* stream offset of the current message's first byte */
 };
 
 struct pg_conn {
 	const struct dbw_stitch_ops *ops;
 	void *ctx;
 	struct pg_stream s[2];
-	bool startup;	/* client in the startup phase */
+	bool startup; /* client in the startup phase */
 	bool ssl_reply; /* the server's next byte answers SSLRequest/GSSENCRequest */
-	bool dead;	/* encrypted or unparsed: nothing more is parsed */
-	bool q_error;	/* an error ended the current simple Query */
+	bool dead; /* encrypted or unparsed: nothing more is parsed */
+	bool q_error; /* an error ended the current simple Query */
 	struct pend *q;
 	size_t qhead, qlen, qcap;
 	struct prep *preps; /* grown on demand: most connections prepare nothing */
@@ -97,6 +100,7 @@ struct pg_conn {
 	struct portal *portals;
 	size_t nportal, portal_cap;
 	size_t text_bytes; /* bytes held in pg_text objects */
+	uint64_t req_off; /* stream offset of the client message being dispatched */
 };
 
 /* ---- texts ---------------------------------------------------------------- */
@@ -113,6 +117,7 @@ static struct pg_text *text_new(struct pg_conn *c, const char *s, size_t len, ui
 	t->full_len = full_len;
 	t->truncated = truncated;
 	t->ntypes = 0;
+	t->req_off = c->req_off;
 	memcpy(t->data, s, len);
 	t->data[len] = 0;
 	c->text_bytes += sizeof(*t) + len + 1;
@@ -303,6 +308,7 @@ static void emit(struct pg_conn *c, struct pend *p, enum dbw_stmt_status status,
 		st.text_full_len = p->text->full_len;
 		st.nparam_types = p->text->ntypes;
 		memcpy(st.param_types, p->text->types, sizeof(uint32_t) * p->text->ntypes);
+		st.req_off = p->text->req_off;
 	} else {
 		st.text = empty;
 	}
@@ -398,8 +404,11 @@ static void on_query(struct pg_conn *c, const uint8_t *body, uint32_t kept, uint
 	PgQuerySplitResult r;
 	char *z;
 
+	/* full counts the body: the text and its NUL */
 	if (!truncated && len < kept)
 		full = len;
+	else if (truncated && full)
+		full--;
 	if (!semi || blank_sql(semi, len - (semi - q))) {
 		push_stmt(c, q, len, full, truncated, ts, pid);
 		q_push(c, PK_QEND, ts, pid);
@@ -443,7 +452,8 @@ static void on_parse(struct pg_conn *c, const uint8_t *body, uint32_t kept, uint
 	t = text_new(c, m.query, strnlen(m.query, m.query_len), 0, truncated);
 	if (!t)
 		return;
-	t->full_len = truncated ? full - strlen(m.name) - 1 : t->len;
+	/* cut: the text ran on to its NUL and the 2-byte type count at least */
+	t->full_len = truncated && full >= strlen(m.name) + 4 ? full - strlen(m.name) - 4 : t->len;
 	for (uint16_t i = 0; i < m.types_avail && i < DBW_MAX_PARAM_TYPES; i++) {
 		const uint8_t *o = m.types + 4 * i;
 
@@ -641,7 +651,8 @@ static void ready_for_query(struct pg_conn *c, uint64_t ts)
 		enum pend_kind k = p->kind;
 
 		if (emits(p))
-			emit(c, p, c->q_error ? DBW_STMT_SKIPPED : DBW_STMT_UNKNOWN, NULL, NULL, ts);
+			emit(c, p, c->q_error ? DBW_STMT_SKIPPED : DBW_STMT_UNKNOWN, NULL, NULL,
+			     ts);
 		q_pop(c);
 		if (k == PK_SYNC || k == PK_QEND)
 			break;
@@ -784,9 +795,10 @@ static bool stream_reserve(struct pg_stream *s, uint32_t want)
 
 static void dispatch(struct pg_conn *c, int dir, struct pg_stream *s, uint64_t ts, uint32_t pid)
 {
-	if (dir == DBW_DIR_TO_SERVER)
+	if (dir == DBW_DIR_TO_SERVER) {
+		c->req_off = s->msg_off;
 		frontend_msg(c, s, ts, pid);
-	else
+	} else
 		backend_msg(c, s, ts);
 	stream_reset(s);
 }
@@ -813,15 +825,19 @@ void pg_conn_feed(struct pg_conn *c, int dir, const uint8_t *buf, size_t len, ui
 			}
 			buf++;
 			len--;
+			s->pos++;
 			continue;
 		}
 		if (!s->in_body) {
 			bool startup = fe && c->startup;
 			uint32_t need = startup ? 4 : 5, take;
 
+			if (!s->hlen)
+				s->msg_off = s->pos;
 			take = need - s->hlen < len ? need - s->hlen : len;
 			memcpy(s->hdr + s->hlen, buf, take);
 			s->hlen += take;
+			s->pos += take;
 			buf += take;
 			len -= take;
 			switch (pg_parse_hdr(s->hdr, s->hlen, startup, fe, &s->h)) {
@@ -835,13 +851,14 @@ void pg_conn_feed(struct pg_conn *c, int dir, const uint8_t *buf, size_t len, ui
 			}
 			s->in_body = true;
 			s->store = fe ? frontend_stores(s->h.type) : backend_stores(s->h.type);
-			if (s->store && !stream_reserve(s, s->h.body_len < DBW_MAX_MSG ?
-								   s->h.body_len :
-								   DBW_MAX_MSG))
+			if (s->store &&
+			    !stream_reserve(s, s->h.body_len < DBW_MAX_MSG ? s->h.body_len :
+									     DBW_MAX_MSG))
 				s->truncated = true; /* out of memory: keep what fits */
 		}
 		{
-			uint32_t take = s->h.body_len - s->have < len ? s->h.body_len - s->have : len;
+			uint32_t take =
+				s->h.body_len - s->have < len ? s->h.body_len - s->have : len;
 
 			if (s->store && !s->truncated) {
 				uint32_t room = s->cap - s->kept;
@@ -853,6 +870,7 @@ void pg_conn_feed(struct pg_conn *c, int dir, const uint8_t *buf, size_t len, ui
 					s->truncated = true;
 			}
 			s->have += take;
+			s->pos += take;
 			buf += take;
 			len -= take;
 		}
@@ -874,6 +892,7 @@ void pg_conn_gap(struct pg_conn *c, int dir, uint64_t len, uint64_t ts)
 	/* inside a message of known length: it is truncated, the framing holds */
 	s->truncated = true;
 	s->have += len;
+	s->pos += len;
 	if (s->have == s->h.body_len)
 		dispatch(c, dir, s, ts, 0);
 }

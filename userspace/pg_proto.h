@@ -28,17 +28,17 @@
 
 #include "stmt.h"
 
-#define PG_PROTO_V3 196608u
-#define PG_SSL_REQUEST 80877103u
+#define PG_PROTO_V3	  196608u
+#define PG_SSL_REQUEST	  80877103u
 #define PG_GSSENC_REQUEST 80877104u
 #define PG_CANCEL_REQUEST 80877102u
 
 /* Sanity limits: past them a stream is not PostgreSQL (or is corrupt). */
 #define PG_MAX_STARTUP_LEN 10000u
-#define PG_MAX_MSG_LEN (1u << 30)
+#define PG_MAX_MSG_LEN	   (1u << 30)
 
 struct pg_hdr {
-	uint8_t type;	  /* 0 for a startup-phase message */
+	uint8_t type; /* 0 for a startup-phase message */
 	uint32_t hdr_len; /* bytes of header: 5, or 4 in the startup phase */
 	uint32_t body_len; /* bytes after the header */
 };
@@ -65,9 +65,9 @@ struct pg_startup {
 enum dbw_parse pg_parse_startup(const uint8_t *body, size_t len, struct pg_startup *out);
 
 struct pg_parse_msg {
-	const char *name;  /* prepared statement name, "" = unnamed */
-	const char *query; /* NUL-terminated within the body, or NULL when cut */
-	size_t query_len;
+	const char *name; /* prepared statement name, "" = unnamed */
+	const char *query; /* into body; NUL-terminated unless the body was cut */
+	size_t query_len; /* bytes of the text present, its NUL not counted */
 	uint16_t ntypes;
 	const uint8_t *types; /* ntypes big-endian int32 OIDs (bounded by the body) */
 	uint16_t types_avail; /* how many of them the body holds */

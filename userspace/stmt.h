@@ -16,20 +16,20 @@
 
 /* Tri-state result of every pure parser in userspace. */
 enum dbw_parse {
-	DBW_PARSE_OK = 0,	 /* a unit was parsed; *consumed bytes used */
+	DBW_PARSE_OK = 0, /* a unit was parsed; *consumed bytes used */
 	DBW_PARSE_NEED_MORE = 1, /* nothing consumed; call again with more bytes */
-	DBW_PARSE_INVALID = 2,	 /* not this protocol / corrupt: stop parsing the stream */
+	DBW_PARSE_INVALID = 2, /* not this protocol / corrupt: stop parsing the stream */
 };
 
 enum dbw_stmt_status {
-	DBW_STMT_OK = 0,      /* the server completed it */
-	DBW_STMT_ERROR = 1,   /* the server answered with an error */
+	DBW_STMT_OK = 0, /* the server completed it */
+	DBW_STMT_ERROR = 1, /* the server answered with an error */
 	DBW_STMT_SKIPPED = 2, /* not executed: an earlier error in the same batch */
 	DBW_STMT_UNKNOWN = 3, /* no answer seen (connection closed, stream lost) */
 };
 
 enum dbw_stmt_mode {
-	DBW_MODE_SIMPLE = 0,   /* PostgreSQL simple Query */
+	DBW_MODE_SIMPLE = 0, /* PostgreSQL simple Query */
 	DBW_MODE_EXTENDED = 1, /* PostgreSQL Parse/Bind/Execute */
 };
 
@@ -43,11 +43,11 @@ struct dbw_stmt {
 	 */
 	const char *text;
 	size_t text_len;
-	bool truncated;	       /* the message was larger than captured */
+	bool truncated; /* the message was larger than captured */
 	uint64_t text_full_len; /* bytes the client sent for this statement */
 	enum dbw_stmt_mode mode;
 	const char *prepared_name; /* extended: statement name ("" = unnamed); else NULL */
-	uint32_t nparams;	   /* bind parameters (values are never kept) */
+	uint32_t nparams; /* bind parameters (values are never kept) */
 	uint32_t nparam_types;
 	uint32_t param_types[DBW_MAX_PARAM_TYPES]; /* type OIDs, 0 = unspecified */
 	bool is_copy;
@@ -58,8 +58,9 @@ struct dbw_stmt {
 	uint64_t rows; /* from the tag, or DataRows counted */
 	char sqlstate[6]; /* "" unless status == ERROR */
 	uint64_t start_ns; /* capture time of the request */
-	uint64_t end_ns;   /* capture time of the completion; 0 if none */
-	uint32_t pid;	   /* sender tgid of the request, 0 if unknown */
+	uint64_t end_ns; /* capture time of the completion; 0 if none */
+	uint32_t pid; /* sender tgid of the request, 0 if unknown */
+	uint64_t req_off; /* client stream offset of the message carrying the text */
 };
 
 /* What a stitcher reports; ctx is the daemon's per-connection context. */

@@ -38,13 +38,15 @@ int sys_check_privileges(char *err, size_t errlen)
 	}
 	if (!(has_cap(d, CAP_SYS_ADMIN) ||
 	      (has_cap(d, CAP_BPF) && has_cap(d, CAP_PERFMON) && has_cap(d, CAP_NET_ADMIN)))) {
-		snprintf(err, errlen,
-			 "insufficient privilege: run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN");
+		snprintf(
+			err, errlen,
+			"insufficient privilege: run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN");
 		return -1;
 	}
 	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
-		snprintf(err, errlen,
-			 "kernel BTF not available (/sys/kernel/btf/vmlinux): a kernel built with CONFIG_DEBUG_INFO_BTF=y is required");
+		snprintf(
+			err, errlen,
+			"kernel BTF not available (/sys/kernel/btf/vmlinux): a kernel built with CONFIG_DEBUG_INFO_BTF=y is required");
 		return -1;
 	}
 	return 0;

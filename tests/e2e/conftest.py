@@ -74,17 +74,6 @@ class Postgres:
                      os.path.join(self.dir, "log"), "-w", "-t", "60", "start"])
         self.started = True
 
-    def wait_for(self, pred, timeout=10.0):
-        """Poll the output (flushed every 10 ms) until pred(events) holds."""
-        deadline = time.time() + timeout
-        while True:
-            evs = events.load(self.out)
-            if pred(evs):
-                return evs
-            if time.time() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            time.sleep(0.05)
-
     def stop(self):
         if self.started:
             subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D",

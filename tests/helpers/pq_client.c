@@ -7,6 +7,11 @@
  *   pq_client CONNINFO prepared N
  *   pq_client CONNINFO pipeline N
  *   pq_client CONNINFO badprepare
+ *   pq_client CONNINFO extended SQL...   each SQL through PQexecParams
+ *   pq_client CONNINFO named SQL...      each SQL through PQprepare + PQexecPrepared
+ *
+ * extended/named print "ok TAG" or "error SQLSTATE MESSAGE" per statement on
+ * one connection, so a test sees whether the session goes on after an error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,13 +129,49 @@ static int badprepare(PGconn *c)
 	return 0;
 }
 
+static void report(PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		printf("ok %s\n", PQcmdStatus(r));
+	else
+		printf("error %s %s", PQresultErrorField(r, PG_DIAG_SQLSTATE),
+		       PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+static int each_sql(PGconn *c, char **sql, int n, int named)
+{
+	for (int i = 0; i < n; i++) {
+		if (named) {
+			char name[32];
+			PGresult *r;
+
+			snprintf(name, sizeof(name), "s%d", i);
+			r = PQprepare(c, name, sql[i], 0, NULL);
+			if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+				report(r);
+				continue;
+			}
+			PQclear(r);
+			report(PQexecPrepared(c, name, 0, NULL, NULL, NULL, 0));
+		} else {
+			report(PQexecParams(c, sql[i], 0, NULL, NULL, NULL, NULL, 0));
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	PGconn *c;
 	int rc;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: pq_client CONNINFO execparams|prepared N|pipeline N|badprepare\n");
+		fprintf(stderr,
+			"usage: pq_client CONNINFO execparams|prepared N|pipeline N|badprepare|"
+			"extended SQL...|named SQL...\n");
 		return 2;
 	}
 	c = PQconnectdb(argv[1]);
@@ -146,6 +187,10 @@ int main(int argc, char **argv)
 		rc = pipeline(c, atoi(argv[3]));
 	else if (!strcmp(argv[2], "badprepare"))
 		rc = badprepare(c);
+	else if (!strcmp(argv[2], "extended"))
+		rc = each_sql(c, argv + 3, argc - 3, 0);
+	else if (!strcmp(argv[2], "named"))
+		rc = each_sql(c, argv + 3, argc - 3, 1);
 	else
 		rc = 2;
 	PQfinish(c);

@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The guard: in-kernel enforcement of the policy's blocking rules on the
+ * client -> server stream of a PostgreSQL connection. BPF-only header.
+ *
+ * For every send it walks the PostgreSQL messages (a message may span sends:
+ * the stream position is kept in sk_storage), lexes each Query and Parse
+ * text (lexer.bpf.h), evaluates the connection's rules and, for a
+ * statement to block, rewrites the message's text into the rule's
+ * replacement: a DO block that makes the server raise SQLSTATE 42501 with
+ * the rule's message. The server never runs the statement, answers the
+ * client in its own protocol, aborts an open transaction and skips the
+ * rest of an extended-protocol batch up to Sync exactly as for any error.
+ *
+ * Costs nothing when no policy is loaded. Fails closed: what it cannot read
+ * follows defaults.unparsed; a rewrite that fails drops the send and asks
+ * userspace to reset the connection.
+ *
+ * Three passes per send, because the capture must see the original bytes:
+ *   guard_plan()   read and decide (no change to the message or the state)
+ *   capture_msg()  copy the original bytes to the ring buffer
+ *   guard_apply()  rewrite the blocked messages, last first, emit verdicts
+ */
+#ifndef DBW_GUARD_BPF_H
+#define DBW_GUARD_BPF_H
+
+#include "maps.bpf.h"
+#include "lexer.bpf.h"
+
+#define PG_SSL_REQUEST	  80877103u
+#define PG_GSSENC_REQUEST 80877104u
+#define PG_CANCEL_REQUEST 80877102u
+#define PG_MAX_STARTUP	  10000u
+
+/* Messages walked per send, and blocked messages rewritten per send. */
+#define GUARD_MAX_MSGS 512
+#define GUARD_MAX_HITS 8
+/* Longest Query/Parse held back (corked) until its last byte is sent. */
+#define GUARD_MAX_CORK (DBW_LEX_MAX + 1024)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_guard_cfg);
+} guard_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DBW_GUARD_RULES);
+	__type(key, __u32);
+	__type(value, struct dbw_guard_rule);
+} guard_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DBW_GUARD_RULES + 1);
+	__type(key, __u32);
+	__type(value, struct dbw_guard_text);
+} guard_text SEC(".maps");
+
+struct guard_hit {
+	__u32 off; /* message start in this send */
+	__u32 text_off; /* start of the statement text */
+	__u32 text_len; /* its bytes, NUL included */
+	__u32 verbs;
+	__u32 lex_flags;
+	__u8 type;
+	__u8 action;
+	__u8 slot; /* rule index or DBW_GUARD_UNPARSED */
+	__u8 flags;
+};
+
+/* The walk of one send; per CPU because sk_msg runs with the socket locked. */
+struct guard_plan {
+	__u64 base; /* stream offset of byte 0 of this send */
+	__u64 rules;
+	__u32 size;
+	__u32 off; /* next message start */
+	__u32 left; /* bytes of a message continuing past this send */
+	__u32 cork; /* > 0: hold the send until it has this many bytes */
+	__u32 nhits;
+	__u8 phase;
+	__u8 early;
+	__u8 unparsed_block;
+	__u8 lost; /* the stream cannot be followed past this send */
+	__u8 refuse; /* a statement must be blocked but cannot be rewritten */
+	__u8 pad[3];
+	struct guard_hit hits[GUARD_MAX_HITS];
+	struct dbw_lex_result lex;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct guard_plan);
+} guard_scratch SEC(".maps");
+
+static __always_inline struct guard_plan *plan_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&guard_scratch, &zero);
+}
+
+/* Copy n (constant, <= 8) bytes at off of the message into dst. 0 or -1. */
+static __always_inline int msg_peek(struct sk_msg_md *msg, __u32 off, __u8 *dst, __u32 n)
+{
+	__u8 *data, *end;
+
+	if (bpf_msg_pull_data(msg, off, off + n, 0))
+		return -1;
+	data = msg->data;
+	end = msg->data_end;
+	if (data + n > end)
+		return -1;
+	for (__u32 i = 0; i < n; i++)
+		dst[i] = data[i];
+	return 0;
+}
+
+static __always_inline __u32 be32(const __u8 *b)
+{
+	return (__u32)b[0] << 24 | (__u32)b[1] << 16 | (__u32)b[2] << 8 | b[3];
+}
+
+/*
+ * Does rule r hold for what the lexer read? A statement naming more
+ * relations than the lexer keeps may name a rule's object: it holds then.
+ */
+static __always_inline int rule_holds(const struct dbw_guard_rule *r,
+				      const struct dbw_lex_result *lx)
+{
+	if (r->verbs && !(r->verbs & lx->verbs))
+		return 0;
+	if (r->without_where && !(lx->flags & DBW_LEX_F_WITHOUT_WHERE))
+		return 0;
+	if (!r->nobjects || (lx->flags & DBW_LEX_F_OBJECTS_FULL))
+		return 1;
+	for (int i = 0; i < DBW_LEX_OBJECTS; i++) {
+		if (i >= r->nobjects)
+			break;
+		for (int j = 0; j < DBW_LEX_OBJECTS; j++) {
+			if (j >= lx->nobjects)
+				break;
+			if (r->objects[i] == lx->objects[j])
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The first rule of the set (file order) that holds for p->lex. Returns its
+ * index, or -1. Global so that the verifier checks it once.
+ */
+__noinline int guard_eval(__u64 rules)
+{
+	struct guard_plan *p = plan_get();
+
+	if (!p)
+		return -1;
+	for (__u32 i = 0; i < DBW_GUARD_RULES; i++) {
+		struct dbw_guard_rule *r;
+
+		if (!(rules & (1ULL << i)))
+			continue;
+		r = bpf_map_lookup_elem(&guard_rules, &i);
+		if (r && r->action >= DBW_ACT_APPROVAL && rule_holds(r, &p->lex))
+			return i;
+	}
+	return -1;
+}
+
+/* bpf_loop callback: stop at the first NUL of the lexer buffer. */
+static long find_nul(__u32 i, void *ctx)
+{
+	__u32 *len = ctx;
+	__u8 *buf = lex_text();
+
+	if (!buf || i >= DBW_LEX_MAX)
+		return 1;
+	if (!buf[i]) {
+		*len = i;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Classify the Query/Parse message whose first total bytes are at off in
+ * this send (partial: the message goes on past the send) and record a hit
+ * when the guard must act. Global: verified once. Returns 0, or -1 when
+ * the plan is unavailable.
+ */
+__noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 type, int partial)
+{
+	struct guard_plan *p = plan_get();
+	__u32 text_off = off + 5, text_len, n, qlen;
+	struct guard_hit *h;
+	__u8 *buf = lex_text();
+	__u8 *data, *end;
+	int rule;
+
+	if (!p || !buf || !msg)
+		return -1;
+	if (type == 'P') {
+		/* skip the statement name (NUL-terminated, at most 64 bytes) */
+		__u32 avail = total - 5 < 64 ? total - 5 : 64, k;
+
+		if (!avail || bpf_msg_pull_data(msg, text_off, text_off + avail, 0))
+			goto unreadable;
+		data = msg->data;
+		end = msg->data_end;
+		for (k = 0; k < 64; k++) {
+			if (k >= avail || data + k + 1 > end)
+				goto unreadable;
+			if (!data[k])
+				break;
+		}
+		if (k >= 64)
+			goto unreadable;
+		text_off += k + 1;
+	}
+	if (text_off >= off + total)
+		goto unreadable;
+	text_len = off + total - text_off;
+	n = text_len > DBW_LEX_MAX ? DBW_LEX_MAX : text_len;
+	if (bpf_msg_pull_data(msg, text_off, text_off + n, 0))
+		goto unreadable;
+	data = msg->data;
+	end = msg->data_end;
+	n &= DBW_LEX_MAX * 2 - 1;
+	if (n > DBW_LEX_MAX || data + n > end)
+		goto unreadable;
+	if (bpf_probe_read_kernel(buf, n, data))
+		goto unreadable;
+	if (type == 'Q' && !partial && n == text_len) {
+		qlen = n - 1; /* a Query ends with its NUL */
+	} else {
+		/* a Parse's text is followed by its parameter types */
+		qlen = n;
+		bpf_loop(n, find_nul, &qlen, 0);
+		if (qlen < n)
+			text_len = qlen + 1;
+	}
+	sql_lex(qlen, &p->lex);
+	if (partial || (qlen == n && n < text_len))
+		p->lex.flags |= DBW_LEX_F_INCOMPLETE;
+	cnt_add(DBW_CNT_GUARD_CHECKED, 1);
+
+	rule = guard_eval(p->rules);
+	if (rule < 0 && !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED)))
+		return 0;
+	if (p->nhits >= GUARD_MAX_HITS) {
+		/* more blocked statements in one send than we rewrite: refuse it */
+		p->lost = 1;
+		return 0;
+	}
+	h = &p->hits[p->nhits & (GUARD_MAX_HITS - 1)];
+	h->off = off;
+	h->text_off = text_off;
+	h->text_len = text_len;
+	h->type = type;
+	h->verbs = p->lex.verbs;
+	h->lex_flags = p->lex.flags;
+	h->flags = p->early ? DBW_VERDICT_F_EARLY : 0;
+	if (rule >= 0) {
+		struct dbw_guard_rule *r = bpf_map_lookup_elem(&guard_rules, &rule);
+
+		h->slot = rule;
+		h->action = r ? r->action : DBW_ACT_BLOCK;
+	} else {
+		/* unreadable for the lexer: defaults.unparsed decides */
+		cnt_add(DBW_CNT_GUARD_UNPARSED, 1);
+		h->flags |= DBW_VERDICT_F_UNPARSED;
+		h->slot = DBW_GUARD_UNPARSED;
+		h->action = p->unparsed_block ? DBW_ACT_BLOCK : DBW_ACT_ALLOW;
+	}
+	p->nhits++;
+	return 0;
+unreadable:
+	p->lost = 1;
+	return 0;
+}
+
+enum { STEP_DONE = 0, STEP_MORE = 1, STEP_CORK = 2 };
+
+/*
+ * One message of the walk at p->off. Global: the walk loop stays small.
+ * Returns STEP_MORE, STEP_DONE (end of the send, or the stream cannot be
+ * followed: p->lost), or STEP_CORK (p->cork bytes needed).
+ */
+__noinline int guard_step(struct sk_msg_md *msg)
+{
+	struct guard_plan *p = plan_get();
+	__u8 hdr[8];
+	__u32 o, len, total;
+
+	if (!p || !msg)
+		return STEP_DONE;
+	o = p->off;
+	if (o >= p->size)
+		return STEP_DONE;
+	if (p->phase == DBW_PG_STARTUP) {
+		if (o + 8 > p->size) {
+			p->cork = o + 8;
+			return STEP_CORK;
+		}
+		if (msg_peek(msg, o, hdr, 8))
+			goto lost;
+		if (hdr[0] == 0x16) {
+			/* a TLS ClientHello after SSLRequest: nothing more to read */
+			p->phase = DBW_PG_OFF;
+			return STEP_DONE;
+		}
+		len = be32(hdr);
+		if (len < 8 || len > PG_MAX_STARTUP)
+			goto lost;
+		if (be32(hdr + 4) != PG_SSL_REQUEST && be32(hdr + 4) != PG_GSSENC_REQUEST &&
+		    be32(hdr + 4) != PG_CANCEL_REQUEST)
+			p->phase = DBW_PG_NORMAL;
+		total = len;
+	} else {
+		if (o + 5 > p->size) {
+			p->cork = o + 5;
+			return STEP_CORK;
+		}
+		if (msg_peek(msg, o, hdr, 5))
+			goto lost;
+		len = be32(hdr + 1);
+		if (len < 4 || len > (1u << 30))
+			goto lost;
+		total = len + 1;
+		if (hdr[0] == 'Q' || hdr[0] == 'P') {
+			if (o + total > p->size) {
+				if (total <= GUARD_MAX_CORK) {
+					p->cork = o + total;
+					return STEP_CORK;
+				}
+				/* too long to hold back: judge what is here */
+				__u32 n = p->nhits;
+
+				total = p->size - o;
+				guard_check(msg, o, total, hdr[0], 1);
+				if (p->nhits > n &&
+				    p->hits[n & (GUARD_MAX_HITS - 1)].action >= DBW_ACT_APPROVAL)
+					/* part of a message cannot be rewritten */
+					p->refuse = 1;
+				p->left = len + 1 - total;
+				p->off = p->size;
+				return STEP_DONE;
+			}
+			guard_check(msg, o, total, hdr[0], 0);
+		}
+	}
+	if (o + total > p->size) {
+		p->left = o + total - p->size;
+		p->off = p->size;
+		return STEP_DONE;
+	}
+	p->off = o + total;
+	return STEP_MORE;
+lost:
+	p->lost = 1;
+	return STEP_DONE;
+}
+
+/*
+ * Plan the guard's work on this send: walk its messages, classify each
+ * Query/Parse, collect the ones to rewrite. Changes neither the message nor
+ * the socket state. Returns the plan, or NULL when the guard has nothing to
+ * do on this connection (no policy, encrypted, or a corked send: then
+ * *cork is set and the caller passes the send on unread, to be run again).
+ */
+static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, struct dbw_sk_state *st,
+						     int *cork)
+{
+	__u32 zero = 0;
+	struct dbw_guard_cfg *cfg = bpf_map_lookup_elem(&guard_cfg, &zero);
+	struct guard_plan *p;
+	__u64 *rules;
+	__u32 skip;
+
+	*cork = 0;
+	if (!cfg || !cfg->enabled) {
+		/* unfollowed bytes: a policy loaded later cannot frame this stream */
+		if (st->phase != DBW_PG_OFF)
+			st->phase = DBW_PG_OFF;
+		return NULL;
+	}
+	if (st->phase == DBW_PG_OFF || st->proto != DBW_PROTO_POSTGRES)
+		return NULL;
+	p = plan_get();
+	if (!p)
+		return NULL;
+	p->base = st->off[DBW_DIR_TO_SERVER];
+	p->size = msg->size;
+	p->phase = st->phase;
+	p->nhits = 0;
+	p->cork = 0;
+	p->lost = 0;
+	p->refuse = 0;
+	p->unparsed_block = cfg->unparsed_block;
+	rules = bpf_map_lookup_elem(&conn_rules, &st->conn_id);
+	p->rules = rules ? *rules : st->rules;
+	p->early = !rules;
+	if (!p->rules)
+		p->unparsed_block = 0; /* nothing to enforce here: nothing to fail closed for */
+	skip = st->msg_left < p->size ? st->msg_left : p->size;
+	p->off = skip;
+	p->left = st->msg_left - skip;
+	for (int i = 0; i < GUARD_MAX_MSGS; i++) {
+		int r = guard_step(msg);
+
+		if (r == STEP_MORE)
+			continue;
+		if (r == STEP_CORK) {
+			if (bpf_msg_cork_bytes(msg, p->cork) == 0) {
+				cnt_add(DBW_CNT_GUARD_CORKED, 1);
+				*cork = 1;
+				return NULL;
+			}
+			p->lost = 1;
+		}
+		break;
+	}
+	if (p->off < p->size && !p->lost)
+		p->lost = 1; /* more messages in one send than the walk follows */
+	return p;
+}
+
+static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_plan *p,
+					 struct guard_hit *h)
+{
+	struct dbw_rec_verdict *v = bpf_ringbuf_reserve(&events, sizeof(*v), 0);
+
+	if (!v) {
+		cnt_add(DBW_CNT_RB_FULL_DATA, 1);
+		return;
+	}
+	rec_hdr_init(&v->hdr, DBW_REC_VERDICT, sizeof(*v), st->conn_id);
+	v->stream_off = p->base + h->off;
+	v->verbs = h->verbs;
+	v->lex_flags = h->lex_flags;
+	v->action = h->action;
+	v->rule = h->slot == DBW_GUARD_UNPARSED ? DBW_GUARD_NO_RULE : h->slot;
+	v->msg_type = h->type;
+	v->flags = h->flags;
+	v->pad = 0;
+	bpf_ringbuf_submit(v, rb_submit_flags());
+}
+
+/*
+ * Replace the text of hit h with its rule's replacement (DBW_GUARD_TEXT
+ * bytes, NUL included) and fix the message length. 0 or -1.
+ */
+__noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
+{
+	__u32 slot, old, len_off, newlen;
+	struct dbw_guard_text *t;
+	__u8 *data, *end;
+	__u8 lenb[4];
+	int delta;
+
+	if (!msg || !h)
+		return -1;
+	slot = h->slot;
+	t = bpf_map_lookup_elem(&guard_text, &slot);
+	if (!t)
+		return -1;
+	old = h->text_len;
+	if (old > (1u << 30))
+		return -1;
+	delta = (int)DBW_GUARD_TEXT - (int)old;
+	if (delta > 0 && bpf_msg_push_data(msg, h->text_off, delta, 0))
+		return -1;
+	if (delta < 0 && bpf_msg_pop_data(msg, h->text_off, -delta, 0))
+		return -1;
+	if (bpf_msg_pull_data(msg, h->text_off, h->text_off + DBW_GUARD_TEXT, 0))
+		return -1;
+	data = msg->data;
+	end = msg->data_end;
+	if (data + DBW_GUARD_TEXT > end)
+		return -1;
+	__builtin_memcpy(data, t->text, DBW_GUARD_TEXT);
+	/* the length word counts itself and everything after the type byte */
+	len_off = h->off + 1;
+	if (msg_peek(msg, len_off, lenb, 4))
+		return -1;
+	newlen = be32(lenb) + delta;
+	if (bpf_msg_pull_data(msg, len_off, len_off + 4, 0))
+		return -1;
+	data = msg->data;
+	end = msg->data_end;
+	if (data + 4 > end)
+		return -1;
+	data[0] = newlen >> 24;
+	data[1] = newlen >> 16;
+	data[2] = newlen >> 8;
+	data[3] = newlen;
+	return 0;
+}
+
+/*
+ * After the capture: commit the walk to the socket state, rewrite the
+ * blocked messages (last first, so earlier offsets stay valid) and report
+ * every verdict that is not a plain allow. Returns the sk_msg verdict.
+ */
+static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_state *st,
+				       struct guard_plan *p)
+{
+	int verdict = SK_PASS;
+
+	st->phase = p->phase;
+	st->msg_left = p->left;
+	if (p->early)
+		cnt_add(DBW_CNT_GUARD_EARLY, 1);
+	if (p->lost) {
+		cnt_add(DBW_CNT_GUARD_LOST, 1);
+		st->phase = DBW_PG_OFF;
+	}
+	if (p->refuse || (p->lost && p->unparsed_block)) {
+		/* cannot be followed or rewritten, and the policy fails closed */
+		struct guard_hit h = {
+			.off = p->off,
+			.type = '?',
+			.action = DBW_ACT_BLOCK,
+			.slot = DBW_GUARD_UNPARSED,
+			.flags = DBW_VERDICT_F_FAILED | DBW_VERDICT_F_UNPARSED,
+		};
+
+		emit_verdict(st, p, &h);
+		cnt_add(DBW_CNT_GUARD_FAILED, 1);
+		return SK_DROP;
+	}
+	for (int i = GUARD_MAX_HITS - 1; i >= 0; i--) {
+		struct guard_hit *h;
+
+		if (i >= p->nhits)
+			continue;
+		h = &p->hits[i];
+		if (h->action >= DBW_ACT_APPROVAL) {
+			if (guard_rewrite(msg, h)) {
+				h->flags |= DBW_VERDICT_F_FAILED;
+				cnt_add(DBW_CNT_GUARD_FAILED, 1);
+				verdict = SK_DROP;
+			} else {
+				cnt_add(DBW_CNT_GUARD_BLOCKED, 1);
+			}
+		}
+		emit_verdict(st, p, h);
+	}
+	return verdict;
+}
+
+#endif /* DBW_GUARD_BPF_H */

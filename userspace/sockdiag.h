@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Resetting a TCP connection by 4-tuple and cookie (sock_diag SOCK_DESTROY). */
+#ifndef DBW_SOCKDIAG_H
+#define DBW_SOCKDIAG_H
+
+#include <stdint.h>
+
+struct sockdiag_tuple {
+	uint16_t family; /* AF_INET or AF_INET6 */
+	uint16_t client_port, server_port; /* host order */
+	uint8_t client_addr[16], server_addr[16]; /* network order, IPv4 in the first 4 */
+	uint64_t cookie;
+};
+
+/* Destroy the client's socket of that connection. 0 or -errno. */
+int sockdiag_destroy(const struct sockdiag_tuple *t);
+
+#endif /* DBW_SOCKDIAG_H */
