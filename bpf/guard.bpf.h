@@ -152,8 +152,9 @@ static __always_inline int rule_holds(const struct dbw_guard_rule *r,
 }
 
 /*
- * The first rule of the set (file order) that holds for p->lex. Returns its
- * index, or -1. Global so that the verifier checks it once.
+ * The first rule of the set (file order) that holds for p->lex, whatever
+ * its action: an allow rule before a block rule shadows it, as in
+ * userspace. Returns its index, or -1. Global: verified once.
  */
 __noinline int guard_eval(__u64 rules)
 {
@@ -167,7 +168,7 @@ __noinline int guard_eval(__u64 rules)
 		if (!(rules & (1ULL << i)))
 			continue;
 		r = bpf_map_lookup_elem(&guard_rules, &i);
-		if (r && r->action >= DBW_ACT_APPROVAL && rule_holds(r, &p->lex))
+		if (r && rule_holds(r, &p->lex))
 			return i;
 	}
 	return -1;
@@ -251,6 +252,12 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	cnt_add(DBW_CNT_GUARD_CHECKED, 1);
 
 	rule = guard_eval(p->rules);
+	if (rule >= 0) {
+		struct dbw_guard_rule *r = bpf_map_lookup_elem(&guard_rules, &rule);
+
+		if (!r || r->action < DBW_ACT_APPROVAL)
+			rule = -1; /* allowed (alerts are userspace's) */
+	}
 	if (rule < 0 && !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED)))
 		return 0;
 	if (p->nhits >= GUARD_MAX_HITS) {

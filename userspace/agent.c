@@ -17,6 +17,7 @@
 #include "analyze.h"
 #include "conn.h"
 #include "event.h"
+#include "guard.h"
 #include "identity.h"
 #include "sys.h"
 
@@ -26,11 +27,16 @@
  */
 #define DBW_DRAIN_MS 10
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, reload_requested;
 
 static void on_signal(int sig)
 {
 	stop_requested = sig;
+}
+
+static void on_hup(int sig)
+{
+	reload_requested = 1;
 }
 
 static uint64_t now_ms(void)
@@ -113,7 +119,28 @@ struct record_ctx {
 	struct conn_table *conns;
 	FILE *record; /* --record: raw records, each prefixed by its u32 size */
 	uint64_t record_errors;
+	/* the guard, installed between load and attach */
+	const struct agent_opts *o;
+	struct emitter *em;
+	struct guard *guard;
+	uint16_t ports[CAPTURE_MAX_PORTS];
 };
+
+/* capture_opts.on_loaded: put the policy in before any connection is watched. */
+static int install_policy(void *ctx, struct capture *cap, char *err, size_t errlen)
+{
+	struct record_ctx *rc = ctx;
+	struct conn_guard_ops ops = {};
+
+	if (!rc->o->policy)
+		return 0;
+	rc->guard = guard_new(cap, rc->em, rc->o->policy, rc->ports, rc->o->nports, err, errlen);
+	if (!rc->guard)
+		return -1;
+	guard_ops(rc->guard, &ops);
+	conns_set_guard(rc->conns, &ops);
+	return 0;
+}
 
 static int record_cb(void *ctx, const void *data, size_t size)
 {
@@ -217,7 +244,7 @@ out:
 
 int agent_run(const struct agent_opts *o)
 {
-	char err[512], mount[PATH_MAX], cgroup[PATH_MAX];
+	char err[4096], mount[PATH_MAX], cgroup[PATH_MAX];
 	struct capture_opts co = { 0 };
 	struct emitter *em = NULL;
 	struct identity *id = NULL;
@@ -281,15 +308,26 @@ int agent_run(const struct agent_opts *o)
 		}
 	}
 	co.on_record = record_cb;
+	co.on_loaded = install_policy;
 	co.ctx = &rctx;
+	rctx.o = o;
+	rctx.em = em;
+	for (int i = 0; i < o->nports; i++)
+		rctx.ports[i] = o->ports[i].port;
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	cap = capture_start(&co, err, sizeof(err));
 	if (!cap) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		/* a policy's errors are whole lines already */
+		if (strchr(err, '\n'))
+			fputs(err, stderr);
+		else
+			fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
 	}
 	fprintf(stderr, "dbwarden: ready: watching");
@@ -303,6 +341,13 @@ int agent_run(const struct agent_opts *o)
 		if (e < 0 && e != -EINTR) {
 			fprintf(stderr, "dbwarden: ring buffer poll failed: %s\n", strerror(-e));
 			goto out;
+		}
+		if (reload_requested) {
+			reload_requested = 0;
+			if (rctx.guard)
+				guard_reload(rctx.guard, rctx.ports, o->nports, conns);
+			else
+				fprintf(stderr, "dbwarden: SIGHUP: no --policy to read again\n");
 		}
 		emitter_flush(em);
 		if (now_ms() - last_check >= 1000) {
@@ -329,6 +374,7 @@ out:
 			fprintf(stderr, "dbwarden: --record: write errors\n");
 	}
 	conns_free(conns);
+	guard_free(rctx.guard);
 	sql_analyzer_free(an);
 	identity_free(id);
 	emitter_free(em);

@@ -14,6 +14,7 @@ struct agent_opts {
 	size_t max_conns;
 	int verbose;
 	const char *record; /* --record: also write raw records here */
+	const char *policy; /* --policy FILE; SIGHUP reads it again */
 };
 
 /* Run until SIGINT/SIGTERM. Returns the process exit code. */

@@ -18,6 +18,7 @@
 #include <pg_query/pg_query.pb-c.h>
 
 #include "analyze.h"
+#include "policy.h"
 
 #define SQL_DEFAULT_CACHE 4096
 #define SQL_MAX_KEY	  8192 /* longer statements are analysed every time */
@@ -29,6 +30,7 @@ struct sql_entry {
 	char *normalized;
 	char fingerprint[17];
 	const char *verb; /* static string */
+	uint32_t verbs; /* as sql_analysis.verbs */
 	char *objects[SQL_MAX_OBJECTS];
 	size_t nobjects;
 	bool parsed;
@@ -351,6 +353,17 @@ struct walk {
 	struct sql_entry *e;
 	json_t *ctes; /* CTE names of the statement */
 	bool without_where;
+	uint32_t verbs; /* statements nested anywhere: CTEs, EXPLAIN, subqueries */
+};
+
+/* Statement nodes that can nest in another statement, and their verb class. */
+static const struct {
+	const char *node;
+	int verb;
+} nested_verbs[] = {
+	{ "SelectStmt", DBW_VERB_SELECT }, { "InsertStmt", DBW_VERB_INSERT },
+	{ "UpdateStmt", DBW_VERB_UPDATE }, { "DeleteStmt", DBW_VERB_DELETE },
+	{ "MergeStmt", DBW_VERB_MERGE },
 };
 
 static void add_object(struct walk *w, const char *schema, const char *rel)
@@ -422,6 +435,9 @@ static void walk_tree(struct walk *w, json_t *n)
 		    !json_object_get(v, "whereClause")) {
 			w->without_where = true;
 		}
+		for (size_t i = 0; i < sizeof(nested_verbs) / sizeof(nested_verbs[0]); i++)
+			if (!strcmp(k, nested_verbs[i].node))
+				w->verbs |= 1u << nested_verbs[i].verb;
 		walk_tree(w, v);
 	}
 }
@@ -500,6 +516,7 @@ static int tree_facts(const char *text, struct sql_entry *e)
 		drop_objects(&w, node);
 	json_decref(w.ctes);
 	e->without_where = w.without_where;
+	e->verbs = w.verbs;
 	rc = 0;
 out:
 	json_decref(root);
@@ -571,6 +588,8 @@ static int analyse(const char *text, bool truncated, struct sql_entry *e)
 		e->normalized = scan_rewrite(text);
 	if (e->normalized && !e->parsed)
 		e->verb = first_word_verb(e->normalized);
+	if (policy_verb(e->verb) > 0)
+		e->verbs |= 1u << policy_verb(e->verb);
 	return e->normalized ? 0 : -1;
 }
 
@@ -579,6 +598,7 @@ static void fill_out(const struct sql_entry *e, struct sql_analysis *out)
 	out->normalized = e->normalized;
 	memcpy(out->fingerprint, e->fingerprint, sizeof(out->fingerprint));
 	out->verb = e->verb;
+	out->verbs = e->verbs;
 	out->nobjects = e->nobjects;
 	for (size_t i = 0; i < e->nobjects; i++)
 		out->objects[i] = e->objects[i];

@@ -21,6 +21,9 @@ struct sql_analysis {
 	const char *normalized; /* NUL-terminated, never NULL, never contains a literal */
 	char fingerprint[17]; /* 16 lowercase hex digits; "" when it cannot be computed */
 	const char *verb; /* "SELECT", "INSERT", "DROP", ... ; "UNKNOWN" if unparsed */
+	/* 1 << enum dbw_verb of the statement and of every statement nested in
+	 * it (data-modifying CTEs, EXPLAIN's statement, subqueries) */
+	uint32_t verbs;
 	const char *objects[SQL_MAX_OBJECTS]; /* relations as written (schema.table), deduped */
 	size_t nobjects;
 	bool parsed; /* the full parser accepted the text */

@@ -123,6 +123,9 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 		}
 	}
 
+	if (o->on_loaded && o->on_loaded(o->ctx, c, err, errlen))
+		goto fail;
+
 	c->rb = ring_buffer__new(bpf_map__fd(skel->maps.events), ring_cb, c, NULL);
 	if (!c->rb) {
 		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));

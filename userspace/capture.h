@@ -17,6 +17,8 @@ struct capture_port {
 	uint8_t proto; /* enum dbw_proto */
 };
 
+struct capture;
+
 struct capture_opts {
 	const char *cgroup; /* cgroup v2 directory to watch (absolute) */
 	struct capture_port ports[CAPTURE_MAX_PORTS];
@@ -25,6 +27,12 @@ struct capture_opts {
 	/* called for every ring buffer record; returns 0 */
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
+	/*
+	 * Called once the programs are loaded, before they are attached (the
+	 * policy goes in here, so that no connection is watched unguarded).
+	 * Non-zero aborts the start; the callback has written err.
+	 */
+	int (*on_loaded)(void *ctx, struct capture *c, char *err, size_t errlen);
 };
 
 struct capture;

@@ -234,18 +234,37 @@ static const char *status_name(enum dbw_stmt_status s)
 }
 
 /*
+ * A kernel verdict leaves the table: a block that no statement of its
+ * message confirmed on the exact parse is a false positive of the lexer.
+ */
+static void verdict_retire(struct conn *c, const struct conn_verdict *v)
+{
+	char detail[160];
+
+	if (v->action < DBW_ACT_APPROVAL || v->confirmed || (v->flags & DBW_VERDICT_F_UNPARSED) ||
+	    !c->t->guard.decide)
+		return;
+	c->t->st.mismatches++;
+	snprintf(detail, sizeof(detail),
+		 "the kernel blocked (rule slot %u) a message the exact parse allows", v->rule);
+	alert(c->t, c, "guard_mismatch", detail);
+}
+
+/*
  * The kernel's verdict on the message at stream offset off, if it gave
- * one. Verdicts of earlier messages are dropped: statements are reported
+ * one. Verdicts of earlier messages are retired: statements are reported
  * in stream order.
  */
-static const struct conn_verdict *verdict_for(struct conn *c, uint64_t off)
+static struct conn_verdict *verdict_for(struct conn *c, uint64_t off)
 {
 	unsigned i = 0, keep = 0;
-	const struct conn_verdict *hit = NULL;
+	struct conn_verdict *hit = NULL;
 
 	for (; i < c->nverdicts; i++) {
-		if (c->verdicts[i].stream_off < off)
+		if (c->verdicts[i].stream_off < off) {
+			verdict_retire(c, &c->verdicts[i]);
 			continue;
+		}
 		c->verdicts[keep++] = c->verdicts[i];
 	}
 	c->nverdicts = keep;
@@ -265,24 +284,24 @@ static void conn_reset(struct conn *c, const char *why)
 	alert(c->t, c, "connection_reset", detail);
 }
 
-/* The statement's "decision" object: the policy side's, or allow. */
-static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql_analysis *a)
+/*
+ * The statement's "decision" object: the policy side's, or allow. What it
+ * asks besides (an alert, a reset) is left in out for after the event.
+ */
+static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql_analysis *a,
+		      struct conn_decision *out)
 {
 	struct conn_table *t = c->t;
-	const struct conn_verdict *kv = verdict_for(c, s->req_off);
+	struct conn_verdict *kv = verdict_for(c, s->req_off);
 	struct conn_info ci;
-	char why[256] = "";
-	bool reset = false;
-	json_t *d;
+	json_t *d = NULL;
 
-	if (!t->guard.decide)
-		return json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
-	conn_info_of(c, &ci);
-	d = t->guard.decide(t->guard.ctx, &ci, s, a, kv, why, sizeof(why), &reset);
-	if (why[0])
-		alert(t, c, "guard_mismatch", why);
-	if (reset)
-		conn_reset(c, "policy on_mismatch: reset");
+	if (t->guard.decide) {
+		conn_info_of(c, &ci);
+		d = t->guard.decide(t->guard.ctx, &ci, s, a, kv, out);
+		if (kv && out->confirms)
+			kv->confirmed = true;
+	}
 	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
@@ -291,10 +310,12 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 {
 	struct conn *c = ctx;
 	struct conn_table *t = c->t;
+	struct conn_decision out = {};
 	struct sql_analysis a;
-	json_t *ev, *objs, *types;
+	json_t *ev, *objs, *types, *dec;
 
 	sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
+	dec = decide(c, s, &a, &out);
 	objs = json_array();
 	for (size_t i = 0; i < a.nobjects; i++)
 		json_array_append_new(objs, json_str_or_null(a.objects[i]));
@@ -327,14 +348,19 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 					  json_integer(
 						  (json_int_t)((s->end_ns - s->start_ns) / 1000)) :
 					  json_null()));
-		json_object_set_new(ev, "decision", decide(c, s, &a));
+		json_object_set_new(ev, "decision", dec);
 	} else {
 		json_decref(objs);
 		json_decref(types);
+		json_decref(dec);
 	}
 	event_emit(t->em, ev);
 	c->statements++;
 	t->st.statements++;
+	if (out.alert_kind)
+		alert(t, c, out.alert_kind, out.alert);
+	if (out.reset)
+		conn_reset(c, "policy on_mismatch: reset");
 }
 
 static void on_session(void *ctx, const char *user, const char *database, const char *app)
@@ -400,6 +426,9 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 
 	if (c->pg)
 		pg_conn_close(c->pg, ts);
+	for (unsigned i = 0; i < c->nverdicts; i++)
+		verdict_retire(c, &c->verdicts[i]);
+	c->nverdicts = 0;
 	ev = conn_event(c, "connection_close", ts);
 	if (ev)
 		json_object_set_new(
@@ -488,6 +517,7 @@ static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 		return;
 	}
 	if (c->nverdicts == CONN_VERDICTS) {
+		verdict_retire(c, &c->verdicts[0]);
 		memmove(c->verdicts, c->verdicts + 1, sizeof(c->verdicts[0]) * (CONN_VERDICTS - 1));
 		c->nverdicts--;
 	}
@@ -498,6 +528,7 @@ static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 	v->flags = r->flags;
 	v->verbs = r->verbs;
 	v->lex_flags = r->lex_flags;
+	v->confirmed = false;
 }
 
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */

@@ -33,6 +33,7 @@ struct conn_stats {
 	uint64_t evicted; /* entries dropped because the table was full */
 	uint64_t verdicts; /* guard verdict records */
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
+	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
 };
 
 /* max_conns bounds the table; the least recently active entry is evicted past it. */
@@ -65,10 +66,19 @@ struct conn_verdict {
 	uint8_t rule; /* index, DBW_GUARD_NO_RULE for the defaults */
 	uint8_t flags; /* enum dbw_verdict_flags */
 	uint32_t verbs, lex_flags;
+	bool confirmed; /* a statement of the message is blocked by the exact parse too */
 };
 
 struct sql_analysis;
 struct dbw_stmt;
+
+/* What a decision asks of the table besides the event. */
+struct conn_decision {
+	const char *alert_kind; /* NULL: no alert */
+	char alert[256];
+	bool reset; /* reset the connection (policy on_mismatch: reset) */
+	bool confirms; /* the exact parse blocks this statement too */
+};
 
 /*
  * The policy side of the table (the guard, userspace/guard.c). All
@@ -81,13 +91,11 @@ struct conn_guard_ops {
 	/*
 	 * The "decision" object of a statement event. kv is the kernel's
 	 * verdict on the message that carried it, or NULL (the kernel let it
-	 * through). May set *alert to an alert detail (a mismatch between the
-	 * kernel's verdict and the exact parse) and *reset to ask for the
-	 * connection to be reset.
+	 * through). May ask for an alert event and a reset through out.
 	 */
 	json_t *(*decide)(void *ctx, const struct conn_info *ci, const struct dbw_stmt *s,
-			  const struct sql_analysis *a, const struct conn_verdict *kv, char *alert,
-			  size_t alert_len, bool *reset);
+			  const struct sql_analysis *a, const struct conn_verdict *kv,
+			  struct conn_decision *out);
 };
 
 void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops);

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "agent.h"
+#include "analyze.h"
+#include "policy.h"
 
 #define DBW_VERSION "0.1.0"
 
@@ -20,21 +22,26 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  run        start the agent: capture database statements, write audit events\n"
+		"  policy     check a policy file, or test a statement against it\n"
 		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
 		"  version    print the version\n"
 		"\n"
 		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH]\n"
-		"             [--ringbuf-mb N] [--max-conns N] [--record PATH] [-v]\n"
+		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH] [-v]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
 		"                      directory (default: the whole host)\n"
 		"  --output SPEC       stdout (default) or file:PATH (JSON Lines, appended)\n"
+		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"
 		"  --max-conns N       connections tracked at once (default 65536)\n"
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
 		"  -v                  verbose logs on stderr\n"
 		"\n"
+		"dbwarden policy check FILE\n"
+		"dbwarden policy test FILE --sql SQL [--actor k=v ...] [--target HOST:PORT]\n"
+		"                     [--database D] [--db-user U]\n"
 		"dbwarden replay PATH [--repeat N] [--output SPEC]\n");
 }
 
@@ -103,6 +110,7 @@ static int cmd_run(int argc, char **argv)
 		{ "ringbuf-mb", required_argument, NULL, 'r' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "record", required_argument, NULL, 'R' },
+		{ "policy", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -150,6 +158,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'R':
 			o.record = optarg;
+			break;
+		case 'P':
+			o.policy = optarg;
 			break;
 		case 'v':
 			o.verbose++;
@@ -207,6 +218,159 @@ static int cmd_replay(int argc, char **argv)
 	return agent_replay(argv[optind], repeat, output);
 }
 
+/* `dbwarden policy check FILE`: the compiled rules, or every error with line:col. */
+static int cmd_policy_check(const char *path)
+{
+	char err[8192];
+	struct policy *p = policy_load(path, err, sizeof(err));
+
+	if (!p) {
+		fputs(err, stderr);
+		return 1;
+	}
+	policy_print(p, stdout);
+	policy_free(p);
+	return 0;
+}
+
+/* --actor k=v: the actor fields policy test can set. */
+static int set_actor(struct policy_conn *c, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	unsigned long uid;
+
+	if (!eq)
+		return -1;
+	if (!strncmp(kv, "uid=", 4) && !parse_uint(eq + 1, 0, 0xffffffffu, &uid))
+		c->uid = uid;
+	else if (!strncmp(kv, "user=", 5))
+		c->user = eq + 1;
+	else if (!strncmp(kv, "comm=", 5))
+		c->comm = eq + 1;
+	else if (!strncmp(kv, "exe=", 4))
+		c->exe = eq + 1;
+	else if (!strncmp(kv, "cgroup=", 7))
+		c->cgroup = eq + 1;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * `dbwarden policy test FILE --sql "..." [--actor k=v ...] [--target HOST:PORT]
+ * [--database D] [--db-user U]`: the verdict, from the daemon's own code.
+ */
+static int cmd_policy_test(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "sql", required_argument, NULL, 's' },
+		{ "actor", required_argument, NULL, 'a' },
+		{ "target", required_argument, NULL, 't' },
+		{ "database", required_argument, NULL, 'd' },
+		{ "db-user", required_argument, NULL, 'u' },
+		{ 0 },
+	};
+	struct policy_conn c = { .user = "",
+				 .comm = "",
+				 .exe = "",
+				 .cgroup = "",
+				 .server = "",
+				 .server_port = 5432,
+				 .database = "",
+				 .db_user = "" };
+	struct policy_stmt st = {};
+	struct policy_verdict v;
+	struct sql_analysis a;
+	struct sql_analyzer *an;
+	const char *sql = NULL, *colon;
+	struct policy *p;
+	char err[8192];
+	unsigned long port;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			sql = optarg;
+			break;
+		case 'a':
+			if (set_actor(&c, optarg)) {
+				fprintf(stderr,
+					"dbwarden: --actor %s: expected uid=, user=, comm=, exe= "
+					"or cgroup=\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			colon = strrchr(optarg, ':');
+			if (!colon || parse_uint(colon + 1, 1, 65535, &port)) {
+				fprintf(stderr, "dbwarden: --target %s: expected HOST:PORT\n",
+					optarg);
+				return 2;
+			}
+			c.server = optarg;
+			c.server_port = port;
+			break;
+		case 'd':
+			c.database = optarg;
+			break;
+		case 'u':
+			c.db_user = optarg;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1 || !sql) {
+		fprintf(stderr,
+			"dbwarden: policy test FILE --sql SQL [--actor k=v] [--target HOST:PORT] "
+			"[--database D] [--db-user U]\n");
+		return 2;
+	}
+	p = policy_load(argv[optind], err, sizeof(err));
+	if (!p) {
+		fputs(err, stderr);
+		return 1;
+	}
+	an = sql_analyzer_new(16);
+	if (!an || sql_analyze(an, sql, strlen(sql), false, &a)) {
+		fprintf(stderr, "dbwarden: out of memory\n");
+		policy_free(p);
+		sql_analyzer_free(an);
+		return 1;
+	}
+	st.verb = a.verb;
+	st.verbs = a.verbs;
+	st.objects = a.objects;
+	st.nobjects = a.nobjects;
+	st.without_where = a.without_where;
+	st.parsed = a.parsed;
+	policy_eval(p, &c, &st, &v);
+	printf("verdict: %s rule: %s", policy_action_name(v.action),
+	       v.name	  ? v.name :
+	       v.unparsed ? "(defaults.unparsed)" :
+			    "(default)");
+	if (v.message && *v.message)
+		printf(" message: %s", v.message);
+	printf("\nstatement: %s verb: %s\n", a.normalized, a.verb);
+	policy_free(p);
+	sql_analyzer_free(an);
+	return 0;
+}
+
+static int cmd_policy(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "check"))
+		return cmd_policy_check(argv[2]);
+	if (argc >= 3 && !strcmp(argv[1], "test"))
+		return cmd_policy_test(argc - 1, argv + 1);
+	fprintf(stderr, "dbwarden: policy check FILE | policy test FILE --sql SQL ...\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -217,6 +381,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "replay"))
 		return cmd_replay(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "policy"))
+		return cmd_policy(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dbwarden %s (ABI %d)\n", DBW_VERSION, DBW_ABI_VERSION);
 		return 0;

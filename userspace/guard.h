@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The daemon's side of the guardrails: policy in force, kernel share, decisions. */
+#ifndef DBW_GUARD_H
+#define DBW_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct capture;
+struct emitter;
+struct conn_table;
+struct conn_guard_ops;
+struct guard;
+
+/*
+ * Load the policy at path and install it in the kernel for the watched
+ * ports. NULL with every problem in err (FILE:line:col lines) on failure.
+ */
+struct guard *guard_new(struct capture *cap, struct emitter *em, const char *path,
+			const uint16_t *ports, int nports, char *err, size_t errlen);
+void guard_free(struct guard *g);
+
+/*
+ * SIGHUP: read the file again. A bad policy is refused (an alert event,
+ * the errors on stderr) and the one in force stays. 0 or -1.
+ */
+int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn_table *t);
+
+/* The callbacks the connection table calls. */
+void guard_ops(struct guard *g, struct conn_guard_ops *ops);
+
+void guard_stats(const struct guard *g, uint64_t *mismatches);
+
+#endif /* DBW_GUARD_H */

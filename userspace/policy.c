@@ -1,0 +1,1090 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The policy: YAML in, validated rules, verdicts, and the kernel's share. */
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#include "policy.h"
+
+/* A list of strings from a scalar or a sequence of scalars. */
+struct strs {
+	char **v;
+	size_t n;
+};
+
+struct kv {
+	char *k, *v;
+};
+
+struct kvs {
+	struct kv *v;
+	size_t n;
+};
+
+struct actor_sel {
+	struct strs uid, user, comm, exe, cgroup, container, pod_namespace, service_account;
+	struct kvs labels;
+};
+
+/* One `match` or `unless` block. Empty lists mean "any". */
+struct cond {
+	bool present;
+	struct strs target_names;
+	struct kvs target_labels;
+	struct strs database, db_user, objects;
+	uint32_t verbs; /* 1 << enum dbw_verb; 0: any */
+	int without_where; /* -1 any, 0, 1 */
+	struct actor_sel actor;
+};
+
+struct rule {
+	char *name;
+	struct cond match, unless;
+	enum dbw_action action;
+	char *message;
+	int line;
+	int kernel; /* kernel rule index, -1 when userspace only */
+	const char *why_not; /* why not in the kernel */
+};
+
+struct target {
+	char *name;
+	char *host; /* "" for any address */
+	uint16_t port;
+	struct kvs labels;
+};
+
+struct policy {
+	char *path;
+	enum dbw_action def_action;
+	int def_unparsed; /* -1 unset, 0 allow, 1 block */
+	bool mismatch_reset;
+	char *webhook;
+	unsigned approval_ttl_s;
+	struct target targets[POLICY_MAX_TARGETS];
+	size_t ntargets;
+	struct rule *rules;
+	size_t nrules;
+	int kernel_rules[DBW_GUARD_RULES];
+	unsigned nkernel;
+};
+
+/* ---- names ------------------------------------------------------------------ */
+
+static const char *const verb_names[DBW_VERB__MAX] = {
+	[DBW_VERB_OTHER] = "OTHER",
+	[DBW_VERB_SELECT] = "SELECT",
+	[DBW_VERB_INSERT] = "INSERT",
+	[DBW_VERB_UPDATE] = "UPDATE",
+	[DBW_VERB_DELETE] = "DELETE",
+	[DBW_VERB_MERGE] = "MERGE",
+	[DBW_VERB_TRUNCATE] = "TRUNCATE",
+	[DBW_VERB_DROP] = "DROP",
+	[DBW_VERB_ALTER] = "ALTER",
+	[DBW_VERB_CREATE] = "CREATE",
+	[DBW_VERB_GRANT] = "GRANT",
+	[DBW_VERB_REVOKE] = "REVOKE",
+	[DBW_VERB_COPY] = "COPY",
+	[DBW_VERB_BEGIN] = "BEGIN",
+	[DBW_VERB_COMMIT] = "COMMIT",
+	[DBW_VERB_ROLLBACK] = "ROLLBACK",
+	[DBW_VERB_SET] = "SET",
+	[DBW_VERB_SHOW] = "SHOW",
+	[DBW_VERB_EXPLAIN] = "EXPLAIN",
+	[DBW_VERB_CALL] = "CALL",
+	[DBW_VERB_DO] = "DO",
+	[DBW_VERB_PREPARE] = "PREPARE",
+	[DBW_VERB_EXECUTE] = "EXECUTE",
+	[DBW_VERB_VACUUM] = "VACUUM",
+	[DBW_VERB_ANALYZE] = "ANALYZE",
+	[DBW_VERB_LOCK] = "LOCK",
+	[DBW_VERB_DEALLOCATE] = "DEALLOCATE",
+	[DBW_VERB_REINDEX] = "REINDEX",
+	[DBW_VERB_COMMENT] = "COMMENT",
+	[DBW_VERB_REFRESH] = "REFRESH",
+	[DBW_VERB_VALUES] = "VALUES",
+};
+
+int policy_verb(const char *name)
+{
+	/* the analyser's spellings of the same classes */
+	if (!strcasecmp(name, "START") || !strcasecmp(name, "START TRANSACTION"))
+		return DBW_VERB_BEGIN;
+	if (!strcasecmp(name, "END"))
+		return DBW_VERB_COMMIT;
+	if (!strcasecmp(name, "ABORT"))
+		return DBW_VERB_ROLLBACK;
+	for (int i = 1; i < DBW_VERB__MAX; i++)
+		if (verb_names[i] && !strcasecmp(name, verb_names[i]))
+			return i;
+	return -1;
+}
+
+const char *policy_action_name(enum dbw_action a)
+{
+	switch (a) {
+	case DBW_ACT_ALLOW:
+		return "allow";
+	case DBW_ACT_ALERT:
+		return "alert";
+	case DBW_ACT_APPROVAL:
+		return "require_approval";
+	case DBW_ACT_BLOCK:
+		return "block";
+	}
+	return "?";
+}
+
+static int action_of(const char *s)
+{
+	for (int a = DBW_ACT_ALLOW; a <= DBW_ACT_BLOCK; a++)
+		if (!strcmp(s, policy_action_name(a)))
+			return a;
+	return -1;
+}
+
+/* ---- YAML walking, with every error collected --------------------------------- */
+
+struct ld {
+	yaml_document_t doc;
+	const char *path;
+	char *err;
+	size_t errlen, used;
+	int nerr;
+};
+
+static void __attribute__((format(printf, 3, 4)))
+perr(struct ld *l, yaml_node_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	l->nerr++;
+	if (l->used + 1 >= l->errlen)
+		return;
+	k = snprintf(l->err + l->used, l->errlen - l->used, "%s:%zu:%zu: ", l->path,
+		     n ? n->start_mark.line + 1 : 1, n ? n->start_mark.column + 1 : 1);
+	if (k > 0)
+		l->used += (size_t)k < l->errlen - l->used ? (size_t)k : l->errlen - l->used - 1;
+	va_start(ap, fmt);
+	k = vsnprintf(l->err + l->used, l->errlen - l->used, fmt, ap);
+	va_end(ap);
+	if (k > 0)
+		l->used += (size_t)k < l->errlen - l->used ? (size_t)k : l->errlen - l->used - 1;
+	if (l->used + 1 < l->errlen) {
+		l->err[l->used++] = '\n';
+		l->err[l->used] = 0;
+	}
+}
+
+static yaml_node_t *node(struct ld *l, int id)
+{
+	return yaml_document_get_node(&l->doc, id);
+}
+
+static const char *scalar(yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Check that every key of mapping n is in the NULL-terminated list `keys`. */
+static bool known_keys(struct ld *l, yaml_node_t *n, const char *what, const char *const *keys)
+{
+	bool ok = true;
+
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(l, p->key);
+		const char *ks = scalar(k);
+		size_t i;
+
+		for (i = 0; ks && keys[i]; i++)
+			if (!strcmp(ks, keys[i]))
+				break;
+		if (!ks || !keys[i]) {
+			char list[256] = "";
+
+			for (size_t j = 0; keys[j]; j++)
+				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+					 j ? ", " : "", keys[j]);
+			perr(l, k, "unknown key '%s' in %s (expected: %s)", ks ? ks : "?", what,
+			     list);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static yaml_node_t *get(struct ld *l, yaml_node_t *map, const char *key)
+{
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		const char *ks = scalar(node(l, p->key));
+
+		if (ks && !strcmp(ks, key))
+			return node(l, p->value);
+	}
+	return NULL;
+}
+
+static bool want_map(struct ld *l, yaml_node_t *n, const char *what)
+{
+	if (n->type == YAML_MAPPING_NODE)
+		return true;
+	perr(l, n, "%s must be a mapping", what);
+	return false;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s ? s : "");
+
+	if (!d)
+		abort(); /* a policy is small: out of memory here is not recoverable */
+	return d;
+}
+
+/* A string, or a list of strings. */
+static void get_strs(struct ld *l, yaml_node_t *n, const char *what, struct strs *out)
+{
+	if (!n)
+		return;
+	if (n->type == YAML_SCALAR_NODE) {
+		out->v = calloc(1, sizeof(char *));
+		out->v[out->n++] = xstrdup(scalar(n));
+		return;
+	}
+	if (n->type != YAML_SEQUENCE_NODE) {
+		perr(l, n, "%s must be a string or a list of strings", what);
+		return;
+	}
+	out->v = calloc(n->data.sequence.items.top - n->data.sequence.items.start + 1,
+			sizeof(char *));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++) {
+		yaml_node_t *e = node(l, *i);
+
+		if (!scalar(e))
+			perr(l, e, "%s: each item must be a string", what);
+		else
+			out->v[out->n++] = xstrdup(scalar(e));
+	}
+}
+
+static void get_kvs(struct ld *l, yaml_node_t *n, const char *what, struct kvs *out)
+{
+	if (!n)
+		return;
+	if (!want_map(l, n, what))
+		return;
+	out->v = calloc(n->data.mapping.pairs.top - n->data.mapping.pairs.start + 1,
+			sizeof(*out->v));
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
+
+		if (!scalar(k) || !scalar(v)) {
+			perr(l, k, "%s: keys and values must be strings", what);
+			continue;
+		}
+		out->v[out->n].k = xstrdup(scalar(k));
+		out->v[out->n++].v = xstrdup(scalar(v));
+	}
+}
+
+static void free_strs(struct strs *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+}
+
+static void free_kvs(struct kvs *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i].k);
+		free(s->v[i].v);
+	}
+	free(s->v);
+}
+
+static void free_cond(struct cond *c)
+{
+	struct actor_sel *a = &c->actor;
+
+	free_strs(&c->target_names);
+	free_kvs(&c->target_labels);
+	free_strs(&c->database);
+	free_strs(&c->db_user);
+	free_strs(&c->objects);
+	free_strs(&a->uid);
+	free_strs(&a->user);
+	free_strs(&a->comm);
+	free_strs(&a->exe);
+	free_strs(&a->cgroup);
+	free_strs(&a->container);
+	free_strs(&a->pod_namespace);
+	free_strs(&a->service_account);
+	free_kvs(&a->labels);
+}
+
+static void parse_actor(struct ld *l, yaml_node_t *n, struct actor_sel *a)
+{
+	static const char *const keys[] = { "uid",	     "user",
+					    "comm",	     "exe",
+					    "cgroup",	     "container",
+					    "pod_namespace", "service_account",
+					    "labels",	     NULL };
+
+	if (!want_map(l, n, "actor"))
+		return;
+	known_keys(l, n, "actor", keys);
+	get_strs(l, get(l, n, "uid"), "actor.uid", &a->uid);
+	for (size_t i = 0; i < a->uid.n; i++) {
+		char *end;
+
+		errno = 0;
+		strtoul(a->uid.v[i], &end, 10);
+		if (errno || *end || !*a->uid.v[i])
+			perr(l, get(l, n, "uid"), "actor.uid: '%s' is not a number", a->uid.v[i]);
+	}
+	get_strs(l, get(l, n, "user"), "actor.user", &a->user);
+	get_strs(l, get(l, n, "comm"), "actor.comm", &a->comm);
+	get_strs(l, get(l, n, "exe"), "actor.exe", &a->exe);
+	get_strs(l, get(l, n, "cgroup"), "actor.cgroup", &a->cgroup);
+	get_strs(l, get(l, n, "container"), "actor.container", &a->container);
+	get_strs(l, get(l, n, "pod_namespace"), "actor.pod_namespace", &a->pod_namespace);
+	get_strs(l, get(l, n, "service_account"), "actor.service_account", &a->service_account);
+	get_kvs(l, get(l, n, "labels"), "actor.labels", &a->labels);
+}
+
+static void parse_cond(struct ld *l, yaml_node_t *n, const char *what, struct cond *c)
+{
+	static const char *const keys[] = { "target",  "database",	"db_user", "verb",
+					    "objects", "without_where", "actor",   NULL };
+	yaml_node_t *v;
+
+	c->without_where = -1;
+	if (!n)
+		return;
+	c->present = true;
+	if (!want_map(l, n, what))
+		return;
+	known_keys(l, n, what, keys);
+	v = get(l, n, "target");
+	if (v && v->type == YAML_MAPPING_NODE)
+		get_kvs(l, v, "target", &c->target_labels);
+	else
+		get_strs(l, v, "target", &c->target_names);
+	get_strs(l, get(l, n, "database"), "database", &c->database);
+	get_strs(l, get(l, n, "db_user"), "db_user", &c->db_user);
+	get_strs(l, get(l, n, "objects"), "objects", &c->objects);
+	v = get(l, n, "verb");
+	if (v) {
+		struct strs verbs = {};
+
+		get_strs(l, v, "verb", &verbs);
+		for (size_t i = 0; i < verbs.n; i++) {
+			int k = policy_verb(verbs.v[i]);
+
+			if (k <= 0)
+				perr(l, v,
+				     "unknown verb '%s' (expected SQL verbs such as SELECT, "
+				     "INSERT, UPDATE, DELETE, DROP, TRUNCATE, ALTER)",
+				     verbs.v[i]);
+			else
+				c->verbs |= 1u << k;
+		}
+		free_strs(&verbs);
+	}
+	v = get(l, n, "without_where");
+	if (v) {
+		const char *s = scalar(v);
+
+		if (s && !strcmp(s, "true"))
+			c->without_where = 1;
+		else if (s && !strcmp(s, "false"))
+			c->without_where = 0;
+		else
+			perr(l, v, "without_where must be true or false");
+	}
+	v = get(l, n, "actor");
+	if (v)
+		parse_actor(l, v, &c->actor);
+}
+
+/* "HOST:PORT", "[V6]:PORT" or "PORT". */
+static bool parse_address(const char *s, char **host, uint16_t *port)
+{
+	const char *colon = strrchr(s, ':');
+	unsigned long p;
+	char *end;
+
+	if (!colon) {
+		colon = s - 1; /* a port alone */
+	} else if (*s == '[') {
+		if (colon[-1] != ']')
+			return false;
+	} else if (strchr(s, ':') != colon) {
+		return false; /* a bare IPv6 address needs brackets */
+	}
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno || *end || !colon[1] || p == 0 || p > 65535)
+		return false;
+	*port = p;
+	*host = strndup(s, colon >= s ? (size_t)(colon - s) : 0);
+	return *host != NULL;
+}
+
+static void parse_targets(struct ld *l, yaml_node_t *n, struct policy *p)
+{
+	static const char *const keys[] = { "name", "protocol", "address", "labels", NULL };
+
+	if (n->type != YAML_SEQUENCE_NODE) {
+		perr(l, n, "targets must be a list");
+		return;
+	}
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++) {
+		yaml_node_t *t = node(l, *i), *v;
+		struct target *tg;
+
+		if (!want_map(l, t, "a target"))
+			continue;
+		if (p->ntargets == POLICY_MAX_TARGETS) {
+			perr(l, t, "more than %d targets", POLICY_MAX_TARGETS);
+			return;
+		}
+		known_keys(l, t, "target", keys);
+		tg = &p->targets[p->ntargets++];
+		tg->name = xstrdup(scalar(get(l, t, "name")));
+		if (!*tg->name)
+			perr(l, t, "a target needs a name");
+		v = get(l, t, "protocol");
+		if (v && (!scalar(v) || strcmp(scalar(v), "postgres")))
+			perr(l, v, "unknown protocol '%s' (supported: postgres)",
+			     scalar(v) ? scalar(v) : "?");
+		v = get(l, t, "address");
+		if (!v || !scalar(v))
+			perr(l, t, "target '%s' needs an address (HOST:PORT)", tg->name);
+		else if (!parse_address(scalar(v), &tg->host, &tg->port))
+			perr(l, v, "bad address '%s' (expected HOST:PORT, [IPV6]:PORT or PORT)",
+			     scalar(v));
+		if (!tg->host)
+			tg->host = xstrdup("");
+		get_kvs(l, get(l, t, "labels"), "labels", &tg->labels);
+	}
+}
+
+/* Statement-level conditions the kernel lexer can evaluate, and an unless it can apply. */
+static const char *kernel_unfit(const struct rule *r)
+{
+	const struct cond *u = &r->unless;
+
+	if (u->verbs || u->objects.n || u->without_where >= 0)
+		return "its unless depends on the statement";
+	if (r->match.verbs & (1u << DBW_VERB_OTHER))
+		return "OTHER is not a kernel verb class";
+	if (r->match.objects.n * 2 > DBW_LEX_OBJECTS)
+		return "more objects than the kernel compares";
+	if (r->match.without_where == 0)
+		return "without_where: false needs the exact parse";
+	return NULL;
+}
+
+static void parse_rules(struct ld *l, yaml_node_t *n, struct policy *p)
+{
+	static const char *const keys[] = { "name", "match", "unless", "action", "message", NULL };
+	size_t cap;
+
+	if (n->type != YAML_SEQUENCE_NODE) {
+		perr(l, n, "rules must be a list");
+		return;
+	}
+	cap = n->data.sequence.items.top - n->data.sequence.items.start;
+	if (cap > POLICY_MAX_RULES) {
+		perr(l, n, "%zu rules: at most %d", cap, POLICY_MAX_RULES);
+		return;
+	}
+	p->rules = calloc(cap + 1, sizeof(*p->rules));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++) {
+		yaml_node_t *rn = node(l, *i), *v;
+		struct rule *r;
+
+		if (!want_map(l, rn, "a rule"))
+			continue;
+		r = &p->rules[p->nrules++];
+		r->line = rn->start_mark.line + 1;
+		r->kernel = -1;
+		known_keys(l, rn, "rule", keys);
+		r->name = xstrdup(scalar(get(l, rn, "name")));
+		if (!*r->name)
+			perr(l, rn, "a rule needs a name");
+		for (size_t j = 0; j + 1 < p->nrules; j++)
+			if (*r->name && !strcmp(p->rules[j].name, r->name))
+				perr(l, get(l, rn, "name"),
+				     "duplicate rule name '%s' (first at line %d)", r->name,
+				     p->rules[j].line);
+		v = get(l, rn, "action");
+		if (!v) {
+			perr(l, rn,
+			     "rule '%s' needs an action (block, require_approval, alert, allow)",
+			     r->name);
+		} else if (!scalar(v) || action_of(scalar(v)) < 0) {
+			perr(l, v,
+			     "unknown action '%s' (expected block, require_approval, alert, allow)",
+			     scalar(v) ? scalar(v) : "?");
+		} else {
+			r->action = action_of(scalar(v));
+		}
+		r->message = xstrdup(scalar(get(l, rn, "message")));
+		parse_cond(l, get(l, rn, "match"), "match", &r->match);
+		parse_cond(l, get(l, rn, "unless"), "unless", &r->unless);
+		for (size_t t = 0; t < r->match.target_names.n; t++) {
+			size_t k;
+
+			for (k = 0; k < p->ntargets; k++)
+				if (!strcmp(p->targets[k].name, r->match.target_names.v[t]))
+					break;
+			if (k == p->ntargets)
+				perr(l, get(l, get(l, rn, "match"), "target"),
+				     "unknown target '%s'", r->match.target_names.v[t]);
+		}
+	}
+}
+
+static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
+{
+	static const char *const keys[] = { "version",	   "defaults",	"targets", "rules",
+					    "on_mismatch", "approvals", "masking", NULL };
+	static const char *const dkeys[] = { "action", "unparsed", NULL };
+	static const char *const akeys[] = { "webhook", "ttl", NULL };
+	yaml_node_t *v;
+
+	if (!root || !want_map(l, root, "the policy"))
+		return;
+	known_keys(l, root, "the policy", keys);
+	v = get(l, root, "version");
+	if (!v)
+		perr(l, root, "version is missing (version: 1)");
+	else if (!scalar(v) || strcmp(scalar(v), "1"))
+		perr(l, v, "unsupported version '%s' (this agent reads version 1)",
+		     scalar(v) ? scalar(v) : "?");
+	v = get(l, root, "defaults");
+	if (v && want_map(l, v, "defaults")) {
+		yaml_node_t *a = get(l, v, "action"), *u = get(l, v, "unparsed");
+
+		known_keys(l, v, "defaults", dkeys);
+		if (a && (!scalar(a) || action_of(scalar(a)) < 0))
+			perr(l, a, "unknown action '%s'", scalar(a) ? scalar(a) : "?");
+		else if (a)
+			p->def_action = action_of(scalar(a));
+		if (u && scalar(u) && !strcmp(scalar(u), "block"))
+			p->def_unparsed = 1;
+		else if (u && scalar(u) && !strcmp(scalar(u), "allow"))
+			p->def_unparsed = 0;
+		else if (u)
+			perr(l, u, "defaults.unparsed must be block or allow");
+	}
+	v = get(l, root, "on_mismatch");
+	if (v) {
+		if (scalar(v) && !strcmp(scalar(v), "reset"))
+			p->mismatch_reset = true;
+		else if (!scalar(v) || strcmp(scalar(v), "alert"))
+			perr(l, v, "on_mismatch must be alert or reset");
+	}
+	v = get(l, root, "approvals");
+	if (v && want_map(l, v, "approvals")) {
+		yaml_node_t *t = get(l, v, "ttl");
+
+		known_keys(l, v, "approvals", akeys);
+		p->webhook = get(l, v, "webhook") ? xstrdup(scalar(get(l, v, "webhook"))) : NULL;
+		if (t) {
+			char *end;
+			unsigned long n = scalar(t) ? strtoul(scalar(t), &end, 10) : 0;
+			unsigned mul = !scalar(t)  ? 0 :
+				       *end == 's' ? 1 :
+				       *end == 'm' ? 60 :
+				       *end == 'h' ? 3600 :
+						     0;
+
+			if (!n || !mul || end[1])
+				perr(l, t, "ttl must be a duration such as 90s, 15m or 2h");
+			p->approval_ttl_s = n * mul;
+		}
+	}
+	v = get(l, root, "targets");
+	if (v)
+		parse_targets(l, v, p);
+	v = get(l, root, "rules");
+	if (v)
+		parse_rules(l, v, p);
+}
+
+void policy_free(struct policy *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nrules; i++) {
+		free(p->rules[i].name);
+		free(p->rules[i].message);
+		free_cond(&p->rules[i].match);
+		free_cond(&p->rules[i].unless);
+	}
+	free(p->rules);
+	for (size_t i = 0; i < p->ntargets; i++) {
+		free(p->targets[i].name);
+		free(p->targets[i].host);
+		free_kvs(&p->targets[i].labels);
+	}
+	free(p->webhook);
+	free(p->path);
+	free(p);
+}
+
+struct policy *policy_load(const char *path, char *err, size_t errlen)
+{
+	struct ld l = { .path = path, .err = err, .errlen = errlen };
+	struct policy *p = calloc(1, sizeof(*p));
+	yaml_parser_t parser;
+	struct stat stb;
+	FILE *f;
+
+	if (errlen)
+		err[0] = 0;
+	if (!p)
+		return NULL;
+	p->path = xstrdup(path);
+	p->def_unparsed = -1;
+	f = fopen(path, "r");
+	if (!f) {
+		perr(&l, NULL, "cannot open: %s", strerror(errno));
+		goto fail;
+	}
+	if (fstat(fileno(f), &stb) || stb.st_size > POLICY_MAX_BYTES) {
+		perr(&l, NULL, "larger than %d bytes", POLICY_MAX_BYTES);
+		fclose(f);
+		goto fail;
+	}
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &l.doc)) {
+		yaml_node_t at = { .start_mark = parser.problem_mark };
+
+		perr(&l, &at, "YAML: %s", parser.problem ? parser.problem : "syntax error");
+		yaml_parser_delete(&parser);
+		fclose(f);
+		goto fail;
+	}
+	yaml_parser_delete(&parser);
+	fclose(f);
+	parse_top(&l, yaml_document_get_root_node(&l.doc), p);
+	yaml_document_delete(&l.doc);
+	if (l.nerr)
+		goto fail;
+	/* the kernel's share: the first rules it can evaluate, in file order */
+	for (size_t i = 0; i < p->nrules; i++) {
+		struct rule *r = &p->rules[i];
+
+		r->why_not = kernel_unfit(r);
+		if (!r->why_not && p->nkernel == DBW_GUARD_RULES)
+			r->why_not = "beyond the kernel's 64 rules";
+		if (!r->why_not) {
+			r->kernel = p->nkernel;
+			p->kernel_rules[p->nkernel++] = i;
+		}
+	}
+	return p;
+fail:
+	policy_free(p);
+	return NULL;
+}
+
+/* ---- evaluation ---------------------------------------------------------------- */
+
+static bool in_list(const struct strs *s, const char *v, bool glob)
+{
+	if (!s->n)
+		return true;
+	for (size_t i = 0; i < s->n; i++)
+		if (glob ? !fnmatch(s->v[i], v ? v : "", 0) : !strcmp(s->v[i], v ? v : ""))
+			return true;
+	return false;
+}
+
+/* A cgroup selector is a path prefix: "/kubepods" holds "/kubepods/pod1/c". */
+static bool cgroup_in(const struct strs *s, const char *cg)
+{
+	if (!s->n)
+		return true;
+	for (size_t i = 0; i < s->n; i++) {
+		size_t n = strlen(s->v[i]);
+
+		if (cg && !strncmp(cg, s->v[i], n) &&
+		    (!cg[n] || cg[n] == '/' || s->v[i][n - 1] == '/'))
+			return true;
+	}
+	return false;
+}
+
+static const struct target *target_of(const struct policy *p, const struct policy_conn *c)
+{
+	for (size_t i = 0; i < p->ntargets; i++) {
+		const struct target *t = &p->targets[i];
+		char want[128];
+
+		if (t->port != c->server_port)
+			continue;
+		if (!*t->host)
+			return t;
+		snprintf(want, sizeof(want), "%s:%u", t->host, t->port);
+		if (c->server && !strcmp(c->server, want))
+			return t;
+	}
+	return NULL;
+}
+
+static bool target_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c)
+{
+	const struct target *t;
+
+	if (!k->target_names.n && !k->target_labels.n)
+		return true;
+	t = target_of(p, c);
+	if (!t)
+		return false;
+	if (k->target_names.n && !in_list(&k->target_names, t->name, false))
+		return false;
+	for (size_t i = 0; i < k->target_labels.n; i++) {
+		size_t j;
+
+		for (j = 0; j < t->labels.n; j++)
+			if (!strcmp(t->labels.v[j].k, k->target_labels.v[i].k) &&
+			    !strcmp(t->labels.v[j].v, k->target_labels.v[i].v))
+				break;
+		if (j == t->labels.n)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Connection-level part of a condition. Pod fields (container, namespace,
+ * service account, labels) are not resolved yet (identity issue): a
+ * selector on them never holds.
+ */
+static bool conn_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c)
+{
+	const struct actor_sel *a = &k->actor;
+	char uid[16];
+
+	snprintf(uid, sizeof(uid), "%u", c->uid);
+	return target_holds(p, k, c) && in_list(&k->database, c->database, false) &&
+	       in_list(&k->db_user, c->db_user, false) && in_list(&a->uid, uid, false) &&
+	       in_list(&a->user, c->user, false) && in_list(&a->comm, c->comm, true) &&
+	       in_list(&a->exe, c->exe, true) && cgroup_in(&a->cgroup, c->cgroup) &&
+	       !a->container.n && !a->pod_namespace.n && !a->service_account.n && !a->labels.n;
+}
+
+static bool has_conn_selectors(const struct cond *k)
+{
+	const struct actor_sel *a = &k->actor;
+
+	return k->target_names.n || k->target_labels.n || k->database.n || k->db_user.n ||
+	       a->uid.n || a->user.n || a->comm.n || a->exe.n || a->cgroup.n || a->container.n ||
+	       a->pod_namespace.n || a->service_account.n || a->labels.n;
+}
+
+/* "users" names "public.users" too; comparison as PostgreSQL folds unquoted names. */
+static bool object_named(const char *want, const char *obj)
+{
+	size_t n = strlen(obj), w = strlen(want);
+
+	if (!strcasecmp(want, obj))
+		return true;
+	return !strchr(want, '.') && n > w && obj[n - w - 1] == '.' &&
+	       !strcasecmp(obj + n - w, want);
+}
+
+static bool stmt_holds(const struct cond *k, const struct policy_stmt *s)
+{
+	if (k->verbs) {
+		int v = policy_verb(s->verb ? s->verb : "");
+		uint32_t all = s->verbs | (v > 0 ? 1u << v : 0);
+
+		/* WITH d AS (DELETE ...) SELECT is a DELETE too */
+		if (!(k->verbs & all))
+			return false;
+	}
+	if (k->without_where >= 0 && k->without_where != s->without_where)
+		return false;
+	if (k->objects.n) {
+		for (size_t i = 0; i < k->objects.n; i++)
+			for (size_t j = 0; j < s->nobjects; j++)
+				if (object_named(k->objects.v[i], s->objects[j]))
+					return true;
+		return false;
+	}
+	return true;
+}
+
+static bool cond_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c,
+		       const struct policy_stmt *s)
+{
+	return conn_holds(p, k, c) && stmt_holds(k, s);
+}
+
+static bool blocking(enum dbw_action a)
+{
+	return a == DBW_ACT_BLOCK || a == DBW_ACT_APPROVAL;
+}
+
+void policy_eval(const struct policy *p, const struct policy_conn *c, const struct policy_stmt *s,
+		 struct policy_verdict *out)
+{
+	bool may_block = blocking(p->def_action);
+
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct rule *r = &p->rules[i];
+
+		if (!conn_holds(p, &r->match, c))
+			continue;
+		may_block |= blocking(r->action);
+		if (!stmt_holds(&r->match, s))
+			continue;
+		if (r->unless.present && cond_holds(p, &r->unless, c, s))
+			continue;
+		out->action = r->action;
+		out->rule = i;
+		out->name = r->name;
+		out->message = r->message;
+		out->unparsed = false;
+		return;
+	}
+	out->rule = -1;
+	out->name = NULL;
+	out->message = "";
+	out->unparsed = false;
+	out->action = p->def_action;
+	if (!s->parsed && may_block && p->def_unparsed != 0) {
+		out->action = DBW_ACT_BLOCK;
+		out->unparsed = true;
+	}
+}
+
+uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c)
+{
+	uint64_t mask = 0;
+
+	for (unsigned k = 0; k < p->nkernel; k++) {
+		const struct rule *r = &p->rules[p->kernel_rules[k]];
+
+		if (!conn_holds(p, &r->match, c))
+			continue;
+		/* an unless on who/where only: settled here, once per connection */
+		if (r->unless.present && has_conn_selectors(&r->unless) &&
+		    conn_holds(p, &r->unless, c))
+			continue;
+		mask |= 1ULL << k;
+	}
+	return mask;
+}
+
+uint64_t policy_port_rules(const struct policy *p, uint16_t port)
+{
+	uint64_t mask = 0;
+
+	for (unsigned k = 0; k < p->nkernel; k++) {
+		const struct cond *m = &p->rules[p->kernel_rules[k]].match;
+		bool maybe = !m->target_names.n && !m->target_labels.n;
+
+		for (size_t t = 0; !maybe && t < p->ntargets; t++) {
+			struct policy_conn c = { .server_port = port };
+
+			/* any target on this port that the rule could mean */
+			if (p->targets[t].port == port) {
+				char addr[128];
+
+				snprintf(addr, sizeof(addr), "%s:%u", p->targets[t].host, port);
+				c.server = addr;
+				maybe = target_holds(p, m, &c);
+			}
+		}
+		if (maybe)
+			mask |= 1ULL << k;
+	}
+	return mask;
+}
+
+/* The statement that replaces a blocked one: the server raises the error itself. */
+static void replacement(struct dbw_guard_text *t, const char *name, const char *msg)
+{
+	char text[DBW_GUARD_TEXT], quoted[DBW_GUARD_TEXT * 2];
+	size_t q = 0;
+	int n;
+
+	snprintf(text, 200, "blocked by dbwarden rule %s%s%s", name, *msg ? ": " : "", msg);
+	for (size_t i = 0; text[i] && q + 2 < sizeof(quoted); i++) {
+		/* a quote is doubled; a '$' could end the dollar quote early */
+		if (text[i] == '\'')
+			quoted[q++] = '\'';
+		quoted[q++] = text[i] == '$' ? 'S' : (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+	}
+	quoted[q] = 0;
+	n = snprintf(
+		(char *)t->text, sizeof(t->text),
+		"DO $dbw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '%s'; END$dbw$",
+		quoted);
+	if (n < 0 || n >= (int)sizeof(t->text))
+		n = sizeof(t->text) - 1;
+	memset(t->text + n, ' ', sizeof(t->text) - 1 - n);
+	t->text[sizeof(t->text) - 1] = 0;
+}
+
+unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
+		       struct dbw_guard_text *texts, struct dbw_guard_text *unparsed,
+		       struct dbw_guard_cfg *cfg)
+{
+	bool any_block = blocking(p->def_action);
+
+	for (unsigned k = 0; k < p->nkernel; k++) {
+		const struct rule *r = &p->rules[p->kernel_rules[k]];
+		struct dbw_guard_rule *g = &rules[k];
+
+		memset(g, 0, sizeof(*g));
+		g->verbs = r->match.verbs;
+		g->action = r->action;
+		g->without_where = r->match.without_where == 1;
+		/* without_where: false is "a WHERE is present": userspace settles it */
+		for (size_t i = 0; i < r->match.objects.n; i++) {
+			char low[256];
+			size_t n = strlen(r->match.objects.v[i]);
+
+			for (size_t j = 0; j <= n && j < sizeof(low); j++)
+				low[j] = tolower((unsigned char)r->match.objects.v[i][j]);
+			low[sizeof(low) - 1] = 0;
+			g->objects[g->nobjects++] = dbw_name_hash(low, strlen(low));
+			if (!strchr(low, '.')) {
+				/* "users" also as the lexer reads "public.users" */
+				char q[264];
+
+				snprintf(q, sizeof(q), "public.%s", low);
+				g->objects[g->nobjects++] = dbw_name_hash(q, strlen(q));
+			}
+		}
+		replacement(&texts[k], r->name,
+			    *r->message			  ? r->message :
+			    r->action == DBW_ACT_APPROVAL ? "requires an approval" :
+							    "");
+		any_block |= blocking(r->action);
+	}
+	replacement(unparsed, "defaults.unparsed", "statement could not be read in full");
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1;
+	cfg->unparsed_block = p->def_unparsed == 1 || (p->def_unparsed < 0 && any_block);
+	return p->nkernel;
+}
+
+/* ---- accessors and printing ----------------------------------------------------- */
+
+size_t policy_nrules(const struct policy *p)
+{
+	return p->nrules;
+}
+
+const char *policy_rule_name(const struct policy *p, int rule)
+{
+	return rule >= 0 && (size_t)rule < p->nrules ? p->rules[rule].name : NULL;
+}
+
+bool policy_on_mismatch_reset(const struct policy *p)
+{
+	return p->mismatch_reset;
+}
+
+int policy_kernel_rule(const struct policy *p, unsigned k)
+{
+	return k < p->nkernel ? p->kernel_rules[k] : -1;
+}
+
+static void print_strs(FILE *f, const char *what, const struct strs *s)
+{
+	if (!s->n)
+		return;
+	fprintf(f, " %s=", what);
+	for (size_t i = 0; i < s->n; i++)
+		fprintf(f, "%s%s", i ? "," : "", s->v[i]);
+}
+
+static void print_cond(FILE *f, const char *what, const struct cond *k)
+{
+	const struct actor_sel *a = &k->actor;
+
+	fprintf(f, "  %s:", what);
+	if (k->verbs) {
+		fprintf(f, " verbs=");
+		for (int v = 0, first = 1; v < DBW_VERB__MAX; v++)
+			if (k->verbs & (1u << v)) {
+				fprintf(f, "%s%s", first ? "" : ",", verb_names[v]);
+				first = 0;
+			}
+	}
+	if (k->without_where >= 0)
+		fprintf(f, " without_where=%s", k->without_where ? "true" : "false");
+	print_strs(f, "objects", &k->objects);
+	print_strs(f, "target", &k->target_names);
+	for (size_t i = 0; i < k->target_labels.n; i++)
+		fprintf(f, " target.%s=%s", k->target_labels.v[i].k, k->target_labels.v[i].v);
+	print_strs(f, "database", &k->database);
+	print_strs(f, "db_user", &k->db_user);
+	print_strs(f, "uid", &a->uid);
+	print_strs(f, "user", &a->user);
+	print_strs(f, "comm", &a->comm);
+	print_strs(f, "exe", &a->exe);
+	print_strs(f, "cgroup", &a->cgroup);
+	print_strs(f, "container", &a->container);
+	print_strs(f, "pod_namespace", &a->pod_namespace);
+	print_strs(f, "service_account", &a->service_account);
+	fprintf(f, "\n");
+}
+
+void policy_print(const struct policy *p, FILE *f)
+{
+	fprintf(f, "policy %s: %zu rules (%u in the kernel), %zu targets\n", p->path, p->nrules,
+		p->nkernel, p->ntargets);
+	fprintf(f, "defaults: action=%s unparsed=%s on_mismatch=%s\n",
+		policy_action_name(p->def_action),
+		p->def_unparsed < 0 ? "block where rules block" :
+		p->def_unparsed	    ? "block" :
+				      "allow",
+		p->mismatch_reset ? "reset" : "alert");
+	for (size_t i = 0; i < p->ntargets; i++)
+		fprintf(f, "target %s: %s port %u\n", p->targets[i].name,
+			*p->targets[i].host ? p->targets[i].host : "any address",
+			p->targets[i].port);
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct rule *r = &p->rules[i];
+
+		fprintf(f, "rule %zu %s (line %d): %s", i + 1, r->name, r->line,
+			policy_action_name(r->action));
+		if (r->kernel >= 0)
+			fprintf(f, ", enforced in the kernel (slot %d)\n", r->kernel);
+		else
+			fprintf(f, ", checked in userspace only: %s\n", r->why_not);
+		print_cond(f, "match", &r->match);
+		if (r->unless.present)
+			print_cond(f, "unless", &r->unless);
+		if (*r->message)
+			fprintf(f, "  message: %s\n", r->message);
+	}
+}

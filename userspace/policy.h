@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The policy: a YAML file (see README "Guardrails") parsed with libyaml,
+ * validated with FILE:line:col errors, evaluated for statements, and
+ * compiled for the kernel guard.
+ *
+ * Evaluation: the first rule in file order whose `match` holds and whose
+ * `unless` does not decides; no rule: defaults.action. A statement the
+ * analyser could not read (truncated, not SQL) on a connection that has
+ * blocking rules follows defaults.unparsed.
+ *
+ * Connection-level selectors (target, database, db_user, actor) are
+ * evaluated once per connection by policy_conn_rules(); statement-level
+ * ones (verb, objects, without_where) per statement, in the kernel for the
+ * first DBW_GUARD_RULES rules and again here on the exact parse.
+ */
+#ifndef DBW_POLICY_H
+#define DBW_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dbwarden_abi.h"
+
+#define POLICY_MAX_BYTES   (1 << 20)
+#define POLICY_MAX_RULES   256
+#define POLICY_MAX_TARGETS 64
+
+struct policy;
+
+/* What is known of a connection ("" or 0 where not known yet). */
+struct policy_conn {
+	uint32_t uid;
+	const char *user, *comm, *exe, *cgroup;
+	const char *server; /* "10.0.0.5:5432", "[::1]:5432" */
+	uint16_t server_port;
+	const char *database, *db_user;
+};
+
+/* What the exact analysis says of a statement. */
+struct policy_stmt {
+	const char *verb; /* "SELECT", "DROP", ... "UNKNOWN" */
+	uint32_t verbs; /* sql_analysis.verbs: nested statements count too */
+	const char *const *objects;
+	size_t nobjects;
+	bool without_where;
+	bool parsed; /* false: truncated or not SQL */
+};
+
+struct policy_verdict {
+	enum dbw_action action;
+	int rule; /* index in file order, -1 for the defaults */
+	const char *name; /* the rule's name, NULL for the defaults */
+	const char *message; /* the rule's message, "" if none */
+	bool unparsed; /* decided by defaults.unparsed */
+};
+
+/*
+ * Load and validate path. On error returns NULL and writes every problem
+ * as "FILE:line:col: what is wrong\n" into err (truncated to errlen).
+ */
+struct policy *policy_load(const char *path, char *err, size_t errlen);
+void policy_free(struct policy *p);
+
+/* The compiled rules, readable (`dbwarden policy check`). */
+void policy_print(const struct policy *p, FILE *f);
+
+size_t policy_nrules(const struct policy *p);
+const char *policy_rule_name(const struct policy *p, int rule);
+bool policy_on_mismatch_reset(const struct policy *p);
+
+/* Rule index (file order) of kernel rule k, or -1. */
+int policy_kernel_rule(const struct policy *p, unsigned k);
+
+/* Evaluate a statement on a connection (the daemon and `policy test`). */
+void policy_eval(const struct policy *p, const struct policy_conn *c, const struct policy_stmt *s,
+		 struct policy_verdict *out);
+
+/* Kernel rules (bit k = kernel rule k) that apply to connection c. */
+uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c);
+
+/* Kernel rules that may apply to a connection to server port `port`. */
+uint64_t policy_port_rules(const struct policy *p, uint16_t port);
+
+/*
+ * The kernel's share: up to DBW_GUARD_RULES rules and their replacement
+ * statements, the unparsed block's text and the guard config.
+ * Returns the number of kernel rules.
+ */
+unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
+		       struct dbw_guard_text *texts, struct dbw_guard_text *unparsed,
+		       struct dbw_guard_cfg *cfg);
+
+/* enum dbw_verb of a verb name ("DROP"), or -1. */
+int policy_verb(const char *name);
+const char *policy_action_name(enum dbw_action a);
+
+#endif /* DBW_POLICY_H */
