@@ -41,6 +41,7 @@ struct conn {
 	uint64_t statements;
 	json_t *j_conn; /* cached "connection" object */
 	json_t *j_actor; /* cached "actor" object */
+	char *tail; /* both, serialised: the end of each of its events */
 	struct pg_conn *pg;
 };
 
@@ -136,6 +137,8 @@ static void format_addr(char *buf, size_t len, uint16_t family, const uint8_t *a
 	}
 }
 
+static void conn_tail(struct conn *c);
+
 /* The "connection" object of every event of c, rebuilt when the session is known. */
 static void conn_rebuild_json(struct conn *c)
 {
@@ -149,6 +152,7 @@ static void conn_rebuild_json(struct conn *c)
 			      "db_user", json_str_or_null(c->db_user), "database",
 			      json_str_or_null(c->database), "application_name",
 			      json_str_or_null(c->app));
+	conn_tail(c);
 }
 
 static void conn_build_actor(struct conn *c)
@@ -166,6 +170,7 @@ static void conn_build_actor(struct conn *c)
 		"comm", json_str_safe(c->who.comm, strnlen(c->who.comm, sizeof(c->who.comm))),
 		"exe", json_str_or_null(c->exe), "cgroup", json_str_or_null(c->cgroup),
 		"container_id", "pod");
+	conn_tail(c);
 }
 
 /* The policy side's view of c, valid until c changes. */
@@ -196,16 +201,34 @@ static void guard_changed(struct conn *c)
 	c->t->guard.conn_changed(c->t->guard.ctx, &ci);
 }
 
-/* Start an event about c: envelope + connection + actor. */
+/* Serialise c's "connection" and "actor" once, for all its events. */
+static void conn_tail(struct conn *c)
+{
+	char *jc = c->j_conn ? json_dumps(c->j_conn, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	char *ja = c->j_actor ? json_dumps(c->j_actor, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+	free(c->tail);
+	c->tail = NULL;
+	if (jc && ja && asprintf(&c->tail, ",\"connection\":%s,\"actor\":%s", jc, ja) < 0)
+		c->tail = NULL;
+	free(jc);
+	free(ja);
+}
+
+/* Start an event about c: the envelope; conn_emit adds connection + actor. */
 static json_t *conn_event(struct conn *c, const char *type, uint64_t ts)
 {
-	json_t *ev = event_new(c->t->em, type, ts);
+	return event_new(c->t->em, type, ts);
+}
 
-	if (ev) {
+static void conn_emit(struct conn *c, json_t *ev)
+{
+	if (ev && !c->tail) {
+		/* no memory for the cached form: the slow way */
 		json_object_set(ev, "connection", c->j_conn);
 		json_object_set(ev, "actor", c->j_actor);
 	}
-	return ev;
+	event_emit_parts(c->t->em, ev, c->tail);
 }
 
 static void alert(struct conn_table *t, struct conn *c, const char *kind, const char *detail)
@@ -215,7 +238,10 @@ static void alert(struct conn_table *t, struct conn *c, const char *kind, const 
 	if (ev)
 		json_object_set_new(ev, "alert",
 				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
-	event_emit(t->em, ev);
+	if (c)
+		conn_emit(c, ev);
+	else
+		event_emit(t->em, ev);
 }
 
 static const char *status_name(enum dbw_stmt_status s)
@@ -354,7 +380,7 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 		json_decref(types);
 		json_decref(dec);
 	}
-	event_emit(t->em, ev);
+	conn_emit(c, ev);
 	c->statements++;
 	t->st.statements++;
 	if (out.alert_kind)
@@ -412,6 +438,7 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	pg_conn_free(c->pg);
 	json_decref(c->j_conn);
 	json_decref(c->j_actor);
+	free(c->tail);
 	free(c);
 	t->st.open--;
 }
@@ -436,7 +463,7 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 			json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
 				  "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
 				  "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]));
-	event_emit(t->em, ev);
+	conn_emit(c, ev);
 	conn_destroy(t, c);
 }
 
@@ -498,7 +525,7 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 	conn_rebuild_json(c);
 	conn_build_actor(c);
 	ev = conn_event(c, "connection_open", r->hdr.ts_ns);
-	event_emit(t->em, ev);
+	conn_emit(c, ev);
 	guard_changed(c);
 }
 

@@ -20,7 +20,35 @@ struct emitter {
 	char agent_id[80];
 	char node[256];
 	char instance[33];
+	/* one serialized event: jansson's own FILE output is a fwrite per token */
+	char *line;
+	size_t len, cap;
+	bool oom;
 };
+
+/* json_dump_callback sink: append to em->line. */
+static int line_append(const char *buf, size_t n, void *data)
+{
+	struct emitter *em = data;
+
+	if (em->len + n + 1 > em->cap) {
+		size_t ncap = em->cap ? em->cap * 2 : 4096;
+		char *nl;
+
+		while (ncap < em->len + n + 1)
+			ncap *= 2;
+		nl = realloc(em->line, ncap);
+		if (!nl) {
+			em->oom = true;
+			return -1;
+		}
+		em->line = nl;
+		em->cap = ncap;
+	}
+	memcpy(em->line + em->len, buf, n);
+	em->len += n;
+	return 0;
+}
 
 static void read_first_line(const char *path, char *buf, size_t len)
 {
@@ -87,6 +115,7 @@ void emitter_free(struct emitter *em)
 	emitter_flush(em);
 	if (em->own)
 		fclose(em->out);
+	free(em->line);
 	free(em);
 }
 
@@ -120,6 +149,11 @@ json_t *event_new(struct emitter *em, const char *type, uint64_t ts_mono_ns)
 
 int event_emit(struct emitter *em, json_t *ev)
 {
+	return event_emit_parts(em, ev, NULL);
+}
+
+int event_emit_parts(struct emitter *em, json_t *ev, const char *tail)
+{
 	int err = 0;
 
 	if (!ev) {
@@ -127,8 +161,11 @@ int event_emit(struct emitter *em, json_t *ev)
 		em->errors++;
 		return -1;
 	}
-	if (json_dumpf(ev, em->out, JSON_COMPACT | JSON_ENSURE_ASCII) ||
-	    fputc('\n', em->out) == EOF) {
+	em->len = 0;
+	if (json_dump_callback(ev, line_append, em, JSON_COMPACT | JSON_ENSURE_ASCII) ||
+	    (tail && em->len &&
+	     (em->len--, line_append(tail, strlen(tail), em) || line_append("}", 1, em))) ||
+	    line_append("\n", 1, em) || fwrite_unlocked(em->line, 1, em->len, em->out) != em->len) {
 		em->errors++;
 		err = -1;
 	}

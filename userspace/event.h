@@ -32,6 +32,13 @@ json_t *event_new(struct emitter *em, const char *type, uint64_t ts_mono_ns);
 /* Serialise and write ev (the reference is consumed). Returns 0 or -1. */
 int event_emit(struct emitter *em, json_t *ev);
 
+/*
+ * The same, with tail (",\"key\":value..." already serialised) added as the
+ * last members: the constant parts of an event (a connection, its actor)
+ * are serialised once, not once per statement.
+ */
+int event_emit_parts(struct emitter *em, json_t *ev, const char *tail);
+
 /* Push buffered lines out (after each batch of records). */
 void emitter_flush(struct emitter *em);
 
