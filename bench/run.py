@@ -322,11 +322,15 @@ def plot(summary, path):
 
 
 def main():
+    global DBW
     if not os.access(DBW, os.X_OK):
         raise SystemExit(f"bench: {DBW} is not built (make all)")
     os.makedirs(RESULTS, exist_ok=True)
     t0 = time.time()
     workdir = tempfile.mkdtemp(prefix="dbw-bench-run-")
+    # one binary for the whole run, whatever is rebuilt meanwhile
+    shutil.copy2(DBW, os.path.join(workdir, "dbwarden"))
+    DBW = os.path.join(workdir, "dbwarden")
     stats_path = "/proc/sys/kernel/bpf_stats_enabled"
     old_stats = open(stats_path).read().strip()
     pg = Postgres()

@@ -59,12 +59,23 @@ struct {
 	__type(value, struct dbw_guard_text);
 } guard_text SEC(".maps");
 
+/* Approved {statement shape, actor} -> expiry (CLOCK_MONOTONIC ns), set by `dbwarden approve`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dbw_approval_key);
+	__type(value, __u64);
+} approvals SEC(".maps");
+
 struct guard_hit {
 	__u32 off; /* message start in this send */
 	__u32 text_off; /* start of the statement text */
 	__u32 text_len; /* its bytes, NUL included */
 	__u32 verbs;
 	__u32 lex_flags;
+	__u64 shape;
+	__u64 cgroup_id; /* the actor, for the approval id */
+	__u32 uid;
 	__u8 type;
 	__u8 action;
 	__u8 slot; /* rule index or DBW_GUARD_UNPARSED */
@@ -75,6 +86,7 @@ struct guard_hit {
 struct guard_plan {
 	__u64 base; /* stream offset of byte 0 of this send */
 	__u64 rules;
+	struct dbw_approval_key actor; /* who sends: the approvals key, shape set per statement */
 	__u32 size;
 	__u32 off; /* next message start */
 	__u32 left; /* bytes of a message continuing past this send */
@@ -202,7 +214,7 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	struct guard_hit *h;
 	__u8 *buf = lex_text();
 	__u8 *data, *end;
-	int rule;
+	int rule, approved;
 
 	if (!p || !buf || !msg)
 		return -1;
@@ -252,11 +264,20 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	cnt_add(DBW_CNT_GUARD_CHECKED, 1);
 
 	rule = guard_eval(p->rules);
+	approved = 0;
 	if (rule >= 0) {
 		struct dbw_guard_rule *r = bpf_map_lookup_elem(&guard_rules, &rule);
 
 		if (!r || r->action < DBW_ACT_APPROVAL)
 			rule = -1; /* allowed (alerts are userspace's) */
+		else if (r->action == DBW_ACT_APPROVAL &&
+			 !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED))) {
+			__u64 *until;
+
+			p->actor.shape = p->lex.shape;
+			until = bpf_map_lookup_elem(&approvals, &p->actor);
+			approved = until && *until > bpf_ktime_get_ns();
+		}
 	}
 	if (rule < 0 && !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED)))
 		return 0;
@@ -272,12 +293,20 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	h->type = type;
 	h->verbs = p->lex.verbs;
 	h->lex_flags = p->lex.flags;
+	h->shape = p->lex.shape;
+	h->uid = p->actor.uid;
+	h->cgroup_id = p->actor.cgroup_id;
 	h->flags = p->early ? DBW_VERDICT_F_EARLY : 0;
 	if (rule >= 0) {
 		struct dbw_guard_rule *r = bpf_map_lookup_elem(&guard_rules, &rule);
 
 		h->slot = rule;
 		h->action = r ? r->action : DBW_ACT_BLOCK;
+		if (approved) {
+			/* passes; the verdict still tells userspace which approval it used */
+			h->action = DBW_ACT_ALLOW;
+			h->flags |= DBW_VERDICT_F_APPROVED;
+		}
 	} else {
 		/* unreadable for the lexer: defaults.unparsed decides */
 		cnt_add(DBW_CNT_GUARD_UNPARSED, 1);
@@ -410,6 +439,9 @@ static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, stru
 	p->lost = 0;
 	p->refuse = 0;
 	p->unparsed_block = cfg->unparsed_block;
+	p->actor.uid = st->who.uid;
+	p->actor.cgroup_id = st->who.cgroup_id;
+	p->actor.pad = 0;
 	rules = bpf_map_lookup_elem(&conn_rules, &st->conn_id);
 	p->rules = rules ? *rules : st->rules;
 	p->early = !rules;
@@ -456,6 +488,7 @@ static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_p
 	v->msg_type = h->type;
 	v->flags = h->flags;
 	v->pad = 0;
+	v->shape = h->shape;
 	bpf_ringbuf_submit(v, rb_submit_flags());
 }
 
@@ -492,6 +525,18 @@ __noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
 	if (data + DBW_GUARD_TEXT > end)
 		return -1;
 	__builtin_memcpy(data, t->text, DBW_GUARD_TEXT);
+	if (t->id_off) {
+		/* the approval id, as userspace derives it from the verdict; at a
+		 * fixed place in the text so that the offsets are constants */
+		__u64 id = dbw_approval_id(h->shape, h->uid, h->cgroup_id);
+
+		for (int i = DBW_APPROVAL_ID_LEN - 1; i >= 0; i--) {
+			__u8 d = id & 15;
+
+			data[DBW_APPROVAL_ID_OFF + i] = d < 10 ? '0' + d : 'a' + d - 10;
+			id >>= 4;
+		}
+	}
 	/* the length word counts itself and everything after the type byte */
 	len_off = h->off + 1;
 	if (msg_peek(msg, len_off, lenb, 4))

@@ -386,6 +386,7 @@ __noinline int word_end(struct lex_state *s, int quoted)
 
 	if (!s)
 		return 0;
+	s->res.shape = fnv(s->res.shape, ' ');
 	k = quoted ? K_NONE : kw_class(s->word, s->word_len);
 	cls = k & 0xff00;
 	v = k & 0xff;
@@ -487,6 +488,10 @@ __noinline int normal_byte(struct lex_state *s, __u8 c, __u8 next)
 	}
 	if (s->obj_pending && !s->obj_dot && c != '.')
 		obj_done(s);
+	/* the shape: words as read, every literal as one '?', punctuation as is */
+	s->res.shape = fnv(s->res.shape, word_start(c) ? lower(c) :
+					 c == '\'' || c == '$' || (c >= '0' && c <= '9') ? '?' :
+											   c);
 	if (word_start(c)) {
 		s->mode = M_WORD;
 		s->word = lower(c);
@@ -584,6 +589,7 @@ static long lex_step(__u32 i, void *ctx)
 	switch (s->mode) {
 	case M_WORD:
 		if (word_char(c)) {
+			s->res.shape = fnv(s->res.shape, lower(c));
 			if (s->word_len < 8)
 				s->word |= (__u64)lower(c) << (8 * s->word_len);
 			if (s->word_len < 255)
@@ -610,6 +616,7 @@ static long lex_step(__u32 i, void *ctx)
 			word_end(s, 1);
 		} else {
 			s->h = fnv(s->h, c);
+			s->res.shape = fnv(s->res.shape, c);
 		}
 		return 0;
 	case M_STR:
@@ -722,6 +729,7 @@ __noinline int sql_lex(__u32 len, struct dbw_lex_result *out)
 	}
 	s.len = len;
 	s.verb_pos = 1;
+	s.res.shape = DBW_FNV_OFFSET;
 	bpf_loop(len, lex_step, &s, 0);
 	switch (s.mode) {
 	case M_WORD:

@@ -254,8 +254,12 @@ struct dbw_lex_result {
 	__u32 nstmts;
 	__u32 nobjects;
 	__u64 objects[DBW_LEX_OBJECTS];
+	/* the statement's shape: its tokens with every literal as one mark,
+	 * case-folded words, no comments or spacing (approvals key on it) */
+	__u64 shape;
 };
-_Static_assert(sizeof(struct dbw_lex_result) == 16 + 8 * DBW_LEX_OBJECTS, "dbw_lex_result layout");
+_Static_assert(sizeof(struct dbw_lex_result) == 16 + 8 * DBW_LEX_OBJECTS + 8,
+	       "dbw_lex_result layout");
 
 /* Value of the watched-ports map (key: __u16 server port, host order). */
 struct dbw_port_cfg {
@@ -321,7 +325,40 @@ _Static_assert(sizeof(struct dbw_guard_rule) == 8 + 8 * DBW_LEX_OBJECTS, "guard_
 
 struct dbw_guard_text {
 	__u8 text[DBW_GUARD_TEXT];
+	/* require_approval: non-zero when the kernel writes the approval id
+	 * (DBW_APPROVAL_ID_LEN hex digits at DBW_APPROVAL_ID_OFF) */
+	__u16 id_off;
+	__u8 pad[6];
 };
+_Static_assert(sizeof(struct dbw_guard_text) == DBW_GUARD_TEXT + 8, "guard_text layout");
+
+/*
+ * Approvals. A require_approval block names an id derived from the
+ * statement's shape and the actor (uid, cgroup): the same actor retrying
+ * the same statement gets the same id. `dbwarden approve ID` puts
+ * {shape, actor} in the approvals map with an expiry (CLOCK_MONOTONIC);
+ * until then the guard lets that actor's statement of that shape pass.
+ */
+#define DBW_APPROVAL_ID_LEN 12
+/* where the id stands in a replacement text: the message's first words are
+ * "approval id <id>" (after the DO ... MESSAGE = ' prefix of 66 bytes) */
+#define DBW_APPROVAL_ID_OFF (66 + 12)
+
+struct dbw_approval_key {
+	__u64 shape;
+	__u64 cgroup_id;
+	__u32 uid;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_approval_key) == 24, "approval_key layout");
+
+static inline __u64 dbw_approval_id(__u64 shape, __u32 uid, __u64 cgroup_id)
+{
+	__u64 h = (shape ^ (cgroup_id * DBW_FNV_PRIME)) * DBW_FNV_PRIME;
+
+	h = (h ^ uid) * DBW_FNV_PRIME;
+	return (h ^ (h >> 29)) & ((1ULL << (4 * DBW_APPROVAL_ID_LEN)) - 1);
+}
 
 struct dbw_guard_cfg {
 	__u8 enabled; /* a policy with kernel rules is loaded */
@@ -334,6 +371,7 @@ enum dbw_verdict_flags {
 	DBW_VERDICT_F_UNPARSED = 1 << 0, /* the lexer could not read the statement fully */
 	DBW_VERDICT_F_EARLY = 1 << 1, /* the connection's own rules were not set yet */
 	DBW_VERDICT_F_FAILED = 1 << 2, /* the rewrite failed: send dropped, reset it */
+	DBW_VERDICT_F_APPROVED = 1 << 3, /* require_approval, and approved: passed */
 };
 
 /* The guard's decision about one Query/Parse message, when not a plain allow. */
@@ -347,7 +385,8 @@ struct dbw_rec_verdict {
 	__u8 msg_type; /* 'Q' or 'P' */
 	__u8 flags; /* enum dbw_verdict_flags */
 	__u32 pad;
+	__u64 shape; /* dbw_lex_result.shape */
 };
-_Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8, "verdict layout");
+_Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8 + 8, "verdict layout");
 
 #endif /* DBWARDEN_ABI_H */

@@ -137,6 +137,8 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 	rc->guard = guard_new(cap, rc->em, rc->o->policy, rc->ports, rc->o->nports, err, errlen);
 	if (!rc->guard)
 		return -1;
+	if (guard_api_open(rc->guard, rc->o->api ? rc->o->api : DBW_API_DEFAULT, err, errlen))
+		return -1;
 	guard_ops(rc->guard, &ops);
 	conns_set_guard(rc->conns, &ops);
 	return 0;
@@ -319,6 +321,7 @@ int agent_run(const struct agent_opts *o)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGCHLD, SIG_IGN); /* webhook posts run in children nobody waits for */
 	signal(SIGPIPE, SIG_IGN);
 
 	cap = capture_start(&co, err, sizeof(err));
@@ -342,6 +345,8 @@ int agent_run(const struct agent_opts *o)
 			fprintf(stderr, "dbwarden: ring buffer poll failed: %s\n", strerror(-e));
 			goto out;
 		}
+		if (rctx.guard)
+			guard_api_poll(rctx.guard);
 		if (reload_requested) {
 			reload_requested = 0;
 			if (rctx.guard)

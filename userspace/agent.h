@@ -15,7 +15,10 @@ struct agent_opts {
 	int verbose;
 	const char *record; /* --record: also write raw records here */
 	const char *policy; /* --policy FILE; SIGHUP reads it again */
+	const char *api; /* --api PATH: the local API socket (approvals) */
 };
+
+#define DBW_API_DEFAULT "/run/dbwarden/api.sock"
 
 /* Run until SIGINT/SIGTERM. Returns the process exit code. */
 int agent_run(const struct agent_opts *o);

@@ -241,6 +241,14 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 	return 0;
 }
 
+int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns)
+{
+	__u64 v = until_mono_ns;
+
+	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.approvals), k, &v, BPF_ANY) ? -errno :
+											   0;
+}
+
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 {
 	__u64 key = conn_id, val = rules;

@@ -72,6 +72,9 @@ struct capture_guard {
 /* Install a compiled policy (also a reload). Returns 0 or -errno. */
 int capture_guard_load(struct capture *c, const struct capture_guard *g);
 
+/* Let that actor's statements of that shape pass require_approval rules until then. */
+int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns);
+
 /* The rules of one connection, as userspace computed them. 0 or -errno. */
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules);
 

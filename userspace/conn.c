@@ -556,6 +556,7 @@ static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 	v->verbs = r->verbs;
 	v->lex_flags = r->lex_flags;
 	v->confirmed = false;
+	v->shape = r->shape;
 }
 
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */

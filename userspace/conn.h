@@ -67,6 +67,7 @@ struct conn_verdict {
 	uint8_t flags; /* enum dbw_verdict_flags */
 	uint32_t verbs, lex_flags;
 	bool confirmed; /* a statement of the message is blocked by the exact parse too */
+	uint64_t shape; /* the statement shape the lexer read (approvals) */
 };
 
 struct sql_analysis;

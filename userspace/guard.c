@@ -5,9 +5,19 @@
  * every statement event: what the kernel did, checked against the exact
  * parse.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "analyze.h"
 #include "capture.h"
@@ -17,13 +27,44 @@
 #include "policy.h"
 #include "stmt.h"
 
+/* A statement held for approval, by id (dbw_approval_id of shape and actor). */
+struct approval {
+	uint64_t id;
+	struct dbw_approval_key key;
+	char rule[64], statement[256], actor[128];
+	uint64_t seen, until_ns; /* until_ns: granted until (CLOCK_MONOTONIC), 0: pending */
+	char approver[64];
+};
+
+#define GUARD_APPROVALS 1024
+
 struct guard {
 	struct capture *cap;
 	struct emitter *em;
 	char *path;
 	struct policy *pol;
 	uint64_t mismatches, unparsed_blocks;
+	struct approval approvals[GUARD_APPROVALS]; /* the oldest is reused when full */
+	unsigned napprovals, next;
+	int api_fd;
+	char *api_path;
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static struct approval *approval_find(struct guard *g, uint64_t id)
+{
+	for (unsigned i = 0; i < g->napprovals; i++)
+		if (g->approvals[i].id == id)
+			return &g->approvals[i];
+	return NULL;
+}
 
 /* Install p's kernel share. 0 or -errno. */
 static int install(struct guard *g, const struct policy *p, const uint16_t *ports, int nports)
@@ -51,6 +92,7 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 	}
 	g->cap = cap;
 	g->em = em;
+	g->api_fd = -1;
 	g->path = strdup(path);
 	g->pol = policy_load(path, err, errlen);
 	if (!g->pol || !g->path) {
@@ -71,6 +113,12 @@ void guard_free(struct guard *g)
 	if (!g)
 		return;
 	policy_free(g->pol);
+	if (g->api_fd >= 0) {
+		close(g->api_fd);
+		if (g->api_path)
+			unlink(g->api_path);
+	}
+	free(g->api_path);
 	free(g->path);
 	free(g);
 }
@@ -120,6 +168,93 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 	return 0;
 }
 
+/*
+ * POST body to an http:// URL from a child process: the daemon never
+ * waits on a chat tool, and a dead one costs it nothing.
+ */
+static void webhook_post(const char *url, const char *body)
+{
+	char host[256], port[8] = "80", req[4096];
+	const char *h = url + 7, *path = strchr(h, '/'), *colon;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	size_t hl = path ? (size_t)(path - h) : strlen(h);
+	int fd, n;
+
+	if (!path)
+		path = "/";
+	colon = memchr(h, ':', hl);
+	if (colon) {
+		snprintf(port, sizeof(port), "%.*s", (int)(hl - (colon - h) - 1), colon + 1);
+		hl = colon - h;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)hl, h);
+	if (fork() != 0)
+		return; /* the parent, or no child: a missed notification, never a stall */
+	alarm(10);
+	n = snprintf(req, sizeof(req),
+		     "POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n\r\n%s",
+		     path, host, strlen(body), body);
+	if (getaddrinfo(host, port, &hints, &ai) == 0) {
+		fd = socket(ai->ai_family, SOCK_STREAM, 0);
+		if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    write(fd, req, n) == n)
+			(void)read(fd, req, sizeof(req)); /* the answer is not needed */
+	}
+	_exit(0);
+}
+
+/* A require_approval block: remember it (same id for the same actor and statement). */
+static struct approval *approval_note(struct guard *g, const struct conn_info *ci,
+				      const struct conn_verdict *kv, const char *rule,
+				      const struct sql_analysis *a)
+{
+	struct dbw_approval_key key = { .shape = kv->shape,
+					.cgroup_id = ci->who->cgroup_id,
+					.uid = ci->who->uid };
+	uint64_t id = dbw_approval_id(key.shape, key.uid, key.cgroup_id);
+	struct approval *ap = approval_find(g, id);
+	char body[1024];
+	json_t *j;
+
+	if (ap)
+		return ap;
+	if (g->napprovals < GUARD_APPROVALS)
+		ap = &g->approvals[g->napprovals++];
+	else
+		ap = &g->approvals[g->next++ % GUARD_APPROVALS];
+	memset(ap, 0, sizeof(*ap));
+	ap->id = id;
+	ap->key = key;
+	ap->seen = mono_ns();
+	snprintf(ap->rule, sizeof(ap->rule), "%s", rule);
+	snprintf(ap->statement, sizeof(ap->statement), "%s", a->normalized);
+	snprintf(ap->actor, sizeof(ap->actor), "uid=%u user=%s comm=%s pid=%u", ci->who->uid,
+		 ci->user, ci->who->comm, ci->who->pid);
+	if (policy_webhook(g->pol)) {
+		j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "approval_pending", "id",
+			      "", "rule", ap->rule, "statement", ap->statement, "actor", ap->actor,
+			      "approve", "");
+		if (j) {
+			char ids[24], cmd[64];
+			char *dump;
+
+			snprintf(ids, sizeof(ids), "%012llx", (unsigned long long)id);
+			snprintf(cmd, sizeof(cmd), "dbwarden approve %s", ids);
+			json_object_set_new(j, "id", json_string(ids));
+			json_object_set_new(j, "approve", json_string(cmd));
+			dump = json_dumps(j, JSON_COMPACT);
+			if (dump) {
+				snprintf(body, sizeof(body), "%s", dump);
+				webhook_post(policy_webhook(g->pol), body);
+			}
+			free(dump);
+			json_decref(j);
+		}
+	}
+	return ap;
+}
+
 static void conn_of(const struct conn_info *ci, struct policy_conn *pc)
 {
 	pc->uid = ci->who->uid;
@@ -164,8 +299,11 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 	};
 	struct policy_verdict v;
 	enum dbw_action action = DBW_ACT_ALLOW;
-	const char *rule = NULL;
+	const char *rule = NULL, *approver = NULL;
 	bool kernel_blocked = kv && kv->action >= DBW_ACT_APPROVAL;
+	struct approval *ap = NULL;
+	char approval_id[24] = "";
+	json_t *d;
 
 	conn_of(ci, &pc);
 	policy_eval(g->pol, &pc, &ps, &v);
@@ -177,6 +315,18 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 		/* one statement of a blocked message may be innocent: the table
 		 * checks that some statement of it confirms the block */
 		out->confirms = v.action >= DBW_ACT_APPROVAL;
+		if (kv->action == DBW_ACT_APPROVAL)
+			ap = approval_note(g, ci, kv, rule, a);
+	} else if (kv && (kv->flags & DBW_VERDICT_F_APPROVED)) {
+		/* held for approval, approved: it ran */
+		struct dbw_approval_key key = { .shape = kv->shape,
+						.cgroup_id = ci->who->cgroup_id,
+						.uid = ci->who->uid };
+		int r = policy_kernel_rule(g->pol, kv->rule);
+
+		ap = approval_find(g, dbw_approval_id(key.shape, key.uid, key.cgroup_id));
+		rule = r >= 0 ? policy_rule_name(g->pol, r) : NULL;
+		approver = ap ? ap->approver : NULL;
 	} else if (v.action >= DBW_ACT_APPROVAL) {
 		/* the kernel let through what the policy blocks: it reached the server */
 		g->mismatches++;
@@ -202,9 +352,136 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 			 a->verb);
 		out->alert_kind = "dynamic_sql";
 	}
-	return json_pack("{s:s, s:o, s:n, s:s}", "action", policy_action_name(action), "rule",
-			 rule ? json_string(rule) : json_null(), "approval_id", "enforced_by",
-			 kernel_blocked ? "kernel" : "none");
+	if (ap)
+		snprintf(approval_id, sizeof(approval_id), "%012llx", (unsigned long long)ap->id);
+	d = json_pack("{s:s, s:o, s:o, s:s}", "action", policy_action_name(action), "rule",
+		      rule ? json_string(rule) : json_null(), "approval_id",
+		      ap ? json_string(approval_id) : json_null(), "enforced_by",
+		      kernel_blocked ? "kernel" : "none");
+	if (d && approver)
+		json_object_set_new(d, "approved_by", json_string(approver));
+	return d;
+}
+
+/*
+ * The local API: a unix socket only root can use (mode 0600, and the
+ * peer's uid checked), one request line per connection:
+ *   approvals            the approvals known, one per line
+ *   approve ID TTL_S     grant ID for TTL_S seconds (0: the policy's ttl)
+ */
+int guard_api_open(struct guard *g, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)], *slash;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "--api %s: path too long", path);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0700); /* exists already is fine */
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	g->api_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unlink(path);
+	if (g->api_fd < 0 || bind(g->api_fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    chmod(path, 0600) || listen(g->api_fd, 16)) {
+		snprintf(err, errlen, "--api %s: %s", path, strerror(errno));
+		if (g->api_fd >= 0)
+			close(g->api_fd);
+		g->api_fd = -1;
+		return -1;
+	}
+	g->api_path = strdup(path);
+	return 0;
+}
+
+static void api_approve(struct guard *g, int fd, const struct ucred *cr, const char *args)
+{
+	unsigned long long id;
+	unsigned long ttl = 0;
+	struct approval *ap;
+	struct passwd *pw;
+	char msg[256];
+	int e;
+
+	if (sscanf(args, "%llx %lu", &id, &ttl) < 1) {
+		dprintf(fd, "error usage: approve ID [TTL_SECONDS]\n");
+		return;
+	}
+	ap = approval_find(g, id);
+	if (!ap) {
+		dprintf(fd, "error no approval %012llx is pending\n", id);
+		return;
+	}
+	if (!ttl)
+		ttl = policy_approval_ttl(g->pol);
+	ap->until_ns = mono_ns() + (uint64_t)ttl * 1000000000;
+	e = capture_approve(g->cap, &ap->key, ap->until_ns);
+	if (e) {
+		ap->until_ns = 0;
+		dprintf(fd, "error cannot insert the approval: %s\n", strerror(-e));
+		return;
+	}
+	pw = getpwuid(cr->uid);
+	snprintf(ap->approver, sizeof(ap->approver), "%s (pid %d)", pw ? pw->pw_name : "?",
+		 (int)cr->pid);
+	snprintf(msg, sizeof(msg), "approval %012llx granted by %s for %lus: rule %s, %s, %s", id,
+		 ap->approver, ttl, ap->rule, ap->actor, ap->statement);
+	alert(g, "approval_granted", msg);
+	dprintf(fd, "ok %s\n", msg);
+}
+
+static void api_list(struct guard *g, int fd)
+{
+	uint64_t now = mono_ns();
+
+	for (unsigned i = 0; i < g->napprovals; i++) {
+		struct approval *ap = &g->approvals[i];
+
+		if (ap->until_ns > now)
+			dprintf(fd, "%012llx approved %llus left by %s | rule %s | %s | %s\n",
+				(unsigned long long)ap->id,
+				(unsigned long long)((ap->until_ns - now) / 1000000000),
+				ap->approver, ap->rule, ap->actor, ap->statement);
+		else
+			dprintf(fd, "%012llx %s | rule %s | %s | %s\n", (unsigned long long)ap->id,
+				ap->until_ns ? "expired" : "pending", ap->rule, ap->actor,
+				ap->statement);
+	}
+	dprintf(fd, "ok %u\n", g->napprovals);
+}
+
+void guard_api_poll(struct guard *g)
+{
+	for (int k = 0; g->api_fd >= 0 && k < 8; k++) {
+		struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+		struct ucred cr;
+		socklen_t crl = sizeof(cr);
+		char line[256];
+		ssize_t n;
+		int fd = accept4(g->api_fd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		/* a client that does not send its line within 200 ms is dropped */
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		n = read(fd, line, sizeof(line) - 1);
+		line[n > 0 ? n : 0] = 0;
+		line[strcspn(line, "\r\n")] = 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crl) || cr.uid != 0)
+			dprintf(fd, "error only root may use the dbwarden API\n");
+		else if (!strncmp(line, "approve ", 8))
+			api_approve(g, fd, &cr, line + 8);
+		else if (!strcmp(line, "approvals"))
+			api_list(g, fd);
+		else
+			dprintf(fd, "error unknown request\n");
+		close(fd);
+	}
 }
 
 void guard_ops(struct guard *g, struct conn_guard_ops *ops)

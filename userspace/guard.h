@@ -26,6 +26,12 @@ void guard_free(struct guard *g);
  */
 int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn_table *t);
 
+/* The local API socket (approvals), root only. 0, or -1 with err. */
+int guard_api_open(struct guard *g, const char *path, char *err, size_t errlen);
+
+/* Serve what the API socket has waiting; never blocks for long. */
+void guard_api_poll(struct guard *g);
+
 /* The callbacks the connection table calls. */
 void guard_ops(struct guard *g, struct conn_guard_ops *ops);
 

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "agent.h"
 #include "analyze.h"
@@ -23,6 +26,8 @@ static void usage(FILE *f)
 		"commands:\n"
 		"  run        start the agent: capture database statements, write audit events\n"
 		"  policy     check a policy file, or test a statement against it\n"
+		"  approve    let a statement held by a require_approval rule through\n"
+		"  approvals  list the statements held for approval\n"
 		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
 		"  version    print the version\n"
 		"\n"
@@ -34,6 +39,7 @@ static void usage(FILE *f)
 		"                      directory (default: the whole host)\n"
 		"  --output SPEC       stdout (default) or file:PATH (JSON Lines, appended)\n"
 		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
+		"  --api PATH          the approvals socket (default " DBW_API_DEFAULT ")\n"
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"
 		"  --max-conns N       connections tracked at once (default 65536)\n"
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
@@ -42,6 +48,8 @@ static void usage(FILE *f)
 		"dbwarden policy check FILE\n"
 		"dbwarden policy test FILE --sql SQL [--actor k=v ...] [--target HOST:PORT]\n"
 		"                     [--database D] [--db-user U]\n"
+		"dbwarden approve ID [--ttl 15m] [--socket PATH]\n"
+		"dbwarden approvals [--socket PATH]\n"
 		"dbwarden replay PATH [--repeat N] [--output SPEC]\n");
 }
 
@@ -111,6 +119,7 @@ static int cmd_run(int argc, char **argv)
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "record", required_argument, NULL, 'R' },
 		{ "policy", required_argument, NULL, 'P' },
+		{ "api", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -161,6 +170,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'P':
 			o.policy = optarg;
+			break;
+		case 'A':
+			o.api = optarg;
 			break;
 		case 'v':
 			o.verbose++;
@@ -361,6 +373,93 @@ static int cmd_policy_test(int argc, char **argv)
 	return 0;
 }
 
+/* One request to the daemon's API socket; its answer on stdout. 0 when it says ok. */
+static int api_call(const char *path, const char *req)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char buf[4096];
+	int fd, ok = 0;
+	ssize_t n;
+	FILE *f;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		fprintf(stderr, "dbwarden: cannot reach the agent at %s: %s\n", path,
+			strerror(errno));
+		return 1;
+	}
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		fprintf(stderr, "dbwarden: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	f = fdopen(fd, "r");
+	while (f && fgets(buf, sizeof(buf), f)) {
+		n = strlen(buf);
+		if (!strncmp(buf, "ok", 2))
+			ok = 1;
+		if (!strncmp(buf, "error ", 6)) {
+			fprintf(stderr, "dbwarden: %s", buf + 6);
+			continue;
+		}
+		fwrite(buf, 1, n, stdout);
+	}
+	if (f)
+		fclose(f);
+	return ok ? 0 : 1;
+}
+
+/* `dbwarden approve ID [--ttl 15m] [--socket PATH]`, `dbwarden approvals [--socket PATH]` */
+static int cmd_approvals(int argc, char **argv, bool approve)
+{
+	static const struct option longopts[] = {
+		{ "ttl", required_argument, NULL, 't' },
+		{ "socket", required_argument, NULL, 's' },
+		{ 0 },
+	};
+	const char *sock = DBW_API_DEFAULT;
+	unsigned long ttl = 0;
+	char req[128], *end;
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 't':
+			ttl = strtoul(optarg, &end, 10);
+			ttl *= *end == 'h' ? 3600 : *end == 'm' ? 60 : 1;
+			if (!ttl || (*end && strchr("smh", *end) == NULL) || (*end && end[1])) {
+				fprintf(stderr,
+					"dbwarden: --ttl %s: expected a duration (90s, 15m, 2h)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (approve) {
+		if (optind != argc - 1) {
+			fprintf(stderr, "dbwarden: approve ID [--ttl 15m] [--socket PATH]\n");
+			return 2;
+		}
+		snprintf(req, sizeof(req), "approve %s %lu\n", argv[optind], ttl);
+	} else {
+		if (optind != argc) {
+			fprintf(stderr, "dbwarden: approvals [--socket PATH]\n");
+			return 2;
+		}
+		snprintf(req, sizeof(req), "approvals\n");
+	}
+	return api_call(sock, req);
+}
+
 static int cmd_policy(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "check"))
@@ -383,6 +482,10 @@ int main(int argc, char **argv)
 		return cmd_replay(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "policy"))
 		return cmd_policy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "approve"))
+		return cmd_approvals(argc - 1, argv + 1, true);
+	if (!strcmp(argv[1], "approvals"))
+		return cmd_approvals(argc - 1, argv + 1, false);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dbwarden %s (ABI %d)\n", DBW_VERSION, DBW_ABI_VERSION);
 		return 0;

@@ -609,6 +609,9 @@ static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
 
 		known_keys(l, v, "approvals", akeys);
 		p->webhook = get(l, v, "webhook") ? xstrdup(scalar(get(l, v, "webhook"))) : NULL;
+		if (p->webhook && strncmp(p->webhook, "http://", 7))
+			perr(l, get(l, v, "webhook"),
+			     "webhook must be an http:// URL (a local relay for https)");
 		if (t) {
 			char *end;
 			unsigned long n = scalar(t) ? strtoul(scalar(t), &end, 10) : 0;
@@ -926,29 +929,35 @@ uint64_t policy_port_rules(const struct policy *p, uint16_t port)
 	return mask;
 }
 
-/* The statement that replaces a blocked one: the server raises the error itself. */
-static void replacement(struct dbw_guard_text *t, const char *name, const char *msg)
+/*
+ * The statement that replaces a blocked one: the server raises the error
+ * itself. require_approval texts start their message with "approval id "
+ * and room for the id, which the kernel writes at DBW_APPROVAL_ID_OFF.
+ */
+static void replacement(struct dbw_guard_text *t, const char *name, const char *msg, bool approval)
 {
-	char text[DBW_GUARD_TEXT], quoted[DBW_GUARD_TEXT * 2];
+	static const char prefix[] =
+		"DO $dbw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '";
+	char text[200], quoted[280];
 	size_t q = 0;
 	int n;
 
-	snprintf(text, 200, "blocked by dbwarden rule %s%s%s", name, *msg ? ": " : "", msg);
-	for (size_t i = 0; text[i] && q + 2 < sizeof(quoted); i++) {
+	_Static_assert(sizeof(prefix) - 1 + 12 == DBW_APPROVAL_ID_OFF, "approval id offset");
+	snprintf(text, sizeof(text), "%sblocked by dbwarden rule %s%s%s",
+		 approval ? "approval id ############: " : "", name, *msg ? ": " : "", msg);
+	for (size_t i = 0; text[i] && q + 3 < sizeof(quoted); i++) {
 		/* a quote is doubled; a '$' could end the dollar quote early */
 		if (text[i] == '\'')
 			quoted[q++] = '\'';
 		quoted[q++] = text[i] == '$' ? 'S' : (unsigned char)text[i] < 0x20 ? ' ' : text[i];
 	}
 	quoted[q] = 0;
-	n = snprintf(
-		(char *)t->text, sizeof(t->text),
-		"DO $dbw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '%s'; END$dbw$",
-		quoted);
-	if (n < 0 || n >= (int)sizeof(t->text))
-		n = sizeof(t->text) - 1;
+	memset(t, 0, sizeof(*t));
+	n = snprintf((char *)t->text, sizeof(t->text), "%s%s'; END$dbw$", prefix, quoted);
+	/* 66 + 280 + 12 < DBW_GUARD_TEXT: the statement is never cut */
 	memset(t->text + n, ' ', sizeof(t->text) - 1 - n);
 	t->text[sizeof(t->text) - 1] = 0;
+	t->id_off = approval;
 }
 
 unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
@@ -982,13 +991,10 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 				g->objects[g->nobjects++] = dbw_name_hash(q, strlen(q));
 			}
 		}
-		replacement(&texts[k], r->name,
-			    *r->message			  ? r->message :
-			    r->action == DBW_ACT_APPROVAL ? "requires an approval" :
-							    "");
+		replacement(&texts[k], r->name, r->message, r->action == DBW_ACT_APPROVAL);
 		any_block |= blocking(r->action);
 	}
-	replacement(unparsed, "defaults.unparsed", "statement could not be read in full");
+	replacement(unparsed, "defaults.unparsed", "statement could not be read in full", false);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1;
 	cfg->unparsed_block = p->def_unparsed == 1 || (p->def_unparsed < 0 && any_block);
@@ -1010,6 +1016,16 @@ const char *policy_rule_name(const struct policy *p, int rule)
 bool policy_on_mismatch_reset(const struct policy *p)
 {
 	return p->mismatch_reset;
+}
+
+unsigned policy_approval_ttl(const struct policy *p)
+{
+	return p->approval_ttl_s ? p->approval_ttl_s : 15 * 60;
+}
+
+const char *policy_webhook(const struct policy *p)
+{
+	return p->webhook;
 }
 
 int policy_kernel_rule(const struct policy *p, unsigned k)

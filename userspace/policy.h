@@ -70,6 +70,9 @@ void policy_print(const struct policy *p, FILE *f);
 size_t policy_nrules(const struct policy *p);
 const char *policy_rule_name(const struct policy *p, int rule);
 bool policy_on_mismatch_reset(const struct policy *p);
+/* approvals.ttl in seconds (default 15 minutes), approvals.webhook or NULL */
+unsigned policy_approval_ttl(const struct policy *p);
+const char *policy_webhook(const struct policy *p);
 
 /* Rule index (file order) of kernel rule k, or -1. */
 int policy_kernel_rule(const struct policy *p, unsigned k);

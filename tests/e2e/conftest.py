@@ -180,6 +180,9 @@ def agent(tmp_path, pg):
     started = []
 
     def start(*extra, port=None):
+        if "--policy" in extra and "--api" not in extra:
+            # the approvals socket of this test's agent, not the host's
+            extra = extra + ("--api", str(tmp_path / "api.sock"))
         a = Agent(str(tmp_path), port or pg.port, extra)
         started.append(a)
         return a

@@ -4,9 +4,13 @@ Guardrails end to end: a policy loaded with --policy, statements blocked in
 the kernel before the server sees them, answered with the server's own
 error (SQLSTATE 42501, the rule's message), the session going on.
 """
+import http.server
+import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
@@ -211,3 +215,82 @@ def test_reload_good_and_bad(pg, agent, tmp_path, table):
     evs = a.stop()
     rej = [e for e in evs.of("alert") if e["alert"]["kind"] == "policy_rejected"]
     assert "nope" in rej[0]["alert"]["detail"]
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A chat tool's webhook endpoint: keeps what it is sent."""
+    received = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append((self.path, json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def test_require_approval_approve_retry_expire(pg, agent, tmp_path, table):
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    Hook.received.clear()
+    policy = tmp_path / "approval.yaml"
+    policy.write_text(
+        "version: 1\n"
+        f"approvals: {{ttl: 15m, webhook: 'http://127.0.0.1:{hook.server_port}/hook'}}\n"
+        "rules:\n"
+        "  - name: wipe-needs-approval\n"
+        "    match: {verb: [DELETE, UPDATE], without_where: true}\n"
+        "    action: require_approval\n"
+        "    message: ask a DBA\n")
+    api = str(tmp_path / "api.sock")
+    a = agent("--policy", str(policy), "--api", api)
+    try:
+        stmt = f"UPDATE {table} SET v = 'lit_approved'"
+        res, _ = pg.psql("-c", stmt, check=False)
+        m = re.search(r"approval id ([0-9a-f]{12}): blocked by dbwarden rule "
+                      r"wipe-needs-approval: ask a DBA", res.stderr)
+        assert m, res.stderr
+        aid = m.group(1)
+        listing = subprocess.run([DBW_BIN, "approvals", "--socket", api], capture_output=True,
+                                 text=True)
+        assert listing.returncode == 0 and f"{aid} pending" in listing.stdout, listing
+        # the chat tool heard of it
+        deadline = time.time() + 5
+        while not Hook.received and time.time() < deadline:
+            time.sleep(0.05)
+        assert Hook.received and Hook.received[0][0] == "/hook"
+        assert Hook.received[0][1]["id"] == aid
+        assert Hook.received[0][1]["approve"] == f"dbwarden approve {aid}"
+        # an unknown id is refused
+        bad = subprocess.run([DBW_BIN, "approve", "000000000000", "--socket", api],
+                             capture_output=True, text=True)
+        assert bad.returncode == 1 and "no approval" in bad.stderr
+        ok = subprocess.run([DBW_BIN, "approve", aid, "--ttl", "4s", "--socket", api],
+                            capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+        # the same actor's retry of the same statement passes (other literal, same shape)
+        res, _ = pg.psql("-c", f"UPDATE {table} SET v = 'lit_other'", check=False)
+        assert BLOCKED not in res.stderr and res.returncode == 0, res.stderr
+        # another actor is still held
+        res, _ = pg.psql("-c", stmt, run_as="nobody", check=False)
+        assert "approval id" in res.stderr and aid not in res.stderr, res.stderr
+        # after the TTL: held again, with the same id
+        time.sleep(4.5)
+        res, _ = pg.psql("-c", stmt, check=False)
+        assert f"approval id {aid}" in res.stderr, res.stderr
+    finally:
+        hook.shutdown()
+    evs = a.stop()
+    upd = [e for e in evs.statements() if e["statement"]["verb"] == "UPDATE"]
+    assert [e["decision"]["action"] for e in upd] == ["require_approval", "allow",
+                                                      "require_approval", "require_approval"]
+    assert upd[0]["decision"]["approval_id"] == aid
+    assert upd[1]["decision"]["approval_id"] == aid
+    assert upd[1]["decision"]["approved_by"].startswith("root")
+    assert upd[1]["outcome"]["status"] == "ok" and upd[1]["outcome"]["rows"] == 5
+    assert upd[0]["outcome"]["sqlstate"] == "42501"
+    granted = [e for e in evs.of("alert") if e["alert"]["kind"] == "approval_granted"]
+    assert len(granted) == 1 and aid in granted[0]["alert"]["detail"]
+    events.assert_no_literals(evs, ["lit_approved", "lit_other"])
