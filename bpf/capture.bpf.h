@@ -29,7 +29,8 @@ struct dbw_chunk {
 	__u32 pid;
 	__u8 dir;
 	__u8 flags;
-	__u16 pad;
+	__u8 wake; /* wake the daemon now (a guarded connection's startup) */
+	__u8 pad;
 	__u64 uaddr; /* user buffer of this chunk (receive side) */
 };
 
@@ -40,35 +41,35 @@ struct dbw_chunk {
  * helper call so that the verifier sees 1 <= len <= CAP whatever clang did
  * to the branch above.
  */
-#define DBW_EMIT_CLASS(CAP, COPY)                                                         \
-	if (ck->n <= (CAP)) {                                                             \
-		struct dbw_rec_data *rec;                                                 \
-		__u32 len = ck->n;                                                        \
-		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + (CAP), 0);              \
-		if (!rec)                                                                 \
-			goto full;                                                        \
-		barrier_var(len);                                                         \
-		if (len > (CAP))                                                          \
-			len = (CAP);                                                      \
-		if (len < 1) /* the copy helpers refuse zero-sized reads */               \
-			len = 1;                                                          \
-		if (COPY) {                                                               \
-			bpf_ringbuf_discard(rec, 0);                                      \
-			cnt_add(DBW_CNT_LOAD_FAIL, 1);                                    \
-			return -1;                                                        \
-		}                                                                         \
-		rec_hdr_init(&rec->hdr, DBW_REC_DATA, sizeof(*rec) + (CAP), ck->conn_id); \
-		rec->stream_off = ck->stream_off;                                         \
-		rec->len = len;                                                           \
-		rec->pid = ck->pid;                                                       \
-		rec->dir = ck->dir;                                                       \
-		rec->flags = ck->flags;                                                   \
-		rec->pad0 = 0;                                                            \
-		rec->pad1 = 0;                                                            \
-		bpf_ringbuf_submit(rec, rb_submit_flags());                               \
-		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                         \
-		cnt_add(DBW_CNT_DATA_BYTES, len);                                         \
-		return 0;                                                                 \
+#define DBW_EMIT_CLASS(CAP, COPY)                                                            \
+	if (ck->n <= (CAP)) {                                                                \
+		struct dbw_rec_data *rec;                                                    \
+		__u32 len = ck->n;                                                           \
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec) + (CAP), 0);                 \
+		if (!rec)                                                                    \
+			goto full;                                                           \
+		barrier_var(len);                                                            \
+		if (len > (CAP))                                                             \
+			len = (CAP);                                                         \
+		if (len < 1) /* the copy helpers refuse zero-sized reads */                  \
+			len = 1;                                                             \
+		if (COPY) {                                                                  \
+			bpf_ringbuf_discard(rec, 0);                                         \
+			cnt_add(DBW_CNT_LOAD_FAIL, 1);                                       \
+			return -1;                                                           \
+		}                                                                            \
+		rec_hdr_init(&rec->hdr, DBW_REC_DATA, sizeof(*rec) + (CAP), ck->conn_id);    \
+		rec->stream_off = ck->stream_off;                                            \
+		rec->len = len;                                                              \
+		rec->pid = ck->pid;                                                          \
+		rec->dir = ck->dir;                                                          \
+		rec->flags = ck->flags;                                                      \
+		rec->pad0 = 0;                                                               \
+		rec->pad1 = 0;                                                               \
+		bpf_ringbuf_submit(rec, ck->wake ? BPF_RB_FORCE_WAKEUP : rb_submit_flags()); \
+		cnt_add(DBW_CNT_DATA_RECORDS, 1);                                            \
+		cnt_add(DBW_CNT_DATA_BYTES, len);                                            \
+		return 0;                                                                    \
 	}
 
 /* All size classes, smallest first; a failed reservation is counted as loss. */
@@ -165,6 +166,12 @@ static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_sta
 		.conn_id = st->conn_id,
 		.pid = bpf_get_current_pid_tgid() >> 32,
 		.dir = DBW_DIR_TO_SERVER,
+		/*
+		 * The startup message carries the database and user that a
+		 * connection's rules may depend on: have the daemon read it now,
+		 * before the first statement, not at its next timed drain.
+		 */
+		.wake = st->phase == DBW_PG_STARTUP,
 	};
 
 	/* sends on one socket are serialised by the socket lock */

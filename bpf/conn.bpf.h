@@ -134,7 +134,8 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 		__builtin_memcpy(rec->client_addr, l, 16);
 		__builtin_memcpy(rec->server_addr, r, 16);
 	}
-	bpf_ringbuf_submit(rec, rb_submit_flags());
+	/* a new connection: its rules are computed from this record, right away */
+	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
 }
 
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */

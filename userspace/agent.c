@@ -91,9 +91,10 @@ static void check_counters(struct capture *cap, struct emitter *em, uint64_t *la
 	memcpy(last, now, sizeof(now));
 }
 
-static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em)
+static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em,
+			  const struct guard *g)
 {
-	uint64_t cnt[DBW_CNT__MAX];
+	uint64_t cnt[DBW_CNT__MAX], missed = 0;
 	struct conn_stats st;
 
 	conns_stats(conns, &st);
@@ -105,6 +106,15 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 		(unsigned long long)st.unparsed, (unsigned long long)st.gaps,
 		(unsigned long long)st.gap_bytes, (unsigned long long)st.bad_records,
 		(unsigned long long)st.evicted);
+	if (g) {
+		guard_stats(g, &missed);
+		/* the two ways the kernel lexer and the exact parse can differ */
+		fprintf(stderr,
+			"dbwarden: guard: verdicts %llu, resets %llu, kernel blocks not confirmed "
+			"%llu, statements the kernel missed %llu\n",
+			(unsigned long long)st.verdicts, (unsigned long long)st.resets,
+			(unsigned long long)st.mismatches, (unsigned long long)missed);
+	}
 	if (!cap || capture_counters(cap, cnt))
 		return;
 	fprintf(stderr, "dbwarden: kernel counters:");
@@ -372,7 +382,7 @@ int agent_run(const struct agent_opts *o)
 	rc = 0;
 out:
 	if (conns)
-		print_summary(cap, conns, em);
+		print_summary(cap, conns, em, rctx.guard);
 	capture_close(cap);
 	if (rctx.record) {
 		if (fclose(rctx.record) || rctx.record_errors)

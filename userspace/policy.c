@@ -784,19 +784,24 @@ static bool target_holds(const struct policy *p, const struct cond *k, const str
 /*
  * Connection-level part of a condition. Pod fields (container, namespace,
  * service account, labels) are not resolved yet (identity issue): a
- * selector on them never holds.
+ * selector on them never holds. A session not started yet (database and
+ * db_user unknown): for a `match` (unknown_holds) they may hold, for an
+ * `unless` they do not: the answer is stricter, never looser.
  */
-static bool conn_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c)
+static bool conn_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c,
+		       bool unknown_holds)
 {
 	const struct actor_sel *a = &k->actor;
+	bool no_db = unknown_holds && !*c->database, no_user = unknown_holds && !*c->db_user;
 	char uid[16];
 
 	snprintf(uid, sizeof(uid), "%u", c->uid);
-	return target_holds(p, k, c) && in_list(&k->database, c->database, false) &&
-	       in_list(&k->db_user, c->db_user, false) && in_list(&a->uid, uid, false) &&
-	       in_list(&a->user, c->user, false) && in_list(&a->comm, c->comm, true) &&
-	       in_list(&a->exe, c->exe, true) && cgroup_in(&a->cgroup, c->cgroup) &&
-	       !a->container.n && !a->pod_namespace.n && !a->service_account.n && !a->labels.n;
+	return target_holds(p, k, c) && (no_db || in_list(&k->database, c->database, false)) &&
+	       (no_user || in_list(&k->db_user, c->db_user, false)) &&
+	       in_list(&a->uid, uid, false) && in_list(&a->user, c->user, false) &&
+	       in_list(&a->comm, c->comm, true) && in_list(&a->exe, c->exe, true) &&
+	       cgroup_in(&a->cgroup, c->cgroup) && !a->container.n && !a->pod_namespace.n &&
+	       !a->service_account.n && !a->labels.n;
 }
 
 static bool has_conn_selectors(const struct cond *k)
@@ -844,7 +849,7 @@ static bool stmt_holds(const struct cond *k, const struct policy_stmt *s)
 static bool cond_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c,
 		       const struct policy_stmt *s)
 {
-	return conn_holds(p, k, c) && stmt_holds(k, s);
+	return conn_holds(p, k, c, false) && stmt_holds(k, s);
 }
 
 static bool blocking(enum dbw_action a)
@@ -860,7 +865,7 @@ void policy_eval(const struct policy *p, const struct policy_conn *c, const stru
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct rule *r = &p->rules[i];
 
-		if (!conn_holds(p, &r->match, c))
+		if (!conn_holds(p, &r->match, c, true))
 			continue;
 		may_block |= blocking(r->action);
 		if (!stmt_holds(&r->match, s))
@@ -892,11 +897,11 @@ uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c)
 	for (unsigned k = 0; k < p->nkernel; k++) {
 		const struct rule *r = &p->rules[p->kernel_rules[k]];
 
-		if (!conn_holds(p, &r->match, c))
+		if (!conn_holds(p, &r->match, c, true))
 			continue;
 		/* an unless on who/where only: settled here, once per connection */
 		if (r->unless.present && has_conn_selectors(&r->unless) &&
-		    conn_holds(p, &r->unless, c))
+		    conn_holds(p, &r->unless, c, false))
 			continue;
 		mask |= 1ULL << k;
 	}

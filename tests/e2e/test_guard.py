@@ -294,3 +294,65 @@ def test_require_approval_approve_retry_expire(pg, agent, tmp_path, table):
     granted = [e for e in evs.of("alert") if e["alert"]["kind"] == "approval_granted"]
     assert len(granted) == 1 and aid in granted[0]["alert"]["detail"]
     events.assert_no_literals(evs, ["lit_approved", "lit_other"])
+
+
+def padded_drop(table):
+    """A DROP past the 16 KiB the kernel lexer reads, behind a long comment."""
+    return "SELECT 1 /* " + "x" * 17000 + " */; DROP TABLE " + table
+
+
+def test_unreadable_statement_fails_closed(pg, agent, policy, table):
+    a = agent("--policy", policy)
+    res, pid = pg.psql("-c", padded_drop(table), "-c", "SELECT 'alive'", "-At", check=False)
+    assert f"{BLOCKED} defaults.unparsed" in res.stderr, res.stderr
+    assert "alive" in res.stdout
+    assert rows(pg, table) == 5
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert st[0]["decision"]["action"] == "block"
+    assert st[0]["decision"]["rule"] == "defaults.unparsed"
+    assert "guard_unparsed=1" in a.stderr()
+
+
+def test_kernel_miss_is_an_alert_and_a_reset(pg, agent, tmp_path, table):
+    """unparsed: allow lets the long statement through; the exact parse sees the DROP."""
+    path = tmp_path / "lenient.yaml"
+    path.write_text(POLICY.replace("unparsed: block", "unparsed: allow") +
+                    "on_mismatch: reset\n")
+    a = agent("--policy", str(path))
+    res, pid = pg.psql("-c", padded_drop(table), check=False)
+    evs = a.wait_for(lambda evs: any(e["type"] == "alert" and
+                                     e["alert"]["kind"] == "connection_reset" for e in evs))
+    evs = a.stop()
+    kinds = [e["alert"]["kind"] for e in evs.of("alert")]
+    assert "guard_mismatch" in kinds and "connection_reset" in kinds
+    miss = next(e for e in evs.of("alert") if e["alert"]["kind"] == "guard_mismatch")
+    assert "no-destructive-ddl" in miss["alert"]["detail"]
+
+
+def test_policy_test_command(policy):
+    def verdict(*args):
+        r = subprocess.run([DBW_BIN, "policy", "test", policy] + list(args), capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()[0]
+
+    assert verdict("--sql", "DROP TABLE t") == (
+        "verdict: block rule: no-destructive-ddl message: destructive DDL is not allowed here")
+    assert verdict("--sql", "WITH d AS (DELETE FROM t) SELECT 1").startswith(
+        "verdict: block rule: delete-without-where")
+    assert verdict("--sql", "DELETE FROM t WHERE id = 1") == "verdict: allow rule: (default)"
+    assert verdict("--sql", "SELECT 'unterminated").startswith(
+        "verdict: block rule: (defaults.unparsed)")
+    r = subprocess.run([DBW_BIN, "policy", "test", policy], capture_output=True, text=True)
+    assert r.returncode == 2
+
+
+def test_bad_policy_at_start_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - name: x\n    action: explode\n")
+    r = subprocess.run([DBW_BIN, "run", "--port", "5999", "--policy", str(bad)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{bad}:4:13: unknown action 'explode'" in r.stderr
+    assert "ready" not in r.stderr

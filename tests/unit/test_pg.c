@@ -421,12 +421,30 @@ static void test_ssl_accepted_is_encrypted(void **state)
 	conv_free(&c);
 }
 
+/* A stitcher past the startup exchange, recording into a new *r. */
+static struct pg_conn *session(struct recorder **r)
+{
+	struct pg_conn *pc;
+	struct buf b = {};
+
+	*r = calloc(1, sizeof(**r));
+	pc = pg_conn_new(&rec_ops, *r);
+	assert_non_null(pc);
+	startup(&b, "u", "d", NULL);
+	pg_conn_feed(pc, DBW_DIR_TO_SERVER, b.p, b.n, 1, 1);
+	b.n = 0;
+	server_hello(&b);
+	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, b.p, b.n, 1, 1);
+	free(b.p);
+	return pc;
+}
+
 /* A 1 MiB statement: one event, truncated, its real size; memory stays bounded. */
 static void test_giant_statement_bounded(void **state)
 {
 	size_t big = 1 << 20, chunk = 16384, peak = 0;
-	struct recorder *r = calloc(1, sizeof(*r));
-	struct pg_conn *pc = pg_conn_new(&rec_ops, r);
+	struct recorder *r;
+	struct pg_conn *pc = session(&r);
 	struct buf b = {};
 	char *text = malloc(big + 1);
 
@@ -434,12 +452,6 @@ static void test_giant_statement_bounded(void **state)
 	memcpy(text, "SELECT '", 8);
 	text[big - 1] = '\'';
 	text[big] = 0;
-	startup(&b, "u", "d", NULL);
-	pg_conn_feed(pc, DBW_DIR_TO_SERVER, b.p, b.n, 1, 1);
-	b.n = 0;
-	server_hello(&b);
-	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, b.p, b.n, 1, 1);
-	b.n = 0;
 	msgz(&b, 'Q', text);
 	for (size_t off = 0; off < b.n; off += chunk) {
 		size_t n = b.n - off < chunk ? b.n - off : chunk;
@@ -470,16 +482,10 @@ static void test_giant_statement_bounded(void **state)
 /* Bytes not captured inside a message truncate it; elsewhere the stream is lost. */
 static void test_gaps(void **state)
 {
-	struct recorder *r = calloc(1, sizeof(*r));
-	struct pg_conn *pc = pg_conn_new(&rec_ops, r);
+	struct recorder *r;
+	struct pg_conn *pc = session(&r);
 	struct buf b = {};
 
-	startup(&b, "u", "d", NULL);
-	pg_conn_feed(pc, DBW_DIR_TO_SERVER, b.p, b.n, 1, 1);
-	b.n = 0;
-	server_hello(&b);
-	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, b.p, b.n, 1, 1);
-	b.n = 0;
 	msgz(&b, 'Q', "SELECT 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'");
 	pg_conn_feed(pc, DBW_DIR_TO_SERVER, b.p, 20, 1, 1);
 	pg_conn_gap(pc, DBW_DIR_TO_SERVER, 10, 1);
