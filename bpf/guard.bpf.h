@@ -33,7 +33,7 @@
 #define PG_MAX_STARTUP	  10000u
 
 /* Messages walked per send, and blocked messages rewritten per send. */
-#define GUARD_MAX_MSGS 512
+#define GUARD_MAX_MSGS 4096
 #define GUARD_MAX_HITS 8
 /* Longest Query/Parse held back (corked) until its last byte is sent. */
 #define GUARD_MAX_CORK (DBW_LEX_MAX + 1024)

@@ -34,7 +34,7 @@ static int check(PGconn *c, PGresult *r, const char *what)
 
 static int execparams(PGconn *c)
 {
-	const char *vals[2] = { "4111", "secret-token-PQX" };
+	const char *vals[2] = { "41119999", "secret-token-PQX" };
 	Oid types[2] = { 23, 25 };
 	PGresult *r;
 
@@ -61,7 +61,7 @@ static int prepared(PGconn *c, int n)
 	for (int i = 0; i < n; i++) {
 		const char *vals[2] = { num, "secret-token-PQX" };
 
-		snprintf(num, sizeof(num), "%d", 7000 + i);
+		snprintf(num, sizeof(num), "%d", 70000000 + i);
 		r = PQexecPrepared(c, "ins", 2, vals, NULL, NULL, 0);
 		if (check(c, r, "execprepared"))
 			return 1;
@@ -81,7 +81,7 @@ static int pipeline(PGconn *c, int n)
 	for (int i = 0; i < n; i++) {
 		const char *vals[1] = { num };
 
-		snprintf(num, sizeof(num), "%d", 9000 + i);
+		snprintf(num, sizeof(num), "%d", 90000000 + i);
 		if (!PQsendQueryParams(c, "SELECT $1::int * 2", 1, NULL, vals, NULL, NULL, 0)) {
 			fprintf(stderr, "send: %s", PQerrorMessage(c));
 			return 1;
