@@ -282,8 +282,9 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	if (rule < 0 && !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED)))
 		return 0;
 	if (p->nhits >= GUARD_MAX_HITS) {
-		/* more blocked statements in one send than we rewrite: refuse it */
-		p->lost = 1;
+		/* more verdicts in one send than we keep: refuse it if this one blocks */
+		if ((rule >= 0 && !approved) || p->unparsed_block)
+			p->refuse = 1;
 		return 0;
 	}
 	h = &p->hits[p->nhits & (GUARD_MAX_HITS - 1)];
