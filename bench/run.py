@@ -30,14 +30,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DBW = os.path.join(ROOT, ".output", "dbwarden")
 PG_BIN = "/usr/lib/postgresql/15/bin"
-RESULTS = os.path.join(ROOT, "bench", "results")
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(ROOT, "bench", "results"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# BENCH_SMOKE=1: one short pair per case, to check that the harness works (the tests)
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 
-PAIRS = 3 if QUICK else 8
-SECONDS = 3 if QUICK else 10
-CLIENTS = [1, 4] if QUICK else [1, 4, 16]
-SCALE = 5 if QUICK else 10
-COMPLETENESS_TX = 2000 if QUICK else 10000  # per client, 8 clients
+PAIRS = 1 if SMOKE else 3 if QUICK else 8
+SECONDS = 1 if SMOKE else 3 if QUICK else 10
+CLIENTS = [4] if SMOKE else [1, 4] if QUICK else [1, 4, 16]
+SCALE = 1 if SMOKE else 5 if QUICK else 10
+COMPLETENESS_TX = 500 if SMOKE else 2000 if QUICK else 10000  # per client, 8 clients
 
 # Statements pgbench's scripts send, as the agent normalizes them.
 SELECT_TEXTS = {"SELECT abalance FROM pgbench_accounts WHERE aid = $1"}
@@ -275,16 +277,19 @@ def completeness(pg, workdir):
             "counters": {k: a["counters"].get(k, 0) for k in LOSS_COUNTERS}}
 
 
-def pipeline(pg, workdir):
-    """Record a capture under pgbench, replay it through the userspace pipeline."""
+def pipeline(pg, workdir, policy):
+    """
+    Record a capture under pgbench, replay it through the userspace pipeline:
+    reassembly, parse, stitch, analysis, the policy (20 rules), serialisation.
+    """
     rec = os.path.join(workdir, "capture.rec")
     agent = Agent(pg.port, workdir, ["--record", rec])
     pgbench(pg, ["-S", "-c", "4", "-j", "2", "-T", str(SECONDS)], workdir)
     agent.stop()
     best = 0.0
     for _ in range(3):
-        r = subprocess.run([DBW, "replay", rec, "--repeat", "5", "--output", "file:/dev/null"],
-                           capture_output=True, text=True)
+        r = subprocess.run([DBW, "replay", rec, "--repeat", "5", "--output", "file:/dev/null",
+                            "--policy", policy], capture_output=True, text=True)
         m = re.search(r"stmts_per_s (\d+)", r.stderr)
         if r.returncode or not m:
             raise SystemExit(f"bench: replay failed: {r.stderr}")
@@ -354,7 +359,7 @@ def main():
         log("bench: completeness, pgbench -S 8 clients")
         comp = completeness(pg, workdir)
         log("bench: userspace pipeline (record, replay)")
-        pipe = pipeline(pg, workdir)
+        pipe = pipeline(pg, workdir, policy_path)
     finally:
         pg.stop()
         with open(stats_path, "w") as f:
@@ -406,7 +411,7 @@ def main():
           f"{cost['bpf_us_per_stmt']:.2f} us BPF per statement; peak RSS "
           f"{result['agent_rss_mb']:.1f} MiB")
     print(f"userspace pipeline: {pipe:.0f} statements/s on one core")
-    print(f"written: bench/results/latest.json, bench/results/tps.png")
+    print(f"written: {RESULTS}/latest.json, {RESULTS}/tps.png")
 
 
 if __name__ == "__main__":

@@ -173,9 +173,11 @@ static int record_cb(void *ctx, const void *data, size_t size)
  * (reassembly, parse, stitch, analysis, serialisation) repeat times, and
  * report the rate. No kernel involved: this measures userspace alone.
  */
-int agent_replay(const char *path, unsigned repeat, const char *output)
+int agent_replay(const char *path, unsigned repeat, const char *output, const char *policy)
 {
-	char err[512];
+	char err[4096];
+	struct guard *g = NULL;
+	struct conn_guard_ops ops = {};
 	struct emitter *em = emitter_new(output, err, sizeof(err));
 	struct identity *id = identity_new(NULL);
 	struct sql_analyzer *an = sql_analyzer_new(0);
@@ -194,6 +196,16 @@ int agent_replay(const char *path, unsigned repeat, const char *output)
 		goto out;
 	}
 	conns = id && an ? conns_new(em, id, an, 0) : NULL;
+	if (conns && policy) {
+		/* the userspace half of the guard: every statement evaluated */
+		g = guard_new(NULL, em, policy, NULL, 0, err, sizeof(err));
+		if (!g) {
+			fputs(err, stderr);
+			goto out;
+		}
+		guard_ops(g, &ops);
+		conns_set_guard(conns, &ops);
+	}
 	f = fopen(path, "r");
 	if (!conns || !f) {
 		fprintf(stderr, "dbwarden: replay: cannot open %s\n", path);
@@ -248,6 +260,7 @@ int agent_replay(const char *path, unsigned repeat, const char *output)
 out:
 	free(buf);
 	conns_free(conns);
+	guard_free(g);
 	sql_analyzer_free(an);
 	identity_free(id);
 	emitter_free(em);

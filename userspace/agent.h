@@ -24,6 +24,6 @@ struct agent_opts {
 int agent_run(const struct agent_opts *o);
 
 /* `dbwarden replay`: a --record file through the userspace pipeline. */
-int agent_replay(const char *path, unsigned repeat, const char *output);
+int agent_replay(const char *path, unsigned repeat, const char *output, const char *policy);
 
 #endif /* DBW_AGENT_H */

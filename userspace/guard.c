@@ -99,7 +99,8 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 		guard_free(g);
 		return NULL;
 	}
-	e = install(g, g->pol, ports, nports);
+	/* no capture: replay, the userspace half alone */
+	e = cap ? install(g, g->pol, ports, nports) : 0;
 	if (e) {
 		snprintf(err, errlen, "cannot install the policy in the kernel: %s", strerror(-e));
 		guard_free(g);
@@ -275,7 +276,8 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 	struct policy_conn pc;
 
 	conn_of(ci, &pc);
-	capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
+	if (g->cap)
+		capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
 }
 
 /*

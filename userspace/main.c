@@ -50,7 +50,7 @@ static void usage(FILE *f)
 		"                     [--database D] [--db-user U]\n"
 		"dbwarden approve ID [--ttl 15m] [--socket PATH]\n"
 		"dbwarden approvals [--socket PATH]\n"
-		"dbwarden replay PATH [--repeat N] [--output SPEC]\n");
+		"dbwarden replay PATH [--repeat N] [--output SPEC] [--policy FILE]\n");
 }
 
 /* Strict unsigned parse of the whole string into [min, max]. */
@@ -199,9 +199,10 @@ static int cmd_replay(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "repeat", required_argument, NULL, 'n' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "policy", required_argument, NULL, 'P' },
 		{ 0 },
 	};
-	const char *output = "stdout";
+	const char *output = "stdout", *policy = NULL;
 	unsigned long repeat = 1;
 	int opt;
 
@@ -218,6 +219,9 @@ static int cmd_replay(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
+		case 'P':
+			policy = optarg;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -227,7 +231,7 @@ static int cmd_replay(int argc, char **argv)
 		fprintf(stderr, "dbwarden: replay: expected one recording file\n");
 		return 2;
 	}
-	return agent_replay(argv[optind], repeat, output);
+	return agent_replay(argv[optind], repeat, output, policy);
 }
 
 /* `dbwarden policy check FILE`: the compiled rules, or every error with line:col. */
