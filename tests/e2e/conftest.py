@@ -136,7 +136,7 @@ class Agent:
         """Poll the output (flushed every 10 ms) until pred(events) holds."""
         deadline = time.time() + timeout
         while True:
-            evs = events.load(self.out)
+            evs = events.load(self.out, growing=True)
             if pred(evs):
                 return evs
             if time.time() > deadline:

@@ -32,12 +32,18 @@ class Events(list):
         return self.of("loss")
 
 
-def load(path):
+def load(path, growing=False):
+    """
+    Parse the agent's output. growing: the agent is still writing, so a
+    last line without its newline is not there yet.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raw = b""
+    if growing and not raw.endswith(b"\n"):
+        raw = raw[:raw.rfind(b"\n") + 1]
     evs = Events()
     evs.raw = raw
     for i, line in enumerate(raw.split(b"\n")):

@@ -5,6 +5,7 @@ idle connections. Bounded memory, a counted alert, no crash, and the other
 connections unaffected.
 """
 import os
+import select
 import socket
 import struct
 import time
@@ -33,6 +34,21 @@ def read_until_ready(s):
         if buf[0:1] == b"Z":
             return types
         buf = buf[n:]
+
+
+def send_all(s, data):
+    """
+    sendall that survives EAGAIN: a socket in a sockmap sends through
+    tcp_bpf, which can return EAGAIN even on a blocking socket when its
+    memory is short (seen once streaming 100 MB here). libpq waits for
+    writability and retries; so does this.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[s.send(view):]
+        except BlockingIOError:
+            select.select([], [s], [], 1.0)
 
 
 def raw_session(port):
@@ -106,19 +122,19 @@ def test_hundred_megabyte_statement_bounded_memory(pg, agent):
     tail = b" lit_huge_tail */"
     pad = size - len(head) - len(tail)
     total = len(head) + pad + len(tail) + 1
-    s.sendall(b"Q" + struct.pack("!I", total + 4) + head)
+    send_all(s, b"Q" + struct.pack("!I", total + 4) + head)
     block = b"x" * (1 << 20)
     left = pad
     while left:
         n = min(left, len(block))
-        s.sendall(block[:n])
+        send_all(s, block[:n])
         left -= n
-    s.sendall(tail + b"\0")
+    send_all(s, tail + b"\0")
     types = read_until_ready(s)
     assert "C" in types and "E" not in types
-    s.sendall(b"Q" + struct.pack("!I", 4 + 9) + b"SELECT 3\0")
+    send_all(s, b"Q" + struct.pack("!I", 4 + 9) + b"SELECT 3\0")
     read_until_ready(s)
-    s.sendall(b"X\0\0\0\4")
+    send_all(s, b"X\0\0\0\4")
     s.close()
     evs = a.wait_for(lambda evs: len(evs.statements(pid=os.getpid())) >= 2)
     hwm = vm_kib(a.proc.pid, "VmHWM")
