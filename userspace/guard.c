@@ -329,8 +329,12 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 		ap = approval_find(g, dbw_approval_id(key.shape, key.uid, key.cgroup_id));
 		rule = r >= 0 ? policy_rule_name(g->pol, r) : NULL;
 		approver = ap ? ap->approver : NULL;
-	} else if (v.action >= DBW_ACT_APPROVAL) {
-		/* the kernel let through what the policy blocks: it reached the server */
+	} else if (v.action >= DBW_ACT_APPROVAL && (!v.unparsed || s->truncated)) {
+		/*
+		 * The kernel let through what the policy blocks: it reached the
+		 * server. (Text the exact parser rejects whole is not that: the
+		 * server rejects it too.)
+		 */
 		g->mismatches++;
 		action = DBW_ACT_ALLOW;
 		snprintf(out->alert, sizeof(out->alert), "the kernel let through what rule %s %s",

@@ -119,9 +119,13 @@ def test_allow_corpus_no_false_positive(pg, agent, policy, table):
     for sql in ALLOWED:
         res, pid = pg.psql("-c", sql.format(t=table), check=False)
         assert res.returncode == 0 and BLOCKED not in res.stderr, (sql, res.stderr)
+    # a typo: the server rejects it, the guard has nothing to add
+    res, pid = pg.psql("-c", "SELEC typo FROM nowhere", check=False)
+    assert "syntax error" in res.stderr and BLOCKED not in res.stderr
     evs = a.stop()
     st = evs.statements()
-    assert len(st) == len(ALLOWED)
+    assert len(st) == len(ALLOWED) + 1
+    assert st[-1]["outcome"]["sqlstate"] == "42601"
     assert all(e["decision"]["action"] == "allow" for e in st)
     assert [e for e in evs.of("alert") if e["alert"]["kind"] == "guard_mismatch"] == []
 
