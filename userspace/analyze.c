@@ -56,7 +56,7 @@ static bool ident_char(unsigned char c)
 /*
  * The statement with every constant the lexer is sure of replaced by one
  * SHAPE_MARK byte: integers and decimals not glued to an identifier, '...'
- * (with '' escapes), E'...' (with backslash escapes), B'' X'' N''.
+ * (with '' escapes), E'...', B'' X'' N''.
  * Identifiers ("..."), comments, parameters ($1) and dollar-quoted text are
  * copied verbatim, as is anything after a construct the lexer cannot close.
  *
@@ -65,6 +65,13 @@ static bool ident_char(unsigned char c)
  * fingerprint and flags do not depend on constant values. When this lexer is
  * unsure it keeps bytes verbatim, which can only cause a miss, never a
  * wrong hit. Returns the key length, or 0 when the text is too long to cache.
+ *
+ * Unsure means: a number glued to a '.' or an identifier character (the
+ * scanner splits "1.2.3" and "1..2" differently, or rejects "1abc"), and a
+ * literal whose bytes alone can make the scanner fail: a byte >= 0x80 (it
+ * must be valid UTF-8), a backslash in E'...' (\xff, \u00zz) and U&'...'.
+ * Marking those would let "SELECT E'\xff'" share "SELECT 1"'s entry and be
+ * reported parsed, which the policy's unparsed default relies on.
  */
 static size_t shape_key(const char *s, size_t len, char *out)
 {
@@ -81,10 +88,12 @@ static size_t shape_key(const char *s, size_t len, char *out)
 			bool esc = c != '\'';
 			size_t j = i + (esc ? 2 : 1);
 
+			if (c == '\'' && i > 0 && s[i - 1] == '&')
+				goto verbatim; /* U&'...': its escapes can fail */
 			for (; j < len; j++) {
-				if (esc && s[j] == '\\') {
-					j++;
-				} else if (s[j] == '\'') {
+				if ((unsigned char)s[j] >= 0x80 || (esc && s[j] == '\\'))
+					goto verbatim;
+				if (s[j] == '\'') {
 					if (j + 1 < len && s[j + 1] == '\'')
 						j++;
 					else
@@ -98,7 +107,13 @@ static size_t shape_key(const char *s, size_t len, char *out)
 		} else if ((c >= '0' && c <= '9' && !prev_ident) ||
 			   (c == '.' && i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9' &&
 			    !prev_ident)) {
-			while (i < len && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			size_t start = i;
+
+			while (i < len && s[i] >= '0' && s[i] <= '9')
+				i++;
+			if (i < len && s[i] == '.' && !(i + 1 < len && s[i + 1] == '.'))
+				i++;
+			while (i < len && s[i] >= '0' && s[i] <= '9')
 				i++;
 			if (i + 1 < len && (s[i] == 'e' || s[i] == 'E') &&
 			    ((s[i + 1] >= '0' && s[i + 1] <= '9') ||
@@ -107,6 +122,10 @@ static size_t shape_key(const char *s, size_t len, char *out)
 				i += 2;
 				while (i < len && s[i] >= '0' && s[i] <= '9')
 					i++;
+			}
+			if (i < len && (s[i] == '.' || ident_char((unsigned char)s[i]))) {
+				i = start;
+				goto verbatim;
 			}
 			out[o++] = SHAPE_MARK;
 		} else if (c == '"' || (c == '$' && !prev_ident) ||
@@ -163,16 +182,24 @@ static bool const_token(PgQuery__Token t)
 	       t == PG_QUERY__TOKEN__ICONST || t == PG_QUERY__TOKEN__FCONST;
 }
 
-/* Largest $n already in text (so new placeholders continue after it). */
-static int max_param(const char *text)
+/*
+ * Largest $n parameter token of text (so new placeholders continue after
+ * it). Tokens, not bytes: a "$5" inside a literal must not change the
+ * numbering, or two texts of one shape would normalize differently. Capped
+ * so that numbering on from it cannot overflow.
+ */
+static int max_param(const char *text, const PgQuery__ScanResult *sr)
 {
 	int max = 0;
 
-	for (const char *p = strchr(text, '$'); p; p = strchr(p + 1, '$')) {
-		int n = atoi(p + 1);
+	for (size_t i = 0; sr && i < sr->n_tokens; i++) {
+		long n;
 
-		if (n > max && p[1] >= '0' && p[1] <= '9')
-			max = n;
+		if (sr->tokens[i]->token != PG_QUERY__TOKEN__PARAM)
+			continue;
+		n = strtol(text + sr->tokens[i]->start + 1, NULL, 10);
+		if (n > max)
+			max = n < 1000000 ? n : 1000000;
 	}
 	return max;
 }
@@ -187,7 +214,7 @@ static char *scan_rewrite(const char *text)
 {
 	size_t len = strlen(text), o = 0, cut = len;
 	char *out = malloc(len * 8 + 32), *prefix = NULL;
-	int next = max_param(text) + 1;
+	int next = 1;
 	PgQueryScanResult r;
 	PgQuery__ScanResult *sr = NULL;
 	size_t pos = 0;
@@ -216,15 +243,27 @@ static char *scan_rewrite(const char *text)
 		}
 	}
 	sr = pg_query__scan_result__unpack(NULL, r.pbuf.len, (const uint8_t *)r.pbuf.data);
+	next = max_param(text, sr) + 1;
 	for (size_t i = 0; sr && i < sr->n_tokens; i++) {
 		PgQuery__ScanToken *t = sr->tokens[i];
-		size_t s = t->start, e = t->end;
+		size_t s = t->start, e = t->end, keep = pos;
 
 		if (e > cut || s > e)
 			break;
-		/* the bytes between tokens are blanks: keep them */
-		memcpy(out + o, text + pos, s - pos);
-		o += s - pos;
+		/*
+		 * The bytes between tokens are blanks, except after a token the
+		 * scanner reports shorter than it is: U&'...' comes back empty,
+		 * U&"..." as its "U". Those bytes are the token's rest: kept
+		 * after an identifier, dropped after anything else, so that a
+		 * literal cannot slip out through the gap.
+		 */
+		if (!i || sr->tokens[i - 1]->token != PG_QUERY__TOKEN__UIDENT) {
+			keep = s;
+			while (keep > pos && strchr(" \t\r\n\f\v", text[keep - 1]))
+				keep--;
+		}
+		memcpy(out + o, text + keep, s - keep);
+		o += s - keep;
 		if (const_token(t->token))
 			o += sprintf(out + o, "$%d", next++);
 		else if (t->token != PG_QUERY__TOKEN__SQL_COMMENT &&
@@ -351,7 +390,6 @@ static const char *verb_of(const char *node, json_t *body)
 
 struct walk {
 	struct sql_entry *e;
-	json_t *ctes; /* CTE names of the statement */
 	bool without_where;
 	uint32_t verbs; /* statements nested anywhere: CTEs, EXPLAIN, subqueries */
 };
@@ -373,8 +411,6 @@ static void add_object(struct walk *w, const char *schema, const char *rel)
 
 	if (!rel)
 		return;
-	if (!schema && json_object_get(w->ctes, rel))
-		return; /* a CTE of this statement, not a relation */
 	snprintf(name, sizeof(name), "%s%s%s", schema ? schema : "", schema ? "." : "", rel);
 	for (size_t i = 0; i < e->nobjects; i++)
 		if (!strcmp(e->objects[i], name))
@@ -386,37 +422,59 @@ static void add_object(struct walk *w, const char *schema, const char *rel)
 	}
 }
 
-/* Collect CTE names first, so that references to them are not objects. */
-static void collect_ctes(json_t *n, json_t *ctes)
+static const char *cte_name(json_t *cte)
 {
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	if (json_is_array(n)) {
-		json_array_foreach(n, i, v) collect_ctes(v, ctes);
-	} else if (json_is_object(n)) {
-		json_object_foreach(n, k, v)
-		{
-			if (!strcmp(k, "CommonTableExpr")) {
-				const char *name = json_string_value(json_object_get(v, "ctename"));
-
-				if (name)
-					json_object_set_new(ctes, name, json_true());
-			}
-			collect_ctes(v, ctes);
-		}
-	}
+	return json_string_value(
+		json_object_get(json_object_get(cte, "CommonTableExpr"), "ctename"));
 }
 
-static void walk_tree(struct walk *w, json_t *n)
+/*
+ * CTE names are scoped as in PostgreSQL, because a name reported as a CTE
+ * is not an object, and a policy rule on a table must not be dodged by
+ * naming a CTE after it. A statement sees every CTE of its WITH and of the
+ * statements around it; the n-th CTE's own query sees only the ones before
+ * it, unless the WITH is RECURSIVE; the target of INSERT, UPDATE, DELETE
+ * and MERGE is always a table. A scope is a JSON object of names; when one
+ * cannot be built (no memory) names are reported: too many objects is safe.
+ */
+static json_t *with_scope(json_t *with, json_t *outer)
 {
-	const char *k;
-	json_t *v;
+	json_t *scope = json_copy(outer), *cte;
+	size_t i;
+
+	json_array_foreach(json_object_get(with, "ctes"), i, cte)
+	{
+		if (cte_name(cte))
+			json_object_set_new(scope, cte_name(cte), json_true());
+	}
+	return scope;
+}
+
+static void walk_tree(struct walk *w, json_t *n, json_t *scope);
+
+static void walk_ctes(struct walk *w, json_t *with, json_t *outer)
+{
+	bool recursive = json_is_true(json_object_get(with, "recursive"));
+	json_t *scope = recursive ? with_scope(with, outer) : json_copy(outer), *cte;
+	size_t i;
+
+	json_array_foreach(json_object_get(with, "ctes"), i, cte)
+	{
+		walk_tree(w, cte, scope);
+		if (cte_name(cte))
+			json_object_set_new(scope, cte_name(cte), json_true());
+	}
+	json_decref(scope);
+}
+
+static void walk_tree(struct walk *w, json_t *n, json_t *scope)
+{
+	json_t *v, *with, *inner, *target;
+	const char *k, *rel;
 	size_t i;
 
 	if (json_is_array(n)) {
-		json_array_foreach(n, i, v) walk_tree(w, v);
+		json_array_foreach(n, i, v) walk_tree(w, v, scope);
 		return;
 	}
 	if (!json_is_object(n))
@@ -426,20 +484,33 @@ static void walk_tree(struct walk *w, json_t *n)
 	 * field is a generic Node; typed fields (InsertStmt.relation, ...) hold
 	 * the bare object. Its relname key identifies it either way.
 	 */
-	if (json_is_string(json_object_get(n, "relname")))
-		add_object(w, json_string_value(json_object_get(n, "schemaname")),
-			   json_string_value(json_object_get(n, "relname")));
+	rel = json_string_value(json_object_get(n, "relname"));
+	if (rel && (json_object_get(n, "schemaname") || !json_object_get(scope, rel)))
+		add_object(w, json_string_value(json_object_get(n, "schemaname")), rel);
+	with = json_object_get(n, "withClause");
+	inner = json_is_object(with) ? with_scope(with, scope) : json_incref(scope);
 	json_object_foreach(n, k, v)
 	{
+		if (v == with) {
+			walk_ctes(w, with, scope);
+			continue;
+		}
 		if ((!strcmp(k, "UpdateStmt") || !strcmp(k, "DeleteStmt")) &&
 		    !json_object_get(v, "whereClause")) {
 			w->without_where = true;
 		}
-		for (size_t i = 0; i < sizeof(nested_verbs) / sizeof(nested_verbs[0]); i++)
-			if (!strcmp(k, nested_verbs[i].node))
-				w->verbs |= 1u << nested_verbs[i].verb;
-		walk_tree(w, v);
+		for (size_t j = 0; j < sizeof(nested_verbs) / sizeof(nested_verbs[0]); j++) {
+			if (strcmp(k, nested_verbs[j].node))
+				continue;
+			w->verbs |= 1u << nested_verbs[j].verb;
+			/* the written table, even where a CTE of the same name is in scope */
+			target = json_object_get(v, "relation");
+			add_object(w, json_string_value(json_object_get(target, "schemaname")),
+				   json_string_value(json_object_get(target, "relname")));
+		}
+		walk_tree(w, v, inner);
 	}
+	json_decref(inner);
 }
 
 /* "a.b" from a List of String nodes (a qualified name in DropStmt.objects). */
@@ -495,7 +566,7 @@ static void drop_objects(struct walk *w, json_t *drop)
 static int tree_facts(const char *text, struct sql_entry *e)
 {
 	PgQueryParseResult r = pg_query_parse(text);
-	json_t *root = NULL, *stmt, *node;
+	json_t *root = NULL, *stmt, *node, *scope;
 	struct walk w = { .e = e };
 	const char *name;
 	int rc = -1;
@@ -509,12 +580,11 @@ static int tree_facts(const char *text, struct sql_entry *e)
 	name = json_object_iter_key(json_object_iter(stmt));
 	node = json_object_get(stmt, name);
 	e->verb = verb_of(name, node);
-	w.ctes = json_object();
-	collect_ctes(stmt, w.ctes);
-	walk_tree(&w, stmt);
+	scope = json_object();
+	walk_tree(&w, stmt, scope);
+	json_decref(scope);
 	if (!strcmp(name, "DropStmt"))
 		drop_objects(&w, node);
-	json_decref(w.ctes);
 	e->without_where = w.without_where;
 	e->verbs = w.verbs;
 	rc = 0;

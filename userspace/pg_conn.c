@@ -394,12 +394,19 @@ static void push_stmt(struct pg_conn *c, const char *s, size_t len, uint64_t ful
  * with its own CommandComplete), then the end marker for ReadyForQuery.
  * Splitting uses PostgreSQL's own scanner; a single statement (the common
  * case: no ';' before trailing blanks) skips it.
+ *
+ * A Query cut by the capture limit ends mid-statement, where the scanner
+ * reports less than there is: nothing past an unterminated literal (so
+ * only the part before it is split), and no last statement inside an open
+ * parenthesis. Whatever follows the last statement it reports is then one
+ * more statement, the cut one: merged into the previous one, it would hide
+ * behind that statement's verb and take its answer.
  */
 static void on_query(struct pg_conn *c, const uint8_t *body, uint32_t kept, uint32_t full,
 		     bool truncated, uint64_t ts, uint32_t pid)
 {
 	const char *q = (const char *)body;
-	size_t len = strnlen(q, kept);
+	size_t len = strnlen(q, kept), scanned = len, end = 0;
 	const char *semi = memchr(q, ';', len);
 	PgQuerySplitResult r;
 	char *z;
@@ -418,21 +425,37 @@ static void on_query(struct pg_conn *c, const uint8_t *body, uint32_t kept, uint
 	if (!z)
 		return;
 	r = pg_query_split_with_scanner(z);
+	if (r.error && truncated && r.error->cursorpos > 1) {
+		/* cursorpos counts characters: never past the failing byte */
+		scanned =
+			(size_t)r.error->cursorpos - 1 < len ? (size_t)r.error->cursorpos - 1 : len;
+		pg_query_free_split_result(r);
+		z[scanned] = 0;
+		r = pg_query_split_with_scanner(z);
+	}
 	if (r.error || r.n_stmts <= 0) {
 		push_stmt(c, q, len, full, truncated, ts, pid);
-	} else {
-		for (int i = 0; i < r.n_stmts; i++) {
-			size_t off = r.stmts[i]->stmt_location, n = r.stmts[i]->stmt_len;
-			bool last = i == r.n_stmts - 1;
-
-			if (off > len)
-				break;
-			if (!n || off + n > len || last)
-				n = len - off; /* the scanner gives 0 for "to the end" */
-			push_stmt(c, q + off, n, last && truncated ? full - off : n,
-				  last && truncated, ts, pid);
-		}
+		end = len;
 	}
+	for (int i = 0; !r.error && i < r.n_stmts; i++) {
+		size_t off = r.stmts[i]->stmt_location, n = r.stmts[i]->stmt_len;
+
+		if (off > scanned)
+			break;
+		if (!n || off + n > scanned)
+			n = scanned - off; /* the scanner gives 0 for "to the end" */
+		/* the last one takes the terminator and blanks, or runs on past a cut */
+		if (i == r.n_stmts - 1 && blank_sql(q + off + n, scanned - off - n))
+			n = len - off;
+		push_stmt(c, q + off, n, off + n == len && truncated ? full - off : n,
+			  off + n == len && truncated, ts, pid);
+		end = off + n;
+	}
+	while (end < len && strchr(" \t\r\n\f\v;", q[end]))
+		end++;
+	if (end < len)
+		push_stmt(c, q + end, len - end, truncated ? full - end : len - end, truncated, ts,
+			  pid);
 	pg_query_free_split_result(r);
 	free(z);
 	q_push(c, PK_QEND, ts, pid);

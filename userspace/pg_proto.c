@@ -81,10 +81,14 @@ enum dbw_parse pg_parse_startup(const uint8_t *body, size_t len, struct pg_start
 	if (len < 4)
 		return DBW_PARSE_INVALID;
 	out->code = be32(body);
-	if (out->code != PG_PROTO_V3)
+	/*
+	 * Every 3.x startup has the 3.0 layout: PostgreSQL 18 clients may ask
+	 * for 3.2, and their user and database must not go missing.
+	 */
+	if (out->code >> 16 != 3)
 		/* SSL/GSS/Cancel requests carry no strings; other versions we don't read */
 		return out->code == PG_SSL_REQUEST || out->code == PG_GSSENC_REQUEST ||
-				       out->code == PG_CANCEL_REQUEST || (out->code >> 16) == 3 ?
+				       out->code == PG_CANCEL_REQUEST ?
 			       DBW_PARSE_OK :
 			       DBW_PARSE_INVALID;
 	while (p < end && *p) {

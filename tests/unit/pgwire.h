@@ -20,6 +20,8 @@ struct buf {
 
 static inline void put(struct buf *b, const void *d, size_t n)
 {
+	if (!n)
+		return; /* memcpy from NULL, even of 0 bytes, is undefined */
 	if (b->n + n > b->cap) {
 		b->cap = (b->n + n) * 2 + 64;
 		b->p = realloc(b->p, b->cap);
