@@ -12,6 +12,7 @@
 #define DBW_CONN_BPF_H
 
 #include "maps.bpf.h"
+#include "tls.bpf.h"
 
 #define AF_INET	    2
 #define AF_INET6    10
@@ -61,6 +62,10 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
 	st->phase = DBW_PG_STARTUP;
 	st->msg_left = 0;
 	st->rules = cfg->rules;
+	st->tls = DBW_TLS_NONE;
+	st->tls_ssl = 0;
+	/* its TLS writes, if any, bind their session to a watched socket */
+	tls_mark_proc(st->who.pid);
 }
 
 /* Our state of a sockops socket, or NULL when it is not a watched connection. */
@@ -163,6 +168,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 	}
 	bpf_map_delete_elem(&rx_state, &key);
 	bpf_map_delete_elem(&conn_rules, &key);
+	tls_on_close(st);
 }
 
 #endif /* DBW_CONN_BPF_H */

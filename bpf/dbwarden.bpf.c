@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * dbwarden kernel programs. Thin entry points; the logic lives in
- * conn.bpf.h (connection tracking), capture.bpf.h (byte capture) and
- * guard.bpf.h (policy enforcement, over the lexer in lexer.bpf.h).
+ * conn.bpf.h (connection tracking), capture.bpf.h (byte capture),
+ * guard.bpf.h (policy enforcement, over the lexer in lexer.bpf.h) and
+ * tls.bpf.h (plaintext of TLS connections at the TLS library).
  *
  * One object for all hooks because they share the socket state, the
  * sockhash and the ring buffer; later hook families (TLS uprobes) can reuse
@@ -59,7 +60,7 @@ int dbw_msg(struct sk_msg_md *msg)
 	struct guard_plan *plan;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk = msg->sk;
-	int cork;
+	int cork, verdict;
 
 	cnt_add(DBW_CNT_MSG_CALLS, 1);
 	if (!sk)
@@ -67,6 +68,9 @@ int dbw_msg(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st)
 		goto nostate;
+	verdict = tls_on_send(msg, st);
+	if (verdict >= 0)
+		return verdict; /* a TLS socket: judged on its plaintext, never captured as bytes */
 	plan = guard_plan(msg, st, &cork);
 	if (cork)
 		return SK_PASS; /* held by the kernel; this program runs again on all of it */
@@ -104,9 +108,73 @@ int dbw_recv(struct bpf_raw_tracepoint_args *ctx)
 	if (!key)
 		return 0;
 	rx = bpf_map_lookup_elem(&rx_state, &key);
-	if (!rx)
+	if (!rx || rx->tls)
 		return 0;
 	cnt_add(DBW_CNT_RECV_CALLS, 1);
 	capture_recv(key, rx, ret);
+	return 0;
+}
+
+/*
+ * TLS library probes (userspace/tls.c picks the sites and sets the cookie,
+ * enum dbw_tls_cookie): arguments at entry, bytes at return.
+ */
+SEC("uprobe")
+int BPF_KPROBE(dbw_tls_write)
+{
+	tls_enter(ctx, DBW_DIR_TO_SERVER);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(dbw_tls_write_ret)
+{
+	tls_return(ctx, DBW_DIR_TO_SERVER);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_tls_read)
+{
+	tls_enter(ctx, DBW_DIR_TO_CLIENT);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(dbw_tls_read_ret)
+{
+	tls_return(ctx, DBW_DIR_TO_CLIENT);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(dbw_tls_handshake)
+{
+	tls_enter(ctx, DBW_TLS_PROBE_HANDSHAKE);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(dbw_tls_handshake_ret)
+{
+	tls_return(ctx, DBW_TLS_PROBE_HANDSHAKE);
+	return 0;
+}
+
+/* A new program image: userspace looks for TLS libraries in it. */
+SEC("raw_tracepoint/sched_process_exec")
+int dbw_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct dbw_rec_exec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		cnt_add(DBW_CNT_EXEC_LOST, 1);
+		return 0;
+	}
+	rec_hdr_init(&r->hdr, DBW_REC_EXEC, sizeof(*r), 0);
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	r->pad = 0;
+	/* the libraries must be probed before the process gets to use them */
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }

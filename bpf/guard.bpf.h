@@ -26,6 +26,7 @@
 
 #include "maps.bpf.h"
 #include "lexer.bpf.h"
+#include "tls.bpf.h"
 
 #define PG_SSL_REQUEST	  80877103u
 #define PG_GSSENC_REQUEST 80877104u
@@ -97,7 +98,10 @@ struct guard_plan {
 	__u8 unparsed_block;
 	__u8 lost; /* the stream cannot be followed past this send */
 	__u8 refuse; /* a statement must be blocked but cannot be rewritten */
-	__u8 pad[3];
+	__u8 tls; /* judging a TLS write's plaintext at ubuf: no cork, no rewrite */
+	__u8 opaque; /* TLS through a library not probed: the guard cannot read it */
+	__u8 pad;
+	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
 };
@@ -130,6 +134,18 @@ static __always_inline int msg_peek(struct sk_msg_md *msg, __u32 off, __u8 *dst,
 	for (__u32 i = 0; i < n; i++)
 		dst[i] = data[i];
 	return 0;
+}
+
+/*
+ * Copy n (constant, <= 8) bytes at off of what the plan walks: the message,
+ * or a TLS write's plaintext in the sender's memory. 0 or -1.
+ */
+static __always_inline int src_peek(struct sk_msg_md *msg, struct guard_plan *p, __u32 off,
+				    __u8 *dst, __u32 n)
+{
+	if (p->tls)
+		return bpf_probe_read_user(dst, n, (void *)(p->ubuf + off)) ? -1 : 0;
+	return msg_peek(msg, off, dst, n);
 }
 
 static __always_inline __u32 be32(const __u8 *b)
@@ -222,10 +238,21 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		/* skip the statement name (NUL-terminated, at most 64 bytes) */
 		__u32 avail = total - 5 < 64 ? total - 5 : 64, k;
 
-		if (!avail || bpf_msg_pull_data(msg, text_off, text_off + avail, 0))
+		if (!avail)
 			goto unreadable;
-		data = msg->data;
-		end = msg->data_end;
+		if (p->tls) {
+			/* the lexer buffer holds the name for the scan below */
+			if (avail > 64 ||
+			    bpf_probe_read_user(buf, avail, (void *)(p->ubuf + text_off)))
+				goto unreadable;
+			data = buf;
+			end = buf + avail;
+		} else {
+			if (bpf_msg_pull_data(msg, text_off, text_off + avail, 0))
+				goto unreadable;
+			data = msg->data;
+			end = msg->data_end;
+		}
 		for (k = 0; k < 64; k++) {
 			if (k >= avail || data + k + 1 > end)
 				goto unreadable;
@@ -240,15 +267,21 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		goto unreadable;
 	text_len = off + total - text_off;
 	n = text_len > DBW_LEX_MAX ? DBW_LEX_MAX : text_len;
-	if (bpf_msg_pull_data(msg, text_off, text_off + n, 0))
-		goto unreadable;
-	data = msg->data;
-	end = msg->data_end;
-	n &= DBW_LEX_MAX * 2 - 1;
-	if (n > DBW_LEX_MAX || data + n > end)
-		goto unreadable;
-	if (bpf_probe_read_kernel(buf, n, data))
-		goto unreadable;
+	if (p->tls) {
+		n &= DBW_LEX_MAX * 2 - 1;
+		if (n > DBW_LEX_MAX || bpf_probe_read_user(buf, n, (void *)(p->ubuf + text_off)))
+			goto unreadable;
+	} else {
+		if (bpf_msg_pull_data(msg, text_off, text_off + n, 0))
+			goto unreadable;
+		data = msg->data;
+		end = msg->data_end;
+		n &= DBW_LEX_MAX * 2 - 1;
+		if (n > DBW_LEX_MAX || data + n > end)
+			goto unreadable;
+		if (bpf_probe_read_kernel(buf, n, data))
+			goto unreadable;
+	}
 	if (type == 'Q' && !partial && n == text_len) {
 		qlen = n - 1; /* a Query ends with its NUL */
 	} else {
@@ -343,14 +376,25 @@ __noinline int guard_step(struct sk_msg_md *msg)
 	if (p->phase == DBW_PG_STARTUP) {
 		if (o + 8 > p->size) {
 			p->cork = o + 8;
+			if (p->tls)
+				goto lost; /* split across TLS writes: cannot be held */
 			return STEP_CORK;
 		}
-		if (msg_peek(msg, o, hdr, 8))
+		if (src_peek(msg, p, o, hdr, 8))
 			goto lost;
 		if (hdr[0] == 0x16) {
-			/* a TLS ClientHello after SSLRequest: nothing more to read */
+			/*
+			 * A TLS ClientHello after SSLRequest: the rest is
+			 * ciphertext. Sent from inside a probed library, the
+			 * plaintext comes from its probes (tls_bind); otherwise
+			 * nobody can read this connection.
+			 */
 			p->phase = DBW_PG_OFF;
-			return STEP_DONE;
+			p->off = p->size;
+			if (tls_in_library())
+				return STEP_DONE;
+			p->opaque = 1;
+			goto lost;
 		}
 		len = be32(hdr);
 		if (len < 8 || len > PG_MAX_STARTUP)
@@ -362,9 +406,11 @@ __noinline int guard_step(struct sk_msg_md *msg)
 	} else {
 		if (o + 5 > p->size) {
 			p->cork = o + 5;
+			if (p->tls)
+				goto lost; /* split across TLS writes: cannot be held */
 			return STEP_CORK;
 		}
-		if (msg_peek(msg, o, hdr, 5))
+		if (src_peek(msg, p, o, hdr, 5))
 			goto lost;
 		len = be32(hdr + 1);
 		if (len < 4 || len > (1u << 30))
@@ -372,7 +418,8 @@ __noinline int guard_step(struct sk_msg_md *msg)
 		total = len + 1;
 		if (hdr[0] == 'Q' || hdr[0] == 'P') {
 			if (o + total > p->size) {
-				if (total <= GUARD_MAX_CORK) {
+				/* a TLS write cannot be held back: its plaintext is the caller's */
+				if (total <= GUARD_MAX_CORK && !p->tls) {
 					p->cork = o + total;
 					return STEP_CORK;
 				}
@@ -405,22 +452,18 @@ lost:
 }
 
 /*
- * Plan the guard's work on this send: walk its messages, classify each
- * Query/Parse, collect the ones to rewrite. Changes neither the message nor
- * the socket state. Returns the plan, or NULL when the guard has nothing to
- * do on this connection (no policy, encrypted, or a corked send: then
- * *cork is set and the caller passes the send on unread, to be run again).
+ * A fresh plan for a send of size bytes starting at stream offset base of
+ * the stream the guard follows, or NULL when the guard has nothing to do
+ * on this connection (no policy, not PostgreSQL, stream not followed).
  */
-static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, struct dbw_sk_state *st,
-						     int *cork)
+static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, __u64 base,
+						      __u32 size)
 {
 	__u32 zero = 0;
 	struct dbw_guard_cfg *cfg = bpf_map_lookup_elem(&guard_cfg, &zero);
 	struct guard_plan *p;
 	__u64 *rules;
-	__u32 skip;
 
-	*cork = 0;
 	if (!cfg || !cfg->enabled) {
 		/* unfollowed bytes: a policy loaded later cannot frame this stream */
 		if (st->phase != DBW_PG_OFF)
@@ -432,8 +475,11 @@ static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, stru
 	p = plan_get();
 	if (!p)
 		return NULL;
-	p->base = st->off[DBW_DIR_TO_SERVER];
-	p->size = msg->size;
+	p->base = base;
+	p->size = size;
+	p->tls = 0;
+	p->opaque = 0;
+	p->ubuf = 0;
 	p->phase = st->phase;
 	p->nhits = 0;
 	p->cork = 0;
@@ -448,6 +494,19 @@ static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, stru
 	p->early = !rules;
 	if (!p->rules)
 		p->unparsed_block = 0; /* nothing to enforce here: nothing to fail closed for */
+	return p;
+}
+
+/*
+ * Walk the messages of p's send from the socket's saved position: classify
+ * each Query/Parse, collect the ones to act on. Changes neither the message
+ * nor the socket state. NULL (and *cork set) when the send must be held.
+ */
+static __always_inline struct guard_plan *guard_walk(struct sk_msg_md *msg, struct dbw_sk_state *st,
+						     struct guard_plan *p, int *cork)
+{
+	__u32 skip;
+
 	skip = st->msg_left < p->size ? st->msg_left : p->size;
 	p->off = skip;
 	p->left = st->msg_left - skip;
@@ -469,6 +528,23 @@ static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, stru
 	if (p->off < p->size && !p->lost)
 		p->lost = 1; /* more messages in one send than the walk follows */
 	return p;
+}
+
+/*
+ * Plan the guard's work on a plaintext send: walk its messages, classify each
+ * Query/Parse, collect the ones to rewrite. Changes neither the message nor
+ * the socket state. Returns the plan, or NULL when the guard has nothing to
+ * do on this connection (no policy, encrypted, or a corked send: then
+ * *cork is set and the caller passes the send on unread, to be run again).
+ */
+static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, struct dbw_sk_state *st,
+						     int *cork)
+{
+	struct guard_plan *p;
+
+	*cork = 0;
+	p = guard_begin(st, st->off[DBW_DIR_TO_SERVER], msg->size);
+	return p ? guard_walk(msg, st, p, cork) : NULL;
 }
 
 static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_plan *p,
@@ -557,6 +633,39 @@ __noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
 }
 
 /*
+ * Commit the walk to the socket state. Returns 1 when the send cannot be
+ * followed or rewritten and the policy fails closed: the caller refuses it
+ * whole (guard_refuse).
+ */
+static __always_inline int guard_commit(struct dbw_sk_state *st, struct guard_plan *p)
+{
+	st->phase = p->phase;
+	st->msg_left = p->left;
+	if (p->early)
+		cnt_add(DBW_CNT_GUARD_EARLY, 1);
+	if (p->lost) {
+		cnt_add(DBW_CNT_GUARD_LOST, 1);
+		st->phase = DBW_PG_OFF;
+	}
+	return p->refuse || (p->lost && p->unparsed_block);
+}
+
+/* Report a send refused whole; userspace resets the connection on it. */
+static __always_inline void guard_refuse(struct dbw_sk_state *st, struct guard_plan *p, __u8 flags)
+{
+	struct guard_hit h = {
+		.off = p->off,
+		.type = '?',
+		.action = DBW_ACT_BLOCK,
+		.slot = DBW_GUARD_UNPARSED,
+		.flags = DBW_VERDICT_F_FAILED | DBW_VERDICT_F_UNPARSED | flags,
+	};
+
+	emit_verdict(st, p, &h);
+	cnt_add(DBW_CNT_GUARD_FAILED, 1);
+}
+
+/*
  * After the capture: commit the walk to the socket state, rewrite the
  * blocked messages (last first, so earlier offsets stay valid) and report
  * every verdict that is not a plain allow. Returns the sk_msg verdict.
@@ -566,26 +675,8 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 {
 	int verdict = SK_PASS;
 
-	st->phase = p->phase;
-	st->msg_left = p->left;
-	if (p->early)
-		cnt_add(DBW_CNT_GUARD_EARLY, 1);
-	if (p->lost) {
-		cnt_add(DBW_CNT_GUARD_LOST, 1);
-		st->phase = DBW_PG_OFF;
-	}
-	if (p->refuse || (p->lost && p->unparsed_block)) {
-		/* cannot be followed or rewritten, and the policy fails closed */
-		struct guard_hit h = {
-			.off = p->off,
-			.type = '?',
-			.action = DBW_ACT_BLOCK,
-			.slot = DBW_GUARD_UNPARSED,
-			.flags = DBW_VERDICT_F_FAILED | DBW_VERDICT_F_UNPARSED,
-		};
-
-		emit_verdict(st, p, &h);
-		cnt_add(DBW_CNT_GUARD_FAILED, 1);
+	if (guard_commit(st, p)) {
+		guard_refuse(st, p, p->opaque ? DBW_VERDICT_F_TLS : 0);
 		return SK_DROP;
 	}
 	for (int i = GUARD_MAX_HITS - 1; i >= 0; i--) {
@@ -606,6 +697,72 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 		emit_verdict(st, p, h);
 	}
 	return verdict;
+}
+
+/*
+ * The guard on a TLS write (call c of session s, bound to st): walk the
+ * plaintext in the caller's buffer as if it were the send. A write with a
+ * statement to block cannot be rewritten (what leaves is ciphertext): it is
+ * captured now (its call fails, so the return probe will not see it),
+ * dropped whole, and the socket refuses every later send until userspace
+ * resets it on the verdict. Returns the sk_msg verdict.
+ */
+static __always_inline int tls_guard(struct sk_msg_md *msg, struct dbw_sk_state *st,
+				     struct tls_call *c)
+{
+	struct tls_sess *s = tls_sess_of(bpf_get_current_pid_tgid() >> 32, c->ssl);
+	struct guard_plan *p;
+	int cork, block;
+
+	if (!s)
+		return SK_PASS;
+	p = guard_begin(st, s->off[DBW_DIR_TO_SERVER], c->len);
+	if (!p)
+		return SK_PASS;
+	p->tls = 1;
+	p->ubuf = c->buf;
+	if (!guard_walk(msg, st, p, &cork))
+		return SK_PASS;
+	block = guard_commit(st, p);
+	for (int i = 0; i < GUARD_MAX_HITS; i++)
+		if (i < p->nhits && p->hits[i].action >= DBW_ACT_APPROVAL)
+			block = 1;
+	if (block) {
+		st->tls = DBW_TLS_DROP;
+		tls_emit(st->conn_id, s, c->buf, c->len, DBW_DIR_TO_SERVER);
+		c->captured = 1;
+		cnt_add(DBW_CNT_TLS_BLOCKED, 1);
+	}
+	if (p->refuse || (p->lost && p->unparsed_block))
+		guard_refuse(st, p, DBW_VERDICT_F_TLS);
+	for (int i = 0; i < GUARD_MAX_HITS; i++) {
+		struct guard_hit *h = &p->hits[i];
+
+		if (i >= p->nhits)
+			break;
+		if (block)
+			h->flags |= DBW_VERDICT_F_TLS;
+		emit_verdict(st, p, h);
+	}
+	return block ? SK_DROP : SK_PASS;
+}
+
+/*
+ * Every send of a socket a TLS session writes through: bind the session on
+ * its first write, judge each write once, never capture the ciphertext.
+ * Returns -1 when the socket is not TLS (the plaintext path goes on), else
+ * the sk_msg verdict.
+ */
+static __always_inline int tls_on_send(struct sk_msg_md *msg, struct dbw_sk_state *st)
+{
+	struct tls_call *c;
+
+	if (st->tls == DBW_TLS_DROP)
+		return SK_DROP;
+	c = tls_bind(st);
+	if (!st->tls)
+		return -1;
+	return c ? tls_guard(msg, st, c) : SK_PASS;
 }
 
 #endif /* DBW_GUARD_BPF_H */

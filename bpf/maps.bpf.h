@@ -36,6 +36,7 @@ struct {
  */
 struct dbw_rx_state {
 	__u64 off;
+	__u64 tls; /* a TLS session reads through it: the bytes are ciphertext */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -37,6 +37,7 @@ enum dbw_rec_type {
 	DBW_REC_DATA = 2, /* bytes of one direction of a connection */
 	DBW_REC_CONN_CLOSE = 3, /* the connection reached TCP_CLOSE */
 	DBW_REC_VERDICT = 4, /* the guard did not simply allow a statement */
+	DBW_REC_EXEC = 5, /* a process exec'd: look for TLS libraries in it */
 };
 
 /* Direction of a DATA record, seen from the client. */
@@ -57,6 +58,12 @@ enum dbw_proto {
 enum dbw_data_flags {
 	/* bytes of this send before this chunk (its tail) were not captured */
 	DBW_DATA_F_TRUNCATED = 1 << 0,
+	/*
+	 * plaintext of a TLS connection, taken at the TLS library's read and
+	 * write functions: stream_off counts plaintext bytes, and the
+	 * connection's non-TLS records (ciphertext) are no longer parsed
+	 */
+	DBW_DATA_F_TLS = 1 << 1,
 };
 
 /*
@@ -91,7 +98,14 @@ enum dbw_counter {
 	DBW_CNT_GUARD_EARLY = 23, /* checked before userspace set the connection's rules */
 	DBW_CNT_GUARD_LOST = 24, /* framing lost (split header, too many messages) */
 	DBW_CNT_GUARD_FAILED = 25, /* a rewrite failed: the send was dropped, conn reset */
-	DBW_CNT__MAX = 32,
+	DBW_CNT_TLS_WRITES = 26, /* TLS writes of watched processes seen at the library */
+	DBW_CNT_TLS_READS = 27, /* TLS reads of bound TLS sessions */
+	DBW_CNT_TLS_BOUND = 28, /* TLS sessions tied to a watched connection */
+	DBW_CNT_TLS_ARGS_FULL = 29, /* in-flight TLS call table full: that call not captured */
+	DBW_CNT_TLS_BLOCKED = 30, /* TLS writes dropped by the guard (connection reset) */
+	DBW_CNT_TLS_SESS_FULL = 31, /* TLS session table update failed: session not captured */
+	DBW_CNT_EXEC_LOST = 32, /* EXEC record lost: ring buffer full (periodic rescan covers it) */
+	DBW_CNT__MAX = 48,
 };
 
 /*
@@ -286,11 +300,45 @@ struct dbw_sk_state {
 	__u8 proto;
 	__u8 established;
 	__u8 phase; /* enum dbw_pg_phase */
-	__u8 pad[1];
+	__u8 tls; /* enum dbw_tls_state */
 	__u32 msg_left; /* bytes of the current client message still to come */
 	__u64 rules; /* guard rules the port allows (before conn_rules is set) */
+	__u64 tls_ssl; /* the TLS library's session object (SSL *) bound to this socket */
 };
-_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8, "dbw_sk_state layout");
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8, "dbw_sk_state layout");
+
+/* TLS state of a socket (dbw_sk_state.tls). */
+enum dbw_tls_state {
+	DBW_TLS_NONE = 0, /* plaintext, or TLS not (yet) seen at a probed library */
+	DBW_TLS_BOUND = 1, /* a TLS session writes through it: its plaintext is captured */
+	DBW_TLS_DROP = 2, /* the guard blocked a TLS write: every send is dropped until reset */
+};
+
+/*
+ * The bpf_cookie of a TLS probe: how the probed function reports the bytes
+ * it moved. OpenSSL's SSL_write/SSL_read return the count; SSL_write_ex,
+ * SSL_read_ex and the internal functions they call return 1 and store the
+ * count through their fourth argument.
+ */
+enum dbw_tls_cookie {
+	DBW_TLS_RET_COUNT = 0,
+	DBW_TLS_RET_EX = 1,
+};
+
+/* Which TLS program a probe runs: the first two are the data's enum dbw_dir. */
+enum dbw_tls_probe {
+	DBW_TLS_PROBE_WRITE = DBW_DIR_TO_SERVER,
+	DBW_TLS_PROBE_READ = DBW_DIR_TO_CLIENT,
+	DBW_TLS_PROBE_HANDSHAKE = 2,
+};
+
+/* An exec, so that userspace looks for TLS libraries in the new image. */
+struct dbw_rec_exec {
+	struct dbw_rec_hdr hdr; /* conn_id 0 */
+	__u32 pid;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_rec_exec) == 24 + 8, "exec layout");
 
 /*
  * Guard: in-kernel enforcement. Userspace compiles the policy's
@@ -372,6 +420,9 @@ enum dbw_verdict_flags {
 	DBW_VERDICT_F_EARLY = 1 << 1, /* the connection's own rules were not set yet */
 	DBW_VERDICT_F_FAILED = 1 << 2, /* the rewrite failed: send dropped, reset it */
 	DBW_VERDICT_F_APPROVED = 1 << 3, /* require_approval, and approved: passed */
+	/* a TLS connection: a block cannot be rewritten (ciphertext), so the
+	 * write was dropped whole and the connection must be reset */
+	DBW_VERDICT_F_TLS = 1 << 4,
 };
 
 /* The guard's decision about one Query/Parse message, when not a plain allow. */

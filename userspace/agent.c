@@ -20,6 +20,7 @@
 #include "guard.h"
 #include "identity.h"
 #include "sys.h"
+#include "tls.h"
 
 /*
  * How long a record may wait in the ring buffer before the daemon drains
@@ -92,7 +93,7 @@ static void check_counters(struct capture *cap, struct emitter *em, uint64_t *la
 }
 
 static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em,
-			  const struct guard *g)
+			  const struct guard *g, const struct tls *tls)
 {
 	uint64_t cnt[DBW_CNT__MAX], missed = 0;
 	struct conn_stats st;
@@ -115,6 +116,17 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 			(unsigned long long)st.verdicts, (unsigned long long)st.resets,
 			(unsigned long long)st.mismatches, (unsigned long long)missed);
 	}
+	if (tls) {
+		struct tls_stats ts;
+
+		tls_stats(tls, &ts);
+		fprintf(stderr,
+			"dbwarden: tls: libraries probed %llu (in total %llu, detached %llu, "
+			"failed %llu), process scans %llu, exec rescans dropped %llu\n",
+			(unsigned long long)ts.libraries, (unsigned long long)ts.attached,
+			(unsigned long long)ts.detached, (unsigned long long)ts.failed,
+			(unsigned long long)ts.scans, (unsigned long long)ts.pending_full);
+	}
 	if (!cap || capture_counters(cap, cnt))
 		return;
 	fprintf(stderr, "dbwarden: kernel counters:");
@@ -133,6 +145,7 @@ struct record_ctx {
 	const struct agent_opts *o;
 	struct emitter *em;
 	struct guard *guard;
+	struct tls *tls;
 	uint16_t ports[CAPTURE_MAX_PORTS];
 };
 
@@ -142,6 +155,14 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 	struct record_ctx *rc = ctx;
 	struct conn_guard_ops ops = {};
 
+	if (rc->o->tls) {
+		/* TLS libraries probed before any connection is watched, like the policy */
+		rc->tls = tls_new(cap, rc->o->verbose);
+		if (!rc->tls) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
 	if (!rc->o->policy)
 		return 0;
 	rc->guard = guard_new(cap, rc->em, rc->o->policy, rc->ports, rc->o->nports, err, errlen);
@@ -157,6 +178,7 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 static int record_cb(void *ctx, const void *data, size_t size)
 {
 	struct record_ctx *rc = ctx;
+	const struct dbw_rec_hdr *h = data;
 
 	if (rc->record) {
 		uint32_t n = size;
@@ -165,6 +187,11 @@ static int record_cb(void *ctx, const void *data, size_t size)
 		    fwrite(data, size, 1, rc->record) != 1)
 			rc->record_errors++;
 	}
+	if (rc->tls && size >= sizeof(struct dbw_rec_exec) && h->type == DBW_REC_EXEC)
+		tls_on_exec(rc->tls, ((const struct dbw_rec_exec *)data)->pid);
+	else if (rc->tls && size >= sizeof(struct dbw_rec_conn_open) &&
+		 h->type == DBW_REC_CONN_OPEN)
+		tls_on_connect(rc->tls, ((const struct dbw_rec_conn_open *)data)->who.pid);
 	return conns_record(rc->conns, data, size);
 }
 
@@ -324,6 +351,7 @@ int agent_run(const struct agent_opts *o)
 	memcpy(co.ports, o->ports, sizeof(co.ports));
 	co.nports = o->nports;
 	co.ringbuf_bytes = o->ringbuf_bytes;
+	co.tls = o->tls;
 	rctx.conns = conns;
 	if (o->record) {
 		rctx.record = fopen(o->record, "we");
@@ -378,6 +406,7 @@ int agent_run(const struct agent_opts *o)
 				fprintf(stderr, "dbwarden: SIGHUP: no --policy to read again\n");
 		}
 		emitter_flush(em);
+		tls_tick(rctx.tls);
 		if (now_ms() - last_check >= 1000) {
 			check_counters(cap, em, last);
 			last_check = now_ms();
@@ -395,7 +424,8 @@ int agent_run(const struct agent_opts *o)
 	rc = 0;
 out:
 	if (conns)
-		print_summary(cap, conns, em, rctx.guard);
+		print_summary(cap, conns, em, rctx.guard, rctx.tls);
+	tls_free(rctx.tls);
 	capture_close(cap);
 	if (rctx.record) {
 		if (fclose(rctx.record) || rctx.record_errors)

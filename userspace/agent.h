@@ -16,6 +16,7 @@ struct agent_opts {
 	const char *record; /* --record: also write raw records here */
 	const char *policy; /* --policy FILE; SIGHUP reads it again */
 	const char *api; /* --api PATH: the local API socket (approvals) */
+	bool tls; /* probe TLS libraries (--no-tls clears it) */
 };
 
 #define DBW_API_DEFAULT "/run/dbwarden/api.sock"

@@ -54,6 +54,13 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_GUARD_EARLY] = "guard_early",
 	[DBW_CNT_GUARD_LOST] = "guard_lost",
 	[DBW_CNT_GUARD_FAILED] = "guard_failed",
+	[DBW_CNT_TLS_WRITES] = "tls_writes",
+	[DBW_CNT_TLS_READS] = "tls_reads",
+	[DBW_CNT_TLS_BOUND] = "tls_bound",
+	[DBW_CNT_TLS_ARGS_FULL] = "tls_calls_full",
+	[DBW_CNT_TLS_BLOCKED] = "tls_blocked",
+	[DBW_CNT_TLS_SESS_FULL] = "tls_sessions_full",
+	[DBW_CNT_EXEC_LOST] = "exec_lost",
 };
 
 const char *capture_counter_name(int idx)
@@ -145,6 +152,16 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 		snprintf(err, errlen, "cannot attach the sock_recv_length tracepoint: %s",
 			 strerror(errno));
 		goto fail;
+	}
+
+	if (o->tls) {
+		/* execs first: a process started from now on is looked at for TLS libraries */
+		skel->links.dbw_exec = bpf_program__attach(skel->progs.dbw_exec);
+		if (!skel->links.dbw_exec) {
+			snprintf(err, errlen, "cannot attach the sched_process_exec tracepoint: %s",
+				 strerror(errno));
+			goto fail;
+		}
 	}
 
 	c->cgroup_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -249,6 +266,23 @@ int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_
 											   0;
 }
 
+struct bpf_link *capture_tls_probe(struct capture *c, const char *path, size_t offset, int probe,
+				   bool ret, uint64_t cookie)
+{
+	struct dbwarden_bpf *skel = c->skel;
+	LIBBPF_OPTS(bpf_uprobe_opts, o, .retprobe = ret, .bpf_cookie = cookie);
+	struct bpf_program *p;
+
+	if (probe == DBW_TLS_PROBE_WRITE)
+		p = ret ? skel->progs.dbw_tls_write_ret : skel->progs.dbw_tls_write;
+	else if (probe == DBW_TLS_PROBE_READ)
+		p = ret ? skel->progs.dbw_tls_read_ret : skel->progs.dbw_tls_read;
+	else
+		p = ret ? skel->progs.dbw_tls_handshake_ret : skel->progs.dbw_tls_handshake;
+	/* pid -1: every process mapping this file, now and later */
+	return bpf_program__attach_uprobe_opts(p, -1, path, offset, &o);
+}
+
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 {
 	__u64 key = conn_id, val = rules;
@@ -264,6 +298,8 @@ void capture_stop_new(struct capture *c)
 
 	if (!skel)
 		return;
+	bpf_link__destroy(skel->links.dbw_exec);
+	skel->links.dbw_exec = NULL;
 	bpf_link__destroy(skel->links.dbw_connect4);
 	bpf_link__destroy(skel->links.dbw_connect6);
 	bpf_link__destroy(skel->links.dbw_sockops);

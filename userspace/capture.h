@@ -6,6 +6,7 @@
 #ifndef DBW_CAPTURE_H
 #define DBW_CAPTURE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "dbwarden_abi.h"
@@ -24,6 +25,7 @@ struct capture_opts {
 	struct capture_port ports[CAPTURE_MAX_PORTS];
 	int nports;
 	size_t ringbuf_bytes; /* power of two */
+	bool tls; /* report execs (DBW_REC_EXEC) for the TLS library discovery */
 	/* called for every ring buffer record; returns 0 */
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
@@ -77,6 +79,18 @@ int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_
 
 /* The rules of one connection, as userspace computed them. 0 or -errno. */
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules);
+
+struct bpf_link;
+
+/*
+ * Attach a TLS probe: the write, read or handshake program (enum
+ * dbw_tls_probe), at entry or return, at file offset offset of the ELF
+ * file at path, in every process that maps it; cookie is an enum
+ * dbw_tls_cookie. Returns the link (bpf_link__destroy detaches) or NULL
+ * with errno set.
+ */
+struct bpf_link *capture_tls_probe(struct capture *c, const char *path, size_t offset, int probe,
+				   bool ret, uint64_t cookie);
 
 /* Names of the counters, for logs and `status`. */
 const char *capture_counter_name(int idx);

@@ -29,6 +29,8 @@ struct conn {
 	struct dbw_identity who;
 	uint8_t proto;
 	bool tls;
+	bool tls_plain; /* its stream is the TLS library's plaintext (DBW_DATA_F_TLS) */
+	bool reset_asked; /* the guard asked for a reset: once is enough */
 	bool unparsed;
 	bool partial; /* CONN_OPEN was lost: no tuple, identity from the sender */
 	char client[64], server[64];
@@ -328,6 +330,8 @@ static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql
 		if (kv && out->confirms)
 			kv->confirmed = true;
 	}
+	if (kv && (kv->flags & DBW_VERDICT_F_TLS) && kv->action >= DBW_ACT_APPROVAL)
+		out->not_sent = true;
 	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
@@ -366,7 +370,10 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 				  (json_int_t)s->text_full_len));
 		json_object_set_new(
 			ev, "outcome",
-			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status", status_name(s->status),
+			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status",
+				  out.not_sent && s->status == DBW_STMT_UNKNOWN ?
+					  "blocked" :
+					  status_name(s->status),
 				  "tag", json_str_or_null(s->tag), "rows",
 				  s->has_rows ? json_integer((json_int_t)s->rows) : json_null(),
 				  "sqlstate", json_str_or_null(s->sqlstate), "duration_us",
@@ -453,6 +460,8 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 
 	if (c->pg)
 		pg_conn_close(c->pg, ts);
+	if (c->tls && !c->tls_plain)
+		on_unparsed(c, "encrypted: TLS library not probed");
 	for (unsigned i = 0; i < c->nverdicts; i++)
 		verdict_retire(c, &c->verdicts[i]);
 	c->nverdicts = 0;
@@ -529,6 +538,17 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 	guard_changed(c);
 }
 
+/* Why the kernel dropped a send, for the connection_reset alert. */
+static const char *verdict_reset_reason(uint8_t flags)
+{
+	if ((flags & DBW_VERDICT_F_FAILED) && (flags & DBW_VERDICT_F_TLS))
+		return "encrypted through a TLS library dbwarden does not probe, and "
+		       "defaults.unparsed is block";
+	if (flags & DBW_VERDICT_F_FAILED)
+		return "the guard could not rewrite a blocked message";
+	return "a TLS write was blocked (ciphertext cannot be rewritten)";
+}
+
 /* The guard acted on a message (or could not): remember it for its statement. */
 static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 {
@@ -538,11 +558,13 @@ static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 	t->st.verdicts++;
 	if (!c)
 		return;
-	if (r->flags & DBW_VERDICT_F_FAILED) {
+	if (r->flags & (DBW_VERDICT_F_FAILED | DBW_VERDICT_F_TLS) && !c->reset_asked) {
 		/* the kernel dropped a send it could not answer: never leave the client hanging */
-		conn_reset(c, "the guard could not rewrite a blocked message");
-		return;
+		c->reset_asked = true;
+		conn_reset(c, verdict_reset_reason(r->flags));
 	}
+	if (r->flags & DBW_VERDICT_F_FAILED)
+		return;
 	if (c->nverdicts == CONN_VERDICTS) {
 		verdict_retire(c, &c->verdicts[0]);
 		memmove(c->verdicts, c->verdicts + 1, sizeof(c->verdicts[0]) * (CONN_VERDICTS - 1));
@@ -557,6 +579,23 @@ static void on_verdict(struct conn_table *t, const struct dbw_rec_verdict *r)
 	v->lex_flags = r->lex_flags;
 	v->confirmed = false;
 	v->shape = r->shape;
+}
+
+/*
+ * The connection's first plaintext record from its TLS library: parsing
+ * restarts on that stream (it begins with the startup message; the bytes
+ * seen so far were SSLRequest, its answer and the handshake).
+ */
+static void conn_start_tls(struct conn *c)
+{
+	c->tls_plain = true;
+	c->tls = true;
+	c->expect[0] = c->expect[1] = 0;
+	if (c->proto == DBW_PROTO_POSTGRES) {
+		pg_conn_free(c->pg);
+		c->pg = pg_conn_new(&stitch_ops, c);
+	}
+	conn_rebuild_json(c);
 }
 
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */
@@ -598,11 +637,21 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		t->st.bad_records++;
 		return;
 	}
+	if (!c && (r->flags & DBW_DATA_F_TLS)) {
+		/* a session outliving its connection's table entry: no actor to give it */
+		t->st.bad_records++;
+		return;
+	}
 	if (!c)
 		c = conn_adopt(t, r);
 	if (!c)
 		return;
 	lru_touch(t, c);
+	if (!(r->flags & DBW_DATA_F_TLS) != !c->tls_plain) {
+		if (c->tls_plain)
+			return; /* ciphertext of a connection read at its TLS library */
+		conn_start_tls(c);
+	}
 	if (off > c->expect[dir]) {
 		uint64_t gap = off - c->expect[dir];
 
@@ -632,6 +681,11 @@ static void on_close(struct conn_table *t, const struct dbw_rec_conn_close *r)
 
 	if (!c)
 		return;
+	if (c->tls_plain) {
+		/* the totals count ciphertext; the plaintext streams were checked as they came */
+		conn_finish(t, c, r->hdr.ts_ns, c->expect);
+		return;
+	}
 	for (int dir = 0; dir < 2; dir++) {
 		if (r->bytes[dir] > c->expect[dir]) {
 			uint64_t gap = r->bytes[dir] - c->expect[dir];
@@ -685,6 +739,8 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 		else
 			t->st.bad_records++;
 		break;
+	case DBW_REC_EXEC:
+		break; /* the TLS library discovery's, not a connection's */
 	default:
 		t->st.bad_records++;
 	}

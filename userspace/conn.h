@@ -79,6 +79,7 @@ struct conn_decision {
 	char alert[256];
 	bool reset; /* reset the connection (policy on_mismatch: reset) */
 	bool confirms; /* the exact parse blocks this statement too */
+	bool not_sent; /* the kernel dropped it whole (TLS block): it never reached the server */
 };
 
 /*

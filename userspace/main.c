@@ -43,6 +43,7 @@ static void usage(FILE *f)
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"
 		"  --max-conns N       connections tracked at once (default 65536)\n"
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
+		"  --no-tls            do not probe TLS libraries (TLS connections stay opaque)\n"
 		"  -v                  verbose logs on stderr\n"
 		"\n"
 		"dbwarden policy check FILE\n"
@@ -120,11 +121,12 @@ static int cmd_run(int argc, char **argv)
 		{ "record", required_argument, NULL, 'R' },
 		{ "policy", required_argument, NULL, 'P' },
 		{ "api", required_argument, NULL, 'A' },
+		{ "no-tls", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct agent_opts o = { .output = "stdout", .ringbuf_bytes = 16 << 20 };
+	struct agent_opts o = { .output = "stdout", .ringbuf_bytes = 16 << 20, .tls = true };
 	unsigned long v;
 	int opt;
 
@@ -173,6 +175,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'A':
 			o.api = optarg;
+			break;
+		case 'T':
+			o.tls = false;
 			break;
 		case 'v':
 			o.verbose++;

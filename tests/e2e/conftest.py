@@ -43,9 +43,13 @@ def as_postgres(cmd, **kw):
 
 
 class Postgres:
-    """A throwaway PostgreSQL server: trust auth, 127.0.0.1 and ::1 only."""
+    """
+    A throwaway PostgreSQL server: trust auth, 127.0.0.1 and ::1 only.
+    ssl=True: TLS on, with a self-signed certificate made here.
+    """
 
-    def __init__(self):
+    def __init__(self, ssl=False):
+        self.ssl = ssl
         self.dir = tempfile.mkdtemp(prefix="dbw-pg-")
         os.chmod(self.dir, 0o755)
         shutil.chown(self.dir, "postgres", "postgres")
@@ -67,6 +71,16 @@ class Postgres:
             "full_page_writes": "off",
             "logging_collector": "off",
         }
+        if self.ssl:
+            crt, key = os.path.join(self.data, "server.crt"), os.path.join(self.data, "server.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "2", "-subj", "/CN=localhost", "-keyout", key, "-out", crt],
+                           check=True, capture_output=True)
+            shutil.chown(crt, "postgres", "postgres")
+            shutil.chown(key, "postgres", "postgres")
+            os.chmod(key, 0o600)
+            conf.update({"ssl": "on", "ssl_cert_file": "'server.crt'",
+                         "ssl_key_file": "'server.key'"})
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             for k, v in conf.items():
                 f.write(f"{k} = {v}\n")
@@ -82,19 +96,22 @@ class Postgres:
             self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def dsn(self, host="127.0.0.1", user="postgres", db="postgres"):
-        return f"host={host} port={self.port} user={user} dbname={db}"
+    def dsn(self, host="127.0.0.1", user="postgres", db="postgres", sslmode=None):
+        ssl = f" sslmode={sslmode}" if sslmode else ""
+        return f"host={host} port={self.port} user={user} dbname={db}{ssl}"
 
     def psql(self, *args, user="postgres", host="127.0.0.1", run_as=None, check=True,
-             input=None):
-        """Run psql over TCP; returns (CompletedProcess, pid)."""
+             input=None, sslmode=None, prefix=()):
+        """Run psql over TCP; returns (CompletedProcess, pid). prefix wraps the command."""
         cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", host, "-p", str(self.port),
                "-U", user, "-d", "postgres"] + list(args)
         if run_as:
             cmd = ["runuser", "-u", run_as, "--"] + cmd
+        cmd = list(prefix) + cmd
+        env = dict(os.environ, PGSSLMODE=sslmode) if sslmode else None
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else None,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd="/")
+                             cwd="/", env=env)
         out, err = p.communicate(input, timeout=120)
         res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
         if check and p.returncode != 0:

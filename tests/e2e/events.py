@@ -77,7 +77,7 @@ def check_envelope(evs):
             s, o = e["statement"], e["outcome"]
             assert isinstance(s["text"], str), e
             assert s["verb"], e
-            assert o["status"] in ("ok", "error", "skipped", "unknown"), e
+            assert o["status"] in ("ok", "error", "skipped", "unknown", "blocked"), e
             assert e["decision"]["action"] in ("allow", "alert", "block", "require_approval"), e
         if e["type"] == "loss":
             assert e["loss"]["count"] > 0, e

@@ -1,0 +1,275 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+TLS end to end: a PostgreSQL with ssl=on and a certificate made here, real
+clients with sslmode=require/prefer/disable, the agent reading the
+plaintext at OpenSSL's probes, and the guard enforcing over TLS by
+dropping the write and resetting the connection.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import psycopg2
+import pytest
+
+import events
+from conftest import Postgres, helper
+from test_guard import ALLOWED, EVASIONS, POLICY
+
+LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+
+
+@pytest.fixture(scope="module")
+def tpg():
+    server = Postgres(ssl=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tagent(tmp_path, tpg):
+    """agent(*extra) watching the TLS server's port."""
+    from conftest import Agent
+
+    started = []
+
+    def start(*extra):
+        if "--policy" in extra:
+            extra = extra + ("--api", str(tmp_path / "api.sock"))
+        workdir = tmp_path / f"agent{len(started)}"
+        workdir.mkdir()
+        a = Agent(str(workdir), tpg.port, extra)
+        started.append(a)
+        return a
+
+    yield start
+    for a in started:
+        a.kill()
+
+
+@pytest.fixture
+def policy(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    return str(path)
+
+
+@pytest.fixture
+def table(tpg):
+    name = f"t_{os.urandom(4).hex()}"
+    tpg.psql("-c", f"CREATE TABLE {name} (id int, v text); "
+                   f"INSERT INTO {name} SELECT g, 'v' || g FROM generate_series(1, 5) g",
+             host=tpg.dir)
+    yield name
+    tpg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=tpg.dir)
+
+
+def rows(tpg, table):
+    # over the Unix socket: never through the agent
+    res, _ = tpg.psql("-At", "-c", f"SELECT count(*) FROM {table}", host=tpg.dir)
+    return int(res.stdout.strip())
+
+
+def test_psql_and_psycopg2_over_tls(tpg, tagent):
+    a = tagent()
+    res, pid = tpg.psql("-At", "-c", "SELECT 'tls_lit_4417' AS v", "-c",
+                        "SELECT g FROM generate_series(1, 3) g", sslmode="require")
+    assert res.stdout.split() == ["tls_lit_4417", "1", "2", "3"]
+    conn = psycopg2.connect(tpg.dsn(sslmode="require"), application_name="tls-app")
+    cur = conn.cursor()
+    cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert cur.fetchone() == (True,)
+    cur.execute("SELECT %s::text, %s::int", ("psy_secret_99", 424242))
+    conn.commit()
+    conn.close()
+    evs = a.stop()
+
+    st = evs.statements(pid=pid)
+    assert [e["statement"]["text"] for e in st] == [
+        "SELECT $1 AS v", "SELECT g FROM generate_series($1, $2) g"]
+    assert [e["outcome"]["rows"] for e in st] == [1, 3]
+    assert all(e["connection"]["tls"] is True for e in st)
+    assert all(e["outcome"]["status"] == "ok" for e in st)
+    assert st[0]["connection"]["db_user"] == "postgres"
+    psy = evs.statements(pid=os.getpid())
+    assert [e["statement"]["text"] for e in psy] == [
+        "BEGIN", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        "SELECT $1::text, $2::int", "COMMIT"]
+    assert all(e["connection"]["tls"] and e["connection"]["application_name"] == "tls-app"
+               for e in psy)
+    events.assert_no_literals(evs, ["tls_lit_4417", "psy_secret_99", "424242"])
+    # exactly one event per statement, nothing lost
+    assert evs.losses() == []
+    assert "tls: probing " + LIBSSL in a.stderr()
+
+
+def test_extended_protocol_over_tls(tpg, tagent):
+    a = tagent()
+    dsn = tpg.dsn(sslmode="require")
+    p = subprocess.run([helper("pq_client"), dsn, "execparams"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    q = subprocess.run([helper("pq_client"), dsn, "pipeline", "20"], capture_output=True,
+                       text=True)
+    assert q.returncode == 0, q.stderr
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["actor"]["comm"] == "pq_client"]
+    ins = [e for e in st if e["statement"]["text"] == "INSERT INTO pq_t VALUES ($1, $2)"]
+    assert len(ins) == 1
+    assert ins[0]["statement"]["mode"] == "extended"
+    assert ins[0]["statement"]["params"] == {"count": 2, "types": [23, 25]}
+    assert ins[0]["outcome"]["tag"] == "INSERT 0 1"
+    pipe = [e for e in st if e["connection"]["id"] != ins[0]["connection"]["id"]]
+    assert len(pipe) == 20 and all(e["outcome"]["status"] == "ok" for e in pipe)
+    assert all(e["connection"]["tls"] for e in st)
+    events.assert_no_literals(evs, ["secret-token-PQX", "41119999"])
+
+
+def test_prefer_and_disable_on_the_same_port(tpg, tagent):
+    a = tagent()
+    _, p_prefer = tpg.psql("-c", "SELECT 'prefer'", sslmode="prefer")
+    _, p_disable = tpg.psql("-c", "SELECT 'disable'", sslmode="disable")
+    evs = a.stop()
+    (pref,) = evs.statements(pid=p_prefer)
+    (dis,) = evs.statements(pid=p_disable)
+    assert pref["connection"]["tls"] is True
+    assert dis["connection"]["tls"] is False
+    assert pref["statement"]["text"] == dis["statement"]["text"] == "SELECT $1"
+
+
+def test_guard_evasions_blocked_over_tls(tpg, tagent, policy, table):
+    a = tagent("--policy", policy)
+    for sql, rule in EVASIONS:
+        stmt = sql.format(t=table)
+        t0 = time.monotonic()
+        res, pid = tpg.psql("-c", "SELECT 'before'", "-c", stmt, "-At", check=False,
+                            sslmode="require")
+        took = time.monotonic() - t0
+        # the write was dropped and the connection reset: psql reports it, at once
+        assert res.returncode != 0, (stmt, res.stdout, res.stderr)
+        assert "before" in res.stdout
+        assert took < 5, (stmt, took)
+    assert rows(tpg, table) == 5
+    # allowed statements still run over TLS under the same policy
+    for sql in ALLOWED:
+        res, _ = tpg.psql("-c", sql.format(t=table), check=False, sslmode="require")
+        assert res.returncode == 0, (sql, res.stderr)
+    evs = a.stop()
+    blocked = [e for e in evs.statements() if e["decision"]["action"] == "block"]
+    # one blocked write per evasion: every statement it carried was dropped with it
+    assert len({e["connection"]["id"] for e in blocked}) == len(EVASIONS)
+    for e in blocked:
+        assert e["connection"]["tls"] is True
+        assert e["outcome"]["status"] == "blocked"
+        assert e["decision"]["enforced_by"] == "kernel"
+        assert e["decision"]["rule"] in ("no-destructive-ddl", "delete-without-where")
+    resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+    assert len(resets) == len(EVASIONS)
+    assert all("TLS write was blocked" in e["alert"]["detail"] for e in resets)
+    # the SELECT 'before' of each evasion, and the allow corpus
+    ok = [e for e in evs.statements() if e["outcome"]["status"] == "ok"]
+    assert len(ok) == len(EVASIONS) + len(ALLOWED)
+    assert all(e["decision"]["action"] == "allow" for e in ok)
+
+
+def test_block_resets_only_that_connection(tpg, tagent, policy, table):
+    a = tagent("--policy", policy)
+    c1 = psycopg2.connect(tpg.dsn(sslmode="require"))
+    c2 = psycopg2.connect(tpg.dsn(sslmode="require"))
+    cur1, cur2 = c1.cursor(), c2.cursor()
+    t0 = time.monotonic()
+    with pytest.raises(psycopg2.OperationalError):
+        cur1.execute(f"DROP TABLE {table}")
+    assert time.monotonic() - t0 < 5
+    # the other connection of the same process goes on, and a new one works
+    cur2.execute(f"SELECT count(*) FROM {table}")
+    assert cur2.fetchone() == (5,)
+    c3 = psycopg2.connect(tpg.dsn(sslmode="require"))
+    c3.cursor().execute("SELECT 1")
+    for c in (c1, c2, c3):
+        c.close()
+    evs = a.stop()
+    drop = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "DROP"]
+    assert len(drop) == 1
+    assert drop[0]["decision"]["rule"] == "no-destructive-ddl"
+    assert drop[0]["outcome"]["status"] == "blocked"
+    assert rows(tpg, table) == 5
+
+
+def test_library_copy_in_own_mount_namespace(tpg, tagent, tmp_path):
+    """A container's libssl: another file, seen only inside another mount namespace."""
+    a = tagent()
+    copy = tmp_path / "libssl.so.3"
+    shutil.copy(LIBSSL, copy)
+    ino = os.stat(copy).st_ino
+    inner = (f"mount --bind {copy} {LIBSSL} && exec /usr/lib/postgresql/15/bin/psql -X -At "
+             f"-d '{tpg.dsn(sslmode='require')}' -c \"SELECT 'from_container'\"")
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["statement"]["text"] == "SELECT $1"
+          and e["actor"]["comm"] == "psql"]
+    assert len(st) == 1 and st[0]["connection"]["tls"] is True
+    # probed as its own file (the copy's inode), not through the host's
+    assert re.search(rf"tls: probing {re.escape(LIBSSL)} \(device \d+:\d+ inode {ino}\)",
+                     a.stderr()), a.stderr()
+
+
+def test_unused_library_is_detached(tpg, tmp_path):
+    from conftest import Agent
+
+    os.environ["DBWARDEN_TLS_SWEEP_MS"] = "300"
+    try:
+        a = Agent(str(tmp_path), tpg.port)
+    finally:
+        del os.environ["DBWARDEN_TLS_SWEEP_MS"]
+    try:
+        copy = tmp_path / "libssl.so.3"
+        shutil.copy(LIBSSL, copy)
+        inner = (f"mount --bind {copy} {LIBSSL} && exec /usr/lib/postgresql/15/bin/psql -X "
+                 f"-At -d '{tpg.dsn(sslmode='require')}' -c 'SELECT 1'")
+        p = subprocess.run(["unshare", "-m", "sh", "-c", inner], capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        deadline = time.time() + 10
+        while "no longer in use: probes removed" not in a.stderr():
+            assert time.time() < deadline, a.stderr()
+            time.sleep(0.1)
+        # the host's copy stays probed: its users are still there
+        assert a.stderr().count("probes removed") == 1
+    finally:
+        evs = a.stop()
+    assert len([e for e in evs.statements() if e["connection"]["tls"]]) == 1
+
+
+def test_unprobed_tls_follows_defaults_unparsed(tpg, tagent, tmp_path):
+    """--no-tls stands for a TLS library dbwarden does not probe: the guard cannot read it."""
+    closed = tmp_path / "closed.yaml"
+    closed.write_text(POLICY)
+    a = tagent("--no-tls", "--policy", str(closed))
+    t0 = time.monotonic()
+    res, _ = tpg.psql("-c", "SELECT 1", check=False, sslmode="require")
+    assert res.returncode != 0 and time.monotonic() - t0 < 5
+    # plaintext on the same port is still read, and so still allowed
+    res, _ = tpg.psql("-c", "SELECT 1", check=False, sslmode="disable")
+    assert res.returncode == 0, res.stderr
+    evs = a.stop()
+    resets = [e["alert"]["detail"] for e in evs.of("alert")
+              if e["alert"]["kind"] == "connection_reset"]
+    assert len(resets) == 1 and "does not probe" in resets[0]
+
+    opened = tmp_path / "open.yaml"
+    opened.write_text(POLICY.replace("unparsed: block", "unparsed: allow"))
+    b = tagent("--no-tls", "--policy", str(opened))
+    res, _ = tpg.psql("-c", "SELECT 1", check=False, sslmode="require")
+    assert res.returncode == 0, res.stderr
+    evs = b.stop()
+    unparsed = [e["alert"]["detail"] for e in evs.of("alert")
+                if e["alert"]["kind"] == "connection_unparsed"]
+    assert unparsed == ["encrypted: TLS library not probed"]
