@@ -114,7 +114,7 @@ $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPU
 # Small real clients and helpers the end-to-end tests drive (libpq, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
-	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -o $@
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lssl -lcrypto -o $@
 
 format:
 	clang-format -i bpf/*.c bpf/*.h include/*.h userspace/*.c userspace/*.h tests/unit/*.c tests/helpers/*.c

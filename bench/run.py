@@ -102,7 +102,15 @@ class Postgres:
             f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.dir}'\nmax_connections = 100\n"
                     "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "shared_buffers = 256MB\n")
+                    "shared_buffers = 256MB\nssl = on\n")
+        # TLS cases: a self-signed certificate, as the tests make one
+        key, crt = os.path.join(self.data, "server.key"), os.path.join(self.data, "server.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", key, "-out", crt], check=True,
+                       capture_output=True)
+        for f in (key, crt):
+            shutil.chown(f, "postgres", "postgres")
+        os.chmod(key, 0o600)
         self.pg(f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w",
                 "start")
         self.up = True
@@ -114,9 +122,9 @@ class Postgres:
             self.up = False
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def env(self):
+    def env(self, sslmode="disable"):
         return dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(self.port), PGUSER="postgres",
-                    PGDATABASE="postgres")
+                    PGDATABASE="postgres", PGSSLMODE=sslmode)
 
 
 def prog_ids(pid):
@@ -140,7 +148,7 @@ def bpf_run_ns(ids):
 
 
 class Agent:
-    def __init__(self, port, workdir, extra=()):
+    def __init__(self, port, workdir, extra=(), env=None):
         self.out = os.path.join(workdir, "events.jsonl")
         self.err = os.path.join(workdir, "agent.err")
         for p in (self.out,):
@@ -149,7 +157,8 @@ class Agent:
         self.errf = open(self.err, "w")
         self.proc = subprocess.Popen([DBW, "run", "--port", f"{port}=postgres", "--output",
                                       f"file:{self.out}"] + list(extra),
-                                     stdout=subprocess.DEVNULL, stderr=self.errf)
+                                     stdout=subprocess.DEVNULL, stderr=self.errf,
+                                     env=dict(os.environ, **(env or {})))
         deadline = time.time() + 30
         while "dbwarden: ready:" not in open(self.err).read():
             if self.proc.poll() is not None or time.time() > deadline:
@@ -187,13 +196,13 @@ class Agent:
                 "counters": counters, "events": events}
 
 
-def pgbench(pg, args, workdir):
+def pgbench(pg, args, workdir, sslmode="disable"):
     """Run pgbench; returns tps, transactions and latency percentiles (µs)."""
     for f in os.listdir(workdir):
         if f.startswith("pgbench_log"):
             os.unlink(os.path.join(workdir, f))
     r = subprocess.run(["pgbench", "-n", "-l", "--sampling-rate", "0.2"] + args,
-                       env=pg.env(), capture_output=True, text=True, cwd=workdir)
+                       env=pg.env(sslmode), capture_output=True, text=True, cwd=workdir)
     if r.returncode:
         raise SystemExit(f"bench: pgbench failed: {r.stderr}")
     tps = float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1))
@@ -209,13 +218,38 @@ def pgbench(pg, args, workdir):
     return {"tps": tps, "tx": done, "p50_us": pct(0.5), "p99_us": pct(0.99)}
 
 
+def probe_cost(pg, workdir):
+    """
+    What the TLS probes cost a process that uses OpenSSL (any process, the
+    database server included): tests/helpers/tls_loop times SSL_write +
+    SSL_read pairs over memory BIOs with no agent, with the agent's chosen
+    (emulated) sites, and with the exported entry points (single-stepped),
+    interleaved. Each pair of calls hits 4 probes (entry and return of both).
+    """
+    loop = os.path.join(ROOT, ".output", "tests", "tls_loop")
+    n = "20000" if SMOKE else "200000"
+    modes = {"off": None, "emulated": {}, "exported": {"DBWARDEN_TLS_PROBE": "exported"}}
+    runs = {m: [] for m in modes}
+    for i in range(PAIRS):
+        for m in (list(modes) if i % 2 == 0 else list(modes)[::-1]):
+            agent = Agent(pg.port, workdir, env=modes[m]) if modes[m] is not None else None
+            out = subprocess.run([loop, n], capture_output=True, text=True, check=True).stdout
+            if agent:
+                agent.stop()
+            runs[m].append(float(out.split()[1]))
+    med = {m: statistics.median(v) for m, v in runs.items()}
+    return {"ns_per_pair": med, "runs": runs,
+            "added_ns_per_call": {m: (med[m] - med["off"]) / 2 for m in ("emulated", "exported")}}
+
+
 def bootstrap(ratios, n=2000, seed=7):
     rnd = random.Random(seed)
     meds = sorted(statistics.median(rnd.choice(ratios) for _ in ratios) for _ in range(n))
     return meds[int(0.025 * n)], meds[int(0.975 * n)]
 
 
-def run_case(pg, name, script_args, clients, workdir, raw, agent_extra=(), base_extra=None):
+def run_case(pg, name, script_args, clients, workdir, raw, agent_extra=(), base_extra=None,
+             sslmode="disable"):
     """
     Interleaved pairs for one case. "off" is no agent, unless base_extra
     is given (then both sides run an agent and only the arguments differ).
@@ -228,7 +262,7 @@ def run_case(pg, name, script_args, clients, workdir, raw, agent_extra=(), base_
         for side in order:
             extra = agent_extra if side == "on" else base_extra
             agent = Agent(pg.port, workdir, extra) if extra is not None else None
-            r = pgbench(pg, args, workdir)
+            r = pgbench(pg, args, workdir, sslmode)
             if agent:
                 r["agent"] = agent.stop()
                 on_runs.append(r) if side == "on" else None
@@ -306,8 +340,10 @@ def plot(summary, path):
     except ImportError:
         log("bench: matplotlib missing, no plot")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, case in zip(axes, ("select", "tpcb")):
+    titles = {"select": "pgbench -S (plaintext)", "tpcb": "pgbench TPC-B (plaintext)",
+              "tls_select": "pgbench -S (TLS)"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, case in zip(axes, titles):
         rows = [s for s in summary if s["case"] == case]
         xs = [s["clients"] for s in rows]
         for side, color in (("off", "tab:gray"), ("on", "tab:blue")):
@@ -318,7 +354,7 @@ def plot(summary, path):
                         label=f"agent {side}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set_title(f"pgbench {'-S' if case == 'select' else 'TPC-B'} (plaintext)")
+        ax.set_title(titles[case])
         ax.set_xlabel("clients")
         ax.set_ylabel("TPS (median, min-max)")
         ax.legend()
@@ -350,6 +386,12 @@ def main():
         for case, args in (("select", ["-S"]), ("tpcb", [])):
             for c in CLIENTS:
                 summary.append(run_case(pg, case, args, c, workdir, raw))
+        log("bench: pgbench -S over TLS (sslmode=require), the agent probing libssl")
+        for c in CLIENTS:
+            summary.append(run_case(pg, "tls_select", ["-S"], c, workdir, raw,
+                                    sslmode="require"))
+        log("bench: TLS probe cost per call (memory BIOs), emulated vs single-stepped sites")
+        probes = probe_cost(pg, workdir)
         policy_path = os.path.join(workdir, "policy.yaml")
         with open(policy_path, "w") as f:
             f.write(POLICY)
@@ -367,6 +409,11 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     sel = next(s for s in summary if s["case"] == "select" and s["clients"] == 4)
+    tls = next(s for s in summary if s["case"] == "tls_select" and s["clients"] == 4)
+    tls_runs = [r for s in summary if s["case"] == "tls_select" for r in s["on_runs"]]
+    tls_cost = agent_cost(tls_runs, SELECT_TEXTS)
+    # every TLS transaction's statement seen in plaintext (pgbench counts what completed)
+    tls_sent = sum(r["tx"] for r in tls_runs)
     tpcb = next(s for s in summary if s["case"] == "tpcb" and s["clients"] == 4)
     cost = agent_cost([r for s in summary if s["case"] == "select" for r in s["on_runs"]],
                       SELECT_TEXTS)
@@ -377,7 +424,9 @@ def main():
         "quick": QUICK, "pairs": PAIRS, "seconds": SECONDS, "scale": SCALE,
         "tps_ratio_plain_select": sel["ratio"],
         "tps_ratio_plain_tpcb": tpcb["ratio"],
-        "tps_ratio_tls_select": None,
+        "tps_ratio_tls_select": tls["ratio"],
+        "tls_statements_seen": [tls_cost["statements"], tls_sent],
+        "tls_probe_added_ns_per_call": probes["added_ns_per_call"],
         "tps_ratio_policy_select": pol["ratio"],
         "p99_added_us": sel["p99_added_us"],
         "completeness": comp["completeness"],
@@ -389,6 +438,7 @@ def main():
         "detail": {
             "cases": [{k: v for k, v in s.items() if k != "on_runs"} for s in summary + [pol]],
             "completeness": comp, "agent_cost_select": cost, "agent_cost_tpcb": tpcb_cost,
+            "agent_cost_tls_select": tls_cost, "tls_probe_cost": probes,
             "wall_s": time.time() - t0,
         },
         "raw": raw,
@@ -410,6 +460,13 @@ def main():
     print(f"agent cost, select: {cost['user_sys_us_per_stmt']:.2f} us user+sys + "
           f"{cost['bpf_us_per_stmt']:.2f} us BPF per statement; peak RSS "
           f"{result['agent_rss_mb']:.1f} MiB")
+    print(f"TLS: {tls_cost['statements']} of {tls_sent} pgbench -S statements seen in plaintext; "
+          f"agent {tls_cost['user_sys_us_per_stmt']:.2f} us user+sys + "
+          f"{tls_cost['bpf_us_per_stmt']:.2f} us BPF per statement")
+    pc = probes["added_ns_per_call"]
+    print(f"TLS probe cost per SSL_write/SSL_read call: emulated sites +{pc['emulated']:.0f} ns, "
+          f"exported entry points +{pc['exported']:.0f} ns "
+          f"(no agent: {probes['ns_per_pair']['off'] / 2:.0f} ns per call)")
     print(f"userspace pipeline: {pipe:.0f} statements/s on one core")
     print(f"written: {RESULTS}/latest.json, {RESULTS}/tps.png")
 

@@ -461,7 +461,7 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 	if (c->pg)
 		pg_conn_close(c->pg, ts);
 	if (c->tls && !c->tls_plain)
-		on_unparsed(c, "encrypted: TLS library not probed");
+		on_unparsed(c, "encrypted: no plaintext seen (TLS library not probed)");
 	for (unsigned i = 0; i < c->nverdicts; i++)
 		verdict_retire(c, &c->verdicts[i]);
 	c->nverdicts = 0;

@@ -53,7 +53,7 @@
 #define TLS_RECENT_SLOTS 1024 /* pids scanned lately (connect-time rescans) */
 
 /* After an exec, look again this long after it: the loader, then dlopen(). */
-static const int rescan_ms[] = { 10, 30, 100, 300, 1000, 3000 };
+static const int rescan_ms[] = { 10, 100, 1000, 3000 };
 #define NRESCAN ((int)(sizeof(rescan_ms) / sizeof(rescan_ms[0])))
 
 struct tls_lib {
@@ -282,6 +282,13 @@ static int internal_sites(int fd, const struct elf_info *ei, struct tls_sites *o
 	return 1;
 }
 
+static bool exported_only(void)
+{
+	const char *e = getenv("DBWARDEN_TLS_PROBE");
+
+	return e && !strcmp(e, "exported");
+}
+
 int tls_find_sites(int fd, struct tls_sites *out, char *why, size_t whylen)
 {
 	static const struct {
@@ -301,7 +308,8 @@ int tls_find_sites(int fd, struct tls_sites *out, char *why, size_t whylen)
 		return -1;
 	if (!ei.addr[SYM_WRITE] || !ei.addr[SYM_READ])
 		return 0;
-	if (!internal_sites(fd, &ei, out)) {
+	/* DBWARDEN_TLS_PROBE=exported: the fallback sites, to test and measure them */
+	if (exported_only() || !internal_sites(fd, &ei, out)) {
 		for (size_t i = 0; i < sizeof(exported) / sizeof(exported[0]); i++) {
 			long off = ei.addr[exported[i].sym] ?
 					   va_to_off(&ei, ei.addr[exported[i].sym]) :
@@ -411,8 +419,11 @@ static void inspect(struct tls *t, const char *path, const char *shown, uint64_t
 		major(dev), minor(dev), (unsigned long long)ino, sites.detail);
 }
 
-/* Look at every executable file mapped by pid; mark libraries in use. */
-static void scan_pid(struct tls *t, uint32_t pid)
+/*
+ * Look at every executable file mapped by pid; mark libraries in use.
+ * Returns false when the process is gone.
+ */
+static bool scan_pid(struct tls *t, uint32_t pid)
 {
 	char path[PATH_MAX + 64], exe[PATH_MAX] = "", line[PATH_MAX + 256];
 	FILE *f;
@@ -424,7 +435,7 @@ static void scan_pid(struct tls *t, uint32_t pid)
 	snprintf(path, sizeof(path), "/proc/%u/maps", pid);
 	f = fopen(path, "re");
 	if (!f)
-		return;
+		return false;
 	t->st.scans++;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long start, end, ino;
@@ -457,6 +468,7 @@ static void scan_pid(struct tls *t, uint32_t pid)
 		inspect(t, path, file, dev, ino);
 	}
 	fclose(f);
+	return true;
 }
 
 /* Every process, then detach the libraries none of them maps any more. */
@@ -564,8 +576,8 @@ int tls_tick(struct tls *t)
 			i++;
 			continue;
 		}
-		scan_pid(t, p->pid);
-		if (++p->step < NRESCAN) {
+		/* a short-lived process (most execs) is dropped at its first miss */
+		if (scan_pid(t, p->pid) && ++p->step < NRESCAN) {
 			p->due_ms = now + rescan_ms[p->step] - rescan_ms[p->step - 1];
 			i++;
 			continue;

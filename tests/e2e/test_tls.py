@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 import events
-from conftest import Postgres, helper
+from conftest import Agent, Postgres, helper
 from test_guard import ALLOWED, EVASIONS, POLICY
 
 LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
@@ -35,16 +35,15 @@ def tpg():
 @pytest.fixture
 def tagent(tmp_path, tpg):
     """agent(*extra) watching the TLS server's port."""
-    from conftest import Agent
 
     started = []
 
-    def start(*extra):
+    def start(*extra, env=None):
         if "--policy" in extra:
             extra = extra + ("--api", str(tmp_path / "api.sock"))
         workdir = tmp_path / f"agent{len(started)}"
         workdir.mkdir()
-        a = Agent(str(workdir), tpg.port, extra)
+        a = Agent(str(workdir), tpg.port, extra, env=env)
         started.append(a)
         return a
 
@@ -221,14 +220,8 @@ def test_library_copy_in_own_mount_namespace(tpg, tagent, tmp_path):
                      a.stderr()), a.stderr()
 
 
-def test_unused_library_is_detached(tpg, tmp_path):
-    from conftest import Agent
-
-    os.environ["DBWARDEN_TLS_SWEEP_MS"] = "300"
-    try:
-        a = Agent(str(tmp_path), tpg.port)
-    finally:
-        del os.environ["DBWARDEN_TLS_SWEEP_MS"]
+def test_unused_library_is_detached(tpg, tagent, tmp_path):
+    a = tagent(env={"DBWARDEN_TLS_SWEEP_MS": "300"})
     try:
         copy = tmp_path / "libssl.so.3"
         shutil.copy(LIBSSL, copy)
@@ -246,6 +239,25 @@ def test_unused_library_is_detached(tpg, tmp_path):
     finally:
         evs = a.stop()
     assert len([e for e in evs.statements() if e["connection"]["tls"]]) == 1
+
+
+def test_exported_entry_points_fallback(tpg, tagent, policy, table):
+    """The sites used when the internal functions are not recognised: same results."""
+    a = tagent("--policy", policy, env={"DBWARDEN_TLS_PROBE": "exported"})
+    res, pid = tpg.psql("-At", "-c", "SELECT 'fallback_lit'", "-c", f"DROP TABLE {table}",
+                        check=False, sslmode="require")
+    assert res.stdout.strip() == "fallback_lit" and res.returncode != 0
+    p = subprocess.run([helper("pq_client"), tpg.dsn(sslmode="require"), "execparams"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    evs = a.stop()
+    assert "at their entry (single-stepped: slower)" in a.stderr()
+    st = evs.statements(pid=pid)
+    assert [(e["statement"]["text"], e["outcome"]["status"]) for e in st] == [
+        ("SELECT $1", "ok"), (f"DROP TABLE {table}", "blocked")]
+    ins = [e for e in evs.statements() if e["statement"]["text"].startswith("INSERT INTO pq_t")]
+    assert len(ins) == 1 and ins[0]["outcome"]["tag"] == "INSERT 0 1"
+    assert rows(tpg, table) == 5
 
 
 def test_unprobed_tls_follows_defaults_unparsed(tpg, tagent, tmp_path):
@@ -272,4 +284,4 @@ def test_unprobed_tls_follows_defaults_unparsed(tpg, tagent, tmp_path):
     evs = b.stop()
     unparsed = [e["alert"]["detail"] for e in evs.of("alert")
                 if e["alert"]["kind"] == "connection_unparsed"]
-    assert unparsed == ["encrypted: TLS library not probed"]
+    assert unparsed == ["encrypted: no plaintext seen (TLS library not probed)"]
