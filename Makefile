@@ -112,6 +112,11 @@ $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPU
 		$< $(OUTPUT)/libdbw.a $(LIBS) -lcmocka -o $@
 
 # Small real clients and helpers the end-to-end tests drive (libpq, ...).
+# OpenSSL linked in statically: the TLS discovery must find it in the executable itself
+$(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)/tests
+	$(call msg,HELPER,$@)
+	$(Q)$(CC) $(CFLAGS) $< -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lpthread -ldl -o $@
+
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lssl -lcrypto -o $@

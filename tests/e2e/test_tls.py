@@ -220,6 +220,26 @@ def test_library_copy_in_own_mount_namespace(tpg, tagent, tmp_path):
                      a.stderr()), a.stderr()
 
 
+def test_statically_linked_openssl(tpg, tagent, policy, table):
+    """No libssl.so at all: the SSL functions are in the program's own executable."""
+    a = tagent("--policy", policy)
+    client = helper("static_tls_client")
+    p = subprocess.run([client, "127.0.0.1", str(tpg.port), "postgres",
+                        "SELECT 'static_lit_5' AS v", f"DROP TABLE {table}"],
+                       capture_output=True, text=True, timeout=30)
+    # the SELECT ran; the DROP was dropped and the connection reset
+    assert p.stdout.splitlines() == ["ok SELECT 1"], (p.stdout, p.stderr)
+    assert p.returncode != 0
+    evs = a.stop()
+    assert re.search(rf"tls: probing {re.escape(client)} \(.*\): write at", a.stderr())
+    st = [e for e in evs.statements() if e["actor"]["comm"].startswith("static_tls")]
+    assert [(e["statement"]["text"], e["outcome"]["status"]) for e in st] == [
+        ("SELECT $1 AS v", "ok"), (f"DROP TABLE {table}", "blocked")]
+    assert all(e["connection"]["tls"] for e in st)
+    assert rows(tpg, table) == 5
+    events.assert_no_literals(evs, ["static_lit_5"])
+
+
 def test_unused_library_is_detached(tpg, tagent, tmp_path):
     a = tagent(env={"DBWARDEN_TLS_SWEEP_MS": "300"})
     try:
