@@ -6,8 +6,10 @@
 #   make run        install deps, build, start the agent with the embedded default
 #   make test       install deps, build, run every unit and end-to-end test
 #   make bench      install deps, build, run the benchmark (BENCH_QUICK=1 for a short one)
+#   make fuzz       libFuzzer targets over the parsers, FUZZ_SECONDS each (default 60)
 #   make V=1 ...    show the commands
 OUTPUT := .output
+SHELL := /bin/bash
 CLANG ?= clang
 BPFTOOL ?= bpftool
 CC ?= cc
@@ -43,8 +45,9 @@ else
 endif
 
 .DELETE_ON_ERROR:
-.SECONDARY: $(BPF_OBJS)
-.PHONY: all deps run test unit e2e bench clean format check-format
+# keep every intermediate (objects, skeletons): no rebuild of what is there
+.SECONDARY:
+.PHONY: all deps run test unit e2e bench clean format check-format unit-san e2e-san fuzz
 
 all: $(OUTPUT)/dbwarden
 
@@ -57,9 +60,11 @@ run: deps
 	$(OUTPUT)/dbwarden run $(ARGS)
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit-bins test-helpers
+	$(Q)$(MAKE) --no-print-directory all unit-bins test-helpers san-bins
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory unit-san
 	$(Q)$(MAKE) --no-print-directory e2e
+	$(Q)$(MAKE) --no-print-directory e2e-san
 
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all test-helpers
@@ -75,7 +80,70 @@ e2e: $(OUTPUT)/dbwarden $(TEST_HELPERS)
 	$(Q)DBW_BIN=$(abspath $(OUTPUT)/dbwarden) DBW_HELPERS=$(abspath $(OUTPUT)/tests) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
-$(OUTPUT) $(OUTPUT)/us $(OUTPUT)/tests:
+# The same code under AddressSanitizer + UndefinedBehaviorSanitizer: the unit
+# tests, and the daemon for a second end-to-end pass over the functional
+# tests (any sanitizer report makes the daemon exit non-zero: the test fails).
+SAN := $(OUTPUT)/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_OBJS := $(patsubst userspace/%.c,$(SAN)/us/%.o,$(LIB_SRCS))
+SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
+# the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
+E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
+	   tests/e2e/test_bad_input.py
+
+san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
+
+unit-san: $(SAN_UNIT_BINS) $(TEST_BPF_OBJS)
+	$(Q)set -e; for t in $(SAN_UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e-san: $(SAN)/dbwarden $(TEST_HELPERS)
+	$(Q)DBW_BIN=$(abspath $(SAN)/dbwarden) DBW_HELPERS=$(abspath $(OUTPUT)/tests) DBW_SANITIZED=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(E2E_SAN) $(PYTEST_ARGS)
+
+$(SAN)/us/%.o: userspace/%.c $(HDRS) $(SKELS) | $(SAN)/us
+	$(call msg,CC-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN)/libdbw.a: $(SAN_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(SAN)/dbwarden: userspace/main.c $(SAN)/libdbw.a $(HDRS)
+	$(call msg,BIN-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(SAN)/libdbw.a $(LIBS) -o $@
+
+$(SAN)/test_%: tests/unit/test_%.c $(SAN)/libdbw.a $(HDRS) | $(SAN)
+	$(call msg,TEST-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -Itests/unit \
+		-DDBW_TEST_BPF_DIR='"$(abspath $(OUTPUT)/tests)"' $< $(SAN)/libdbw.a $(LIBS) -lcmocka -o $@
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), built with clang over the same sources.
+FUZZ := $(OUTPUT)/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	      -Wno-unknown-warning-option
+FUZZ_OBJS := $(patsubst userspace/%.c,$(FUZZ)/us/%.o,$(LIB_SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps $(FUZZ_BINS)
+	$(Q)set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); \
+		mkdir -p $(FUZZ)/corpus/$$n; echo "== $$n ($(FUZZ_SECONDS) s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 \
+			-artifact_prefix=$(FUZZ)/$$n- $(FUZZ)/corpus/$$n tests/fuzz/corpus/$$n \
+			2>&1 | grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY|Done)' ; \
+		test $${PIPESTATUS[0]} -eq 0; done
+
+$(FUZZ)/us/%.o: userspace/%.c $(HDRS) $(SKELS) | $(FUZZ)/us
+	$(call msg,CC-FUZZ,$@)
+	$(Q)$(CLANG) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS) $(HDRS) | $(FUZZ)
+	$(call msg,FUZZER,$@)
+	$(Q)$(CLANG) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(LIBS) -o $@
+
+$(OUTPUT) $(OUTPUT)/us $(OUTPUT)/tests $(SAN) $(SAN)/us $(FUZZ) $(FUZZ)/us:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/vmlinux.h: | $(OUTPUT)
@@ -111,12 +179,12 @@ $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPU
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -DDBW_TEST_BPF_DIR='"$(abspath $(OUTPUT)/tests)"' \
 		$< $(OUTPUT)/libdbw.a $(LIBS) -lcmocka -o $@
 
-# Small real clients and helpers the end-to-end tests drive (libpq, ...).
 # OpenSSL linked in statically: the TLS discovery must find it in the executable itself
 $(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) $< -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lpthread -ldl -o $@
 
+# Small real clients and helpers the end-to-end tests drive (libpq, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lssl -lcrypto -o $@

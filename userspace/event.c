@@ -121,9 +121,14 @@ void emitter_free(struct emitter *em)
 
 static void format_time(const struct emitter *em, uint64_t mono_ns, char *buf, size_t len)
 {
-	int64_t real = (int64_t)mono_ns + em->mono_to_real_ns;
-	time_t sec = real / 1000000000;
+	/* unsigned: a record's timestamp is the kernel's word, not trusted arithmetic */
+	int64_t real = (int64_t)(mono_ns + (uint64_t)em->mono_to_real_ns);
+	time_t sec;
 	struct tm tm;
+
+	if (real < 0)
+		real = 0;
+	sec = real / 1000000000;
 
 	gmtime_r(&sec, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,

@@ -584,32 +584,39 @@ static void on_startup(struct pg_conn *c, const uint8_t *body, uint32_t kept)
 	}
 }
 
+/* A message's kept body; an empty one may have no buffer behind it. */
+static const uint8_t *body_of(const struct pg_stream *s)
+{
+	return s->buf ? s->buf : (const uint8_t *)"";
+}
+
 static void frontend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts, uint32_t pid)
 {
+	const uint8_t *body = body_of(s);
 	uint32_t full = s->h.body_len;
 
 	if (!s->h.type) {
-		on_startup(c, s->buf, s->kept);
+		on_startup(c, body, s->kept);
 		return;
 	}
 	switch (s->h.type) {
 	case 'Q':
-		on_query(c, s->buf, s->kept, full, s->truncated, ts, pid);
+		on_query(c, body, s->kept, full, s->truncated, ts, pid);
 		break;
 	case 'P':
-		on_parse(c, s->buf, s->kept, full, s->truncated, ts, pid);
+		on_parse(c, body, s->kept, full, s->truncated, ts, pid);
 		break;
 	case 'B':
-		on_bind(c, s->buf, s->kept, ts, pid);
+		on_bind(c, body, s->kept, ts, pid);
 		break;
 	case 'D':
 		q_push(c, PK_DESCRIBE, ts, pid);
 		break;
 	case 'E':
-		on_execute(c, s->buf, s->kept, ts, pid);
+		on_execute(c, body, s->kept, ts, pid);
 		break;
 	case 'C':
-		on_close_msg(c, s->buf, s->kept, ts, pid);
+		on_close_msg(c, body, s->kept, ts, pid);
 		break;
 	case 'S':
 		q_push(c, PK_SYNC, ts, pid);
@@ -696,6 +703,7 @@ static struct pend *head_for_result(struct pg_conn *c)
 
 static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 {
+	const uint8_t *body = body_of(s);
 	struct pend *p = q_head(c);
 	const char *tag;
 	char code[6];
@@ -706,7 +714,7 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 		break;
 	case 'C':
 		p = head_for_result(c);
-		if (p && pg_parse_tag(s->buf, s->kept, &tag) == DBW_PARSE_OK) {
+		if (p && pg_parse_tag(body, s->kept, &tag) == DBW_PARSE_OK) {
 			emit(c, p, DBW_STMT_OK, tag, NULL, ts);
 			q_pop(c);
 		}
@@ -752,7 +760,7 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 			q_pop(c);
 		break;
 	case 'E':
-		if (!p || pg_parse_error(s->buf, s->kept, code) != DBW_PARSE_OK)
+		if (!p || pg_parse_error(body, s->kept, code) != DBW_PARSE_OK)
 			break; /* e.g. a FATAL during authentication: no request waits */
 		if (p->kind == PK_STMT) {
 			emit(c, p, DBW_STMT_ERROR, NULL, code, ts);
@@ -887,7 +895,8 @@ void pg_conn_feed(struct pg_conn *c, int dir, const uint8_t *buf, size_t len, ui
 				uint32_t room = s->cap - s->kept;
 				uint32_t n = take < room ? take : room;
 
-				memcpy(s->buf + s->kept, buf, n);
+				if (n) /* an empty body may have no buffer at all */
+					memcpy(s->buf + s->kept, buf, n);
 				s->kept += n;
 				if (n < take)
 					s->truncated = true;

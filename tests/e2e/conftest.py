@@ -172,7 +172,15 @@ class Agent:
                 self.proc.wait()
                 raise AssertionError("agent did not exit within 60s of SIGINT")
             self.errf.close()
+            self.check_sanitizers()
         return events.load(self.out)
+
+    def check_sanitizers(self):
+        """Under `make e2e-san` the daemon is built with ASan+UBSan: any report fails the test."""
+        if os.environ.get("DBW_SANITIZED"):
+            err = self.stderr()
+            for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                assert mark not in err, f"sanitizer report from the agent:\n{err[-6000:]}"
 
     def kill(self):
         if self.proc.poll() is None:

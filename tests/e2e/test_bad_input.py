@@ -172,8 +172,9 @@ def test_thousand_idle_connections(pg, agent):
     assert len(evs.statements(pid=pid)) == 1
     apps = {e["connection"]["application_name"] for e in evs.of("connection_close")}
     assert apps == {"rawclient", "psql"}
-    # a few KiB per idle connection at most
-    assert rss1 - rss0 < 16 * 1024, (rss0, rss1)
+    # a few KiB per idle connection at most (ASan's shadow and quarantine make RSS moot)
+    if not os.environ.get("DBW_SANITIZED"):
+        assert rss1 - rss0 < 16 * 1024, (rss0, rss1)
     events.assert_no_loss(evs, a)
 
 
