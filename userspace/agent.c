@@ -20,6 +20,8 @@
 #include "guard.h"
 #include "identity.h"
 #include "sys.h"
+#include "metrics.h"
+#include "status.h"
 #include "tls.h"
 
 /*
@@ -304,6 +306,11 @@ int agent_run(const struct agent_opts *o)
 	struct conn_table *conns = NULL;
 	struct capture *cap = NULL;
 	struct record_ctx rctx = { 0 };
+	struct agent_view view = { .o = o, .started_unix = time(NULL) };
+	struct metrics_src msrc = { .ctx = &view,
+				    .prometheus = status_prometheus,
+				    .status = status_json };
+	struct metrics *metrics = NULL;
 	uint64_t last[DBW_CNT__MAX] = { 0 }, last_check;
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct stat sb;
@@ -338,6 +345,15 @@ int agent_run(const struct agent_opts *o)
 	if (!em) {
 		fprintf(stderr, "dbwarden: %s\n", err);
 		return 1;
+	}
+	if (o->metrics) {
+		/* before the programs: the liveness probe answers while they load */
+		metrics = metrics_open(o->metrics, err, sizeof(err));
+		if (!metrics) {
+			fprintf(stderr, "dbwarden: %s\n", err);
+			emitter_free(em);
+			return 1;
+		}
 	}
 	id = identity_new(mount);
 	an = sql_analyzer_new(0);
@@ -384,6 +400,13 @@ int agent_run(const struct agent_opts *o)
 			fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
 	}
+	view.cgroup = cgroup;
+	view.cap = cap;
+	view.conns = conns;
+	view.em = em;
+	view.guard = rctx.guard;
+	view.tls = rctx.tls;
+	msrc.ready = true;
 	fprintf(stderr, "dbwarden: ready: watching");
 	for (int i = 0; i < o->nports; i++)
 		fprintf(stderr, " %u", o->ports[i].port);
@@ -398,6 +421,8 @@ int agent_run(const struct agent_opts *o)
 		}
 		if (rctx.guard)
 			guard_api_poll(rctx.guard);
+		if (metrics)
+			metrics_poll(metrics, &msrc);
 		if (reload_requested) {
 			reload_requested = 0;
 			if (rctx.guard)
@@ -425,6 +450,7 @@ int agent_run(const struct agent_opts *o)
 out:
 	if (conns)
 		print_summary(cap, conns, em, rctx.guard, rctx.tls);
+	metrics_close(metrics);
 	tls_free(rctx.tls);
 	capture_close(cap);
 	if (rctx.record) {

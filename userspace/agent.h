@@ -17,9 +17,13 @@ struct agent_opts {
 	const char *policy; /* --policy FILE; SIGHUP reads it again */
 	const char *api; /* --api PATH: the local API socket (approvals) */
 	bool tls; /* probe TLS libraries (--no-tls clears it) */
+	const char *metrics; /* --metrics ADDR:PORT: /metrics, /healthz, /readyz, /status */
 };
 
 #define DBW_API_DEFAULT "/run/dbwarden/api.sock"
+#define DBW_VERSION	"0.1.0"
+/* the port `dbwarden status` asks on by default, as the deployment files set --metrics */
+#define DBW_METRICS_PORT "9465"
 
 /* Run until SIGINT/SIGTERM. Returns the process exit code. */
 int agent_run(const struct agent_opts *o);

@@ -283,6 +283,29 @@ struct bpf_link *capture_tls_probe(struct capture *c, const char *path, size_t o
 	return bpf_program__attach_uprobe_opts(p, -1, path, offset, &o);
 }
 
+int capture_prog_stats(struct capture *c, struct capture_prog_stat *out, int max)
+{
+	struct bpf_program *p;
+	int n = 0;
+
+	bpf_object__for_each_program(p, c->skel->obj)
+	{
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (n == max)
+			break;
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len))
+			continue;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", bpf_program__name(p));
+		out[n].id = info.id;
+		out[n].run_cnt = info.run_cnt;
+		out[n].run_time_ns = info.run_time_ns;
+		n++;
+	}
+	return n;
+}
+
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 {
 	__u64 key = conn_id, val = rules;

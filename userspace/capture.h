@@ -92,6 +92,16 @@ struct bpf_link;
 struct bpf_link *capture_tls_probe(struct capture *c, const char *path, size_t offset, int probe,
 				   bool ret, uint64_t cookie);
 
+/* One loaded program: run counts need kernel.bpf_stats_enabled=1. */
+struct capture_prog_stat {
+	char name[32];
+	uint32_t id;
+	uint64_t run_cnt, run_time_ns;
+};
+
+/* The loaded programs, at most max. Returns how many were filled. */
+int capture_prog_stats(struct capture *c, struct capture_prog_stat *out, int max);
+
 /* Names of the counters, for logs and `status`. */
 const char *capture_counter_name(int idx);
 

@@ -15,6 +15,7 @@
 #include "event.h"
 #include "identity.h"
 #include "pg_conn.h"
+#include "policy.h"
 #include "sockdiag.h"
 #include "stmt.h"
 
@@ -346,6 +347,11 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 
 	sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
 	dec = decide(c, s, &a, &out);
+	{
+		int act = policy_action(json_string_value(json_object_get(dec, "action")));
+
+		t->st.by_action[act < 0 ? DBW_ACT_ALLOW : act]++;
+	}
 	objs = json_array();
 	for (size_t i = 0; i < a.nobjects; i++)
 		json_array_append_new(objs, json_str_or_null(a.objects[i]));

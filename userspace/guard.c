@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <openssl/evp.h>
+
 #include "analyze.h"
 #include "capture.h"
 #include "conn.h"
@@ -48,7 +50,32 @@ struct guard {
 	unsigned napprovals, next;
 	int api_fd;
 	char *api_path;
+	char version[17]; /* of the policy in force: SHA-256 of its file, 16 hex digits */
+	int64_t loaded_unix;
 };
+
+/* The policy in force changed: remember which file content and when. */
+static void note_loaded(struct guard *g)
+{
+	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	FILE *f = fopen(g->path, "re");
+	unsigned mdlen = 0;
+	size_t n;
+
+	g->loaded_unix = time(NULL);
+	snprintf(g->version, sizeof(g->version), "unknown");
+	if (ctx && f && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			EVP_DigestUpdate(ctx, buf, n);
+		if (EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen >= 8)
+			for (int i = 0; i < 8; i++)
+				snprintf(g->version + 2 * i, 3, "%02x", md[i]);
+	}
+	if (f)
+		fclose(f);
+	EVP_MD_CTX_free(ctx);
+}
 
 static uint64_t mono_ns(void)
 {
@@ -106,6 +133,7 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 		guard_free(g);
 		return NULL;
 	}
+	note_loaded(g);
 	return g;
 }
 
@@ -162,6 +190,7 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 	}
 	policy_free(g->pol);
 	g->pol = p;
+	note_loaded(g);
 	conns_guard_refresh(t);
 	snprintf(msg, sizeof(msg), "%s: %zu rules", g->path, policy_nrules(p));
 	fprintf(stderr, "dbwarden: policy loaded: %s\n", msg);
@@ -500,4 +529,22 @@ void guard_ops(struct guard *g, struct conn_guard_ops *ops)
 void guard_stats(const struct guard *g, uint64_t *mismatches)
 {
 	*mismatches = g->mismatches;
+}
+
+void guard_info(const struct guard *g, struct guard_info *out)
+{
+	uint64_t now = mono_ns();
+
+	memset(out, 0, sizeof(*out));
+	out->path = g->path;
+	out->version = g->version;
+	out->loaded_unix = g->loaded_unix;
+	out->rules = policy_nrules(g->pol);
+	out->mismatches = g->mismatches;
+	for (unsigned i = 0; i < g->napprovals; i++) {
+		if (!g->approvals[i].until_ns)
+			out->approvals_pending++;
+		else if (g->approvals[i].until_ns > now)
+			out->approvals_granted++;
+	}
 }

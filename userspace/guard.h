@@ -37,4 +37,16 @@ void guard_ops(struct guard *g, struct conn_guard_ops *ops);
 
 void guard_stats(const struct guard *g, uint64_t *mismatches);
 
+/* The policy in force and the approvals, for `status` and the metrics. */
+struct guard_info {
+	const char *path;
+	const char *version; /* first 16 hex digits of the file's SHA-256 */
+	int64_t loaded_unix;
+	size_t rules;
+	uint64_t mismatches;
+	unsigned approvals_pending, approvals_granted;
+};
+
+void guard_info(const struct guard *g, struct guard_info *out);
+
 #endif /* DBW_GUARD_H */

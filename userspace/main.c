@@ -14,9 +14,9 @@
 
 #include "agent.h"
 #include "analyze.h"
+#include "metrics.h"
 #include "policy.h"
-
-#define DBW_VERSION "0.1.0"
+#include "status.h"
 
 static void usage(FILE *f)
 {
@@ -28,11 +28,13 @@ static void usage(FILE *f)
 		"  policy     check a policy file, or test a statement against it\n"
 		"  approve    let a statement held by a require_approval rule through\n"
 		"  approvals  list the statements held for approval\n"
+		"  status     what a running agent watches, its policy, connections, counters\n"
 		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
 		"  version    print the version\n"
 		"\n"
 		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH]\n"
-		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH] [-v]\n"
+		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH]\n"
+		"             [--metrics ADDR:PORT] [--no-tls] [-v]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
@@ -44,6 +46,7 @@ static void usage(FILE *f)
 		"  --max-conns N       connections tracked at once (default 65536)\n"
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
 		"  --no-tls            do not probe TLS libraries (TLS connections stay opaque)\n"
+		"  --metrics ADDR:PORT serve /metrics (Prometheus), /healthz, /readyz, /status\n"
 		"  -v                  verbose logs on stderr\n"
 		"\n"
 		"dbwarden policy check FILE\n"
@@ -51,6 +54,8 @@ static void usage(FILE *f)
 		"                     [--database D] [--db-user U]\n"
 		"dbwarden approve ID [--ttl 15m] [--socket PATH]\n"
 		"dbwarden approvals [--socket PATH]\n"
+		"dbwarden status [--metrics ADDR:PORT] [--json]   (default 127.0.0.1:" DBW_METRICS_PORT
+		")\n"
 		"dbwarden replay PATH [--repeat N] [--output SPEC] [--policy FILE]\n");
 }
 
@@ -122,6 +127,7 @@ static int cmd_run(int argc, char **argv)
 		{ "policy", required_argument, NULL, 'P' },
 		{ "api", required_argument, NULL, 'A' },
 		{ "no-tls", no_argument, NULL, 'T' },
+		{ "metrics", required_argument, NULL, 'M' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -178,6 +184,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'T':
 			o.tls = false;
+			break;
+		case 'M':
+			o.metrics = optarg;
 			break;
 		case 'v':
 			o.verbose++;
@@ -469,6 +478,52 @@ static int cmd_approvals(int argc, char **argv, bool approve)
 	return api_call(sock, req);
 }
 
+/* `dbwarden status`: ask a running agent (its --metrics endpoint) how it is. */
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "metrics", required_argument, NULL, 'M' },
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	const char *addr = "127.0.0.1:" DBW_METRICS_PORT;
+	bool as_json = false;
+	char err[512], *body;
+	int opt, rc = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'M':
+			addr = optarg;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		default:
+			fprintf(stderr, "dbwarden: status [--metrics ADDR:PORT] [--json]\n");
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "dbwarden: status: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	body = metrics_get(addr, "/status", err, sizeof(err));
+	if (!body) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		return 1;
+	}
+	if (as_json) {
+		printf("%s\n", body);
+	} else if (status_render(body, stdout)) {
+		fprintf(stderr, "dbwarden: %s did not answer with an agent's status\n", addr);
+		rc = 1;
+	}
+	free(body);
+	return rc;
+}
+
 static int cmd_policy(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "check"))
@@ -495,6 +550,8 @@ int main(int argc, char **argv)
 		return cmd_approvals(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "approvals"))
 		return cmd_approvals(argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "status"))
+		return cmd_status(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dbwarden %s (ABI %d)\n", DBW_VERSION, DBW_ABI_VERSION);
 		return 0;

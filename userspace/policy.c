@@ -141,9 +141,9 @@ const char *policy_action_name(enum dbw_action a)
 	return "?";
 }
 
-static int action_of(const char *s)
+int policy_action(const char *s)
 {
-	for (int a = DBW_ACT_ALLOW; a <= DBW_ACT_BLOCK; a++)
+	for (int a = DBW_ACT_ALLOW; s && a <= DBW_ACT_BLOCK; a++)
 		if (!strcmp(s, policy_action_name(a)))
 			return a;
 	return -1;
@@ -540,12 +540,12 @@ static void parse_rules(struct ld *l, yaml_node_t *n, struct policy *p)
 			perr(l, rn,
 			     "rule '%s' needs an action (block, require_approval, alert, allow)",
 			     r->name);
-		} else if (!scalar(v) || action_of(scalar(v)) < 0) {
+		} else if (!scalar(v) || policy_action(scalar(v)) < 0) {
 			perr(l, v,
 			     "unknown action '%s' (expected block, require_approval, alert, allow)",
 			     scalar(v) ? scalar(v) : "?");
 		} else {
-			r->action = action_of(scalar(v));
+			r->action = policy_action(scalar(v));
 		}
 		r->message = xstrdup(scalar(get(l, rn, "message")));
 		parse_cond(l, get(l, rn, "match"), "match", &r->match);
@@ -585,10 +585,10 @@ static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
 		yaml_node_t *a = get(l, v, "action"), *u = get(l, v, "unparsed");
 
 		known_keys(l, v, "defaults", dkeys);
-		if (a && (!scalar(a) || action_of(scalar(a)) < 0))
+		if (a && (!scalar(a) || policy_action(scalar(a)) < 0))
 			perr(l, a, "unknown action '%s'", scalar(a) ? scalar(a) : "?");
 		else if (a)
-			p->def_action = action_of(scalar(a));
+			p->def_action = policy_action(scalar(a));
 		if (u && scalar(u) && !strcmp(scalar(u), "block"))
 			p->def_unparsed = 1;
 		else if (u && scalar(u) && !strcmp(scalar(u), "allow"))

@@ -99,5 +99,7 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 /* enum dbw_verb of a verb name ("DROP"), or -1. */
 int policy_verb(const char *name);
 const char *policy_action_name(enum dbw_action a);
+/* enum dbw_action of a name ("block"), or -1. */
+int policy_action(const char *name);
 
 #endif /* DBW_POLICY_H */
