@@ -134,6 +134,11 @@ static __always_inline void tls_enter(struct pt_regs *ctx, __u8 dir)
 		c.cntp = PT_REGS_PARM4(ctx);
 	if (s)
 		c.conn_id = s->conn_id;
+	if (dir == DBW_TLS_PROBE_HANDSHAKE) {
+		/* a handshake run from inside a write or read must not hide that call */
+		bpf_map_update_elem(&tls_calls, &id, &c, BPF_NOEXIST);
+		return;
+	}
 	if (bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY))
 		cnt_add(DBW_CNT_TLS_ARGS_FULL, 1);
 }
@@ -176,9 +181,9 @@ static __always_inline void tls_return(struct pt_regs *ctx, __u8 dir)
 	struct tls_sess *s;
 	__u64 n = 0;
 
-	if (!c)
-		return;
-	if (dir == DBW_TLS_PROBE_HANDSHAKE || c->dir != dir || c->captured || ret <= 0)
+	if (!c || c->dir != dir)
+		return; /* not this call's: an outer call's entry stays for its own return */
+	if (dir == DBW_TLS_PROBE_HANDSHAKE || c->captured || ret <= 0)
 		goto out;
 	if (!c->ex)
 		n = ret;

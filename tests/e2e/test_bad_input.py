@@ -26,7 +26,13 @@ def read_until_ready(s):
     buf, types = b"", []
     while True:
         while len(buf) < 5 or len(buf) < 1 + struct.unpack("!I", buf[1:5])[0]:
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except BlockingIOError:
+                # tcp_bpf's receive path can answer EAGAIN on a blocking socket
+                # (seen under heavy load); clients that poll, as libpq does, never see it
+                select.select([s], [], [], 1.0)
+                continue
             assert chunk, f"server closed the connection after {types}"
             buf += chunk
         n = 1 + struct.unpack("!I", buf[1:5])[0]
