@@ -114,6 +114,7 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 			"%llu, statements the kernel missed %llu\n",
 			(unsigned long long)st.verdicts, (unsigned long long)st.resets,
 			(unsigned long long)st.mismatches, (unsigned long long)missed);
+		guard_print_classes(g, stderr);
 	}
 	if (!cap || capture_counters(cap, cnt))
 		return;
@@ -133,6 +134,7 @@ struct record_ctx {
 	const struct agent_opts *o;
 	struct emitter *em;
 	struct guard *guard;
+	struct identity *id;
 	uint16_t ports[CAPTURE_MAX_PORTS];
 };
 
@@ -151,6 +153,7 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 		return -1;
 	guard_ops(rc->guard, &ops);
 	conns_set_guard(rc->conns, &ops);
+	guard_set_identity(rc->guard, rc->id);
 	return 0;
 }
 
@@ -319,6 +322,10 @@ int agent_run(const struct agent_opts *o)
 		fprintf(stderr, "dbwarden: out of memory\n");
 		goto out;
 	}
+	if (identity_k8s_start(id, &o->k8s, em, err, sizeof(err))) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		goto out;
+	}
 
 	co.cgroup = cgroup;
 	memcpy(co.ports, o->ports, sizeof(co.ports));
@@ -337,6 +344,7 @@ int agent_run(const struct agent_opts *o)
 	co.ctx = &rctx;
 	rctx.o = o;
 	rctx.em = em;
+	rctx.id = id;
 	for (int i = 0; i < o->nports; i++)
 		rctx.ports[i] = o->ports[i].port;
 
@@ -370,6 +378,10 @@ int agent_run(const struct agent_opts *o)
 		}
 		if (rctx.guard)
 			guard_api_poll(rctx.guard);
+		if (identity_poll(id))
+			conns_identity_refresh(conns);
+		if (rctx.guard)
+			guard_tick(rctx.guard);
 		if (reload_requested) {
 			reload_requested = 0;
 			if (rctx.guard)
@@ -394,8 +406,10 @@ int agent_run(const struct agent_opts *o)
 	emitter_flush(em);
 	rc = 0;
 out:
-	if (conns)
+	if (conns) {
 		print_summary(cap, conns, em, rctx.guard);
+		identity_print_summary(id, stderr);
+	}
 	capture_close(cap);
 	if (rctx.record) {
 		if (fclose(rctx.record) || rctx.record_errors)

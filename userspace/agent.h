@@ -4,6 +4,7 @@
 #define DBW_AGENT_H
 
 #include "capture.h"
+#include "k8s.h"
 
 struct agent_opts {
 	const char *output; /* "stdout" | "file:PATH" */
@@ -16,6 +17,7 @@ struct agent_opts {
 	const char *record; /* --record: also write raw records here */
 	const char *policy; /* --policy FILE; SIGHUP reads it again */
 	const char *api; /* --api PATH: the local API socket (approvals) */
+	struct k8s_opts k8s; /* --k8s-*, --node-name; NULL fields: in-cluster defaults */
 };
 
 #define DBW_API_DEFAULT "/run/dbwarden/api.sock"

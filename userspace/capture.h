@@ -78,6 +78,13 @@ int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_
 /* The rules of one connection, as userspace computed them. 0 or -errno. */
 int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules);
 
+/*
+ * The workload class of a cgroup (struct dbw_workload_class), or of a cgroup
+ * not classified yet (DBW_WORKLOAD_ANY); del forgets a cgroup. 0 or -errno.
+ */
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules);
+int capture_workload_del(struct capture *c, uint64_t cgroup_id);
+
 /* Names of the counters, for logs and `status`. */
 const char *capture_counter_name(int idx);
 
