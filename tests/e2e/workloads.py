@@ -112,13 +112,14 @@ class Cgroups:
         self.made = []
 
 
-def psql_in(cgroups, rel, pg, *args, check=False):
+def psql_in(cgroups, rel, pg, *args, check=False, prefix=()):
     """
     Run psql over TCP from inside cgroup rel: a shell waits until it has
-    been moved, then execs psql (same pid). Returns (CompletedProcess, pid).
+    been moved, then execs psql (same pid; prefix must exec too, as
+    setpriv does). Returns (CompletedProcess, pid).
     """
-    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1", "-p", str(pg.port),
-           "-U", "postgres", "-d", "postgres"] + list(args)
+    cmd = list(prefix) + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=0", "-h", "127.0.0.1",
+                          "-p", str(pg.port), "-U", "postgres", "-d", "postgres"] + list(args)
     p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, cwd="/")
