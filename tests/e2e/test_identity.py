@@ -8,6 +8,7 @@ kernel enforces them alone, the API going away degrades identity without
 stopping capture, and pod fields fill in when it comes back.
 """
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -347,6 +348,46 @@ def test_api_certificate_and_token_are_checked(pg, agent, kube, cgroups, tmp_pat
     finally:
         a.kill()
     assert kube.requests and all(r["auth"] == "Bearer not-the-token" for r in kube.requests)
+
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@pytest.fixture
+def in_cluster(kube, monkeypatch):
+    """What the kubelet gives a pod: the API's service address, a service account, the node."""
+    if os.path.exists("/var/run/secrets"):
+        pytest.skip("this host has /var/run/secrets of its own")
+    os.makedirs(SA_DIR)
+    try:
+        for src, name in ((kube.ca, "ca.crt"), (kube.token_file, "token")):
+            with open(src) as f, open(os.path.join(SA_DIR, name), "w") as g:
+                g.write(f.read())
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(kube.port))
+        monkeypatch.setenv("NODE_NAME", kube.node)
+        yield
+    finally:
+        shutil.rmtree("/var/run/secrets")
+
+
+def test_in_cluster_configuration(pg, agent, kube, cgroups, in_cluster):
+    """No flags: the API, CA, token and node come from what a pod is given."""
+    pod = Pod("agent-7f9c4", "ai", "sql-agent", {"app": "agent"})
+    kube.add(pod.obj)
+    cgroups.make(pod.cgroup)
+    kube.start()
+    a = agent()
+    wait_synced(a, 1)
+    assert (f"pods of node {kube.node} from https://127.0.0.1:{kube.port} "
+            f"(CA {SA_DIR}/ca.crt)") in a.stderr()
+    _, pid = psql_in(cgroups, pod.cgroup, pg, "-c", "SELECT 1", check=True)
+    evs = a.stop()
+    assert actor_of(evs, pid)["pod"] == pod.expected()
+    # the node's name, not the host's, names the agent's node in every event
+    assert {e["agent"]["node"] for e in evs} == {kube.node}
+    assert all(r["query"]["fieldSelector"] == f"spec.nodeName={kube.node}"
+               for r in kube.requests)
 
 
 def test_bad_k8s_flags_are_usage_errors(tmp_path):
