@@ -14,6 +14,8 @@ import sys
 import time
 import uuid
 
+import events
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -175,16 +177,7 @@ class SqlClient:
 
 def agent_map_id(pid, name):
     """The id of the BPF map called name that process pid holds open."""
-    ids = set()
-    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-        try:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                for line in f:
-                    if line.startswith("map_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            continue
-    for i in sorted(ids):
+    for i in events.bpf_ids_of(pid, "map"):
         out = subprocess.run(["bpftool", "-j", "map", "show", "id", str(i)],
                              capture_output=True, text=True)
         if out.returncode == 0 and json.loads(out.stdout).get("name") == name:
