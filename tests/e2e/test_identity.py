@@ -210,6 +210,34 @@ def test_policy_on_pods_enforced_by_the_kernel_alone(pg, agent, kube, cgroups, t
         pg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=pg.dir)
 
 
+def test_workload_classes_follow_cgroups_as_they_come_and_go(agent, kube, cgroups, tmp_path):
+    """One walk at start; afterwards inotify: new cgroups classified, removed ones forgotten."""
+    kube.start()
+    policy = tmp_path / "pods.yaml"
+    policy.write_text(POLICY)
+    a = agent("--policy", str(policy), *k8s_args(kube))
+    wait_synced(a, 0)
+    pod = Pod("agent-7f9c4", "ai", "sql-agent", {"app": "agent"}, layout="cgroupfs")
+    kube.add(pod.obj)
+    svc = "/system.slice/backup.service"
+    ids = {cgroups.make(pod.cgroup): 1, cgroups.make(svc): 0}
+
+    def classes_are(want):
+        return lambda: (lambda c: all(c.get(i) == r for i, r in want.items()))(
+            workload_classes(a.proc.pid))
+
+    wait_until(classes_are(ids), what="new cgroups classified")
+    # the pod slice above the container is the pod's too (no container: still its pod)
+    slice_id = cgroups.cgroup_id(os.path.dirname(pod.cgroup))
+    assert workload_classes(a.proc.pid)[slice_id] == 1
+    cgroups.remove(pod.cgroup)
+    gone = next(iter(ids))
+    wait_until(lambda: gone not in workload_classes(a.proc.pid), what="a removed cgroup forgotten")
+    a.stop()
+    line = next(l for l in a.stderr().splitlines() if "workload classes:" in l)
+    assert "inotify=1 walks=1 " in line, line  # no periodic walk was needed
+
+
 def test_watch_added_modified_deleted_and_gone(pg, agent, kube, cgroups, tmp_path):
     """
     Pods and cgroups that appear after the agent started, a label change

@@ -86,31 +86,40 @@ class Cgroups:
         with open(os.path.join(self.path(rel), "cgroup.procs"), "w") as f:
             f.write(str(pid))
 
+    def _rmdir(self, d):
+        """Move d's processes back to the root, then remove it."""
+        deadline = time.time() + 10
+        while True:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    pids = f.read().split()
+            except FileNotFoundError:
+                return
+            for pid in pids:
+                try:
+                    with open(os.path.join(self.mnt, "cgroup.procs"), "w") as f:
+                        f.write(pid)
+                except OSError:
+                    pass  # exited meanwhile
+            try:
+                os.rmdir(d)
+                return
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    return
+                if e.errno != errno.EBUSY or time.time() > deadline:
+                    raise
+                time.sleep(0.05)  # an exiting process still counted
+
+    def remove(self, rel):
+        """Remove the (leaf) cgroup rel now."""
+        self._rmdir(self.path(rel))
+        self.made.remove(self.path(rel))
+
     def cleanup(self):
-        """Move every process left back to the root, then remove deepest first."""
+        """Every cgroup made, deepest first."""
         for d in reversed(self.made):
-            deadline = time.time() + 10
-            while True:
-                try:
-                    with open(os.path.join(d, "cgroup.procs")) as f:
-                        pids = f.read().split()
-                except FileNotFoundError:
-                    break
-                for pid in pids:
-                    try:
-                        with open(os.path.join(self.mnt, "cgroup.procs"), "w") as f:
-                            f.write(pid)
-                    except OSError:
-                        pass  # exited meanwhile
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError as e:
-                    if e.errno == errno.ENOENT:
-                        break
-                    if e.errno != errno.EBUSY or time.time() > deadline:
-                        raise
-                    time.sleep(0.05)  # an exiting process still counted
+            self._rmdir(d)
         self.made = []
 
 
