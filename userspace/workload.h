@@ -6,11 +6,11 @@
  * kernel guard decides a connection's first statements before userspace
  * has seen the connection (see struct dbw_workload_class).
  *
- * Kept current from the daemon's loop: a walk of the cgroup v2 tree at
- * most once a second finds cgroups made since (a pod's containers start)
- * and forgets those gone; a new policy or new pod metadata recomputes
- * every class. A policy without workload selectors needs one class for
- * all: the walk is skipped.
+ * Kept current from the daemon's loop: one walk of the cgroup v2 tree,
+ * then inotify reports the cgroups made since (a pod's containers start)
+ * and those removed; a new policy or new pod metadata recomputes the
+ * classes. A policy without workload selectors needs one class for all:
+ * no walk, no watch.
  */
 #ifndef DBW_WORKLOAD_H
 #define DBW_WORKLOAD_H
