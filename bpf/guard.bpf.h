@@ -490,7 +490,8 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	p->actor.cgroup_id = st->who.cgroup_id;
 	p->actor.pad = 0;
 	rules = bpf_map_lookup_elem(&conn_rules, &st->conn_id);
-	p->rules = rules ? *rules : st->rules;
+	/* until userspace has seen the connection: its port's rules, for its workload */
+	p->rules = rules ? *rules : st->rules & workload_rules(st->who.cgroup_id);
 	p->early = !rules;
 	if (!p->rules)
 		p->unparsed_block = 0; /* nothing to enforce here: nothing to fail closed for */

@@ -66,6 +66,29 @@ struct {
 	__type(value, __u64);
 } conn_rules SEC(".maps");
 
+/*
+ * Workload classes (see the ABI header): cgroup id -> the rules that apply
+ * to its processes, written by userspace as cgroups and pods come and go;
+ * key DBW_WORKLOAD_ANY for a cgroup not classified yet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct dbw_workload_class);
+} workload_class SEC(".maps");
+
+/* The rules a workload class allows for processes of cgroup cgid; all without a policy. */
+static __always_inline __u64 workload_rules(__u64 cgid)
+{
+	struct dbw_workload_class *wc = bpf_map_lookup_elem(&workload_class, &cgid);
+	__u64 any = DBW_WORKLOAD_ANY;
+
+	if (!wc)
+		wc = bpf_map_lookup_elem(&workload_class, &any);
+	return wc ? wc->rules : ~0ULL;
+}
+
 /* All records to userspace; size set by the loader before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -415,6 +415,23 @@ struct dbw_guard_cfg {
 };
 _Static_assert(sizeof(struct dbw_guard_cfg) == 8, "guard_cfg layout");
 
+/*
+ * Workload classes. A rule that selects workloads (pod namespace, service
+ * account, labels, container, cgroup) is settled per cgroup by userspace,
+ * ahead of any connection: the `workload_class` map holds, per cgroup id,
+ * the kernel rules that apply to processes of that cgroup. A connection
+ * whose own rules (conn_rules) userspace has not written yet runs with its
+ * port's rules masked by its cgroup's class, so the kernel decides its
+ * first statements alone. Key DBW_WORKLOAD_ANY holds the class of a cgroup
+ * not classified yet (every workload selector unknown: the stricter set).
+ */
+#define DBW_WORKLOAD_ANY 0ULL
+
+struct dbw_workload_class {
+	__u64 rules; /* bit k: kernel rule k (struct dbw_guard_rule) may apply */
+};
+_Static_assert(sizeof(struct dbw_workload_class) == 8, "workload_class layout");
+
 enum dbw_verdict_flags {
 	DBW_VERDICT_F_UNPARSED = 1 << 0, /* the lexer could not read the statement fully */
 	DBW_VERDICT_F_EARLY = 1 << 1, /* the connection's own rules were not set yet */

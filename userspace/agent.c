@@ -117,6 +117,7 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 			"%llu, statements the kernel missed %llu\n",
 			(unsigned long long)st.verdicts, (unsigned long long)st.resets,
 			(unsigned long long)st.mismatches, (unsigned long long)missed);
+		guard_print_classes(g, stderr);
 	}
 	if (tls) {
 		struct tls_stats ts;
@@ -148,6 +149,7 @@ struct record_ctx {
 	struct emitter *em;
 	struct guard *guard;
 	struct tls *tls;
+	struct identity *id;
 	uint16_t ports[CAPTURE_MAX_PORTS];
 };
 
@@ -174,6 +176,7 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 		return -1;
 	guard_ops(rc->guard, &ops);
 	conns_set_guard(rc->conns, &ops);
+	guard_set_identity(rc->guard, rc->id);
 	return 0;
 }
 
@@ -362,6 +365,10 @@ int agent_run(const struct agent_opts *o)
 		fprintf(stderr, "dbwarden: out of memory\n");
 		goto out;
 	}
+	if (identity_k8s_start(id, &o->k8s, em, err, sizeof(err))) {
+		fprintf(stderr, "dbwarden: %s\n", err);
+		goto out;
+	}
 
 	co.cgroup = cgroup;
 	memcpy(co.ports, o->ports, sizeof(co.ports));
@@ -381,6 +388,7 @@ int agent_run(const struct agent_opts *o)
 	co.ctx = &rctx;
 	rctx.o = o;
 	rctx.em = em;
+	rctx.id = id;
 	for (int i = 0; i < o->nports; i++)
 		rctx.ports[i] = o->ports[i].port;
 
@@ -423,6 +431,10 @@ int agent_run(const struct agent_opts *o)
 			guard_api_poll(rctx.guard);
 		if (metrics)
 			metrics_poll(metrics, &msrc);
+		if (identity_poll(id))
+			conns_identity_refresh(conns);
+		if (rctx.guard)
+			guard_tick(rctx.guard);
 		if (reload_requested) {
 			reload_requested = 0;
 			if (rctx.guard)
@@ -448,8 +460,10 @@ int agent_run(const struct agent_opts *o)
 	emitter_flush(em);
 	rc = 0;
 out:
-	if (conns)
+	if (conns) {
 		print_summary(cap, conns, em, rctx.guard, rctx.tls);
+		identity_print_summary(id, stderr);
+	}
 	metrics_close(metrics);
 	tls_free(rctx.tls);
 	capture_close(cap);

@@ -4,6 +4,7 @@
 #define DBW_AGENT_H
 
 #include "capture.h"
+#include "k8s.h"
 
 struct agent_opts {
 	const char *output; /* "stdout" | "file:PATH" */
@@ -18,6 +19,7 @@ struct agent_opts {
 	const char *api; /* --api PATH: the local API socket (approvals) */
 	bool tls; /* probe TLS libraries (--no-tls clears it) */
 	const char *metrics; /* --metrics ADDR:PORT: /metrics, /healthz, /readyz, /status */
+	struct k8s_opts k8s; /* --k8s-*, --node-name; NULL fields: in-cluster defaults */
 };
 
 #define DBW_API_DEFAULT "/run/dbwarden/api.sock"

@@ -315,6 +315,23 @@ int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 		       0;
 }
 
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules)
+{
+	struct dbw_workload_class wc = { .rules = rules };
+	__u64 key = cgroup_id;
+
+	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.workload_class), &key, &wc, BPF_ANY) ?
+		       -errno :
+		       0;
+}
+
+int capture_workload_del(struct capture *c, uint64_t cgroup_id)
+{
+	__u64 key = cgroup_id;
+
+	return bpf_map_delete_elem(bpf_map__fd(c->skel->maps.workload_class), &key) ? -errno : 0;
+}
+
 void capture_stop_new(struct capture *c)
 {
 	struct dbwarden_bpf *skel = c->skel;

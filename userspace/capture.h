@@ -101,6 +101,12 @@ struct capture_prog_stat {
 
 /* The loaded programs, at most max. Returns how many were filled. */
 int capture_prog_stats(struct capture *c, struct capture_prog_stat *out, int max);
+/*
+ * The workload class of a cgroup (struct dbw_workload_class), or of a cgroup
+ * not classified yet (DBW_WORKLOAD_ANY); del forgets a cgroup. 0 or -errno.
+ */
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules);
+int capture_workload_del(struct capture *c, uint64_t cgroup_id);
 
 /* Names of the counters, for logs and `status`. */
 const char *capture_counter_name(int idx);

@@ -37,6 +37,7 @@ struct conn {
 	char client[64], server[64];
 	char db_user[64], database[64], app[64];
 	char exe[256], cgroup[256];
+	struct workload wl; /* container and pod, from the cgroup and the API */
 	struct sockdiag_tuple tuple; /* for a reset; family 0 when unknown */
 	struct conn_verdict verdicts[CONN_VERDICTS];
 	unsigned nverdicts;
@@ -158,6 +159,23 @@ static void conn_rebuild_json(struct conn *c)
 	conn_tail(c);
 }
 
+/* The "actor" object of every event of c, from what is known of it now. */
+static void conn_actor_json(struct conn *c)
+{
+	struct identity *id = c->t->id;
+
+	json_decref(c->j_actor);
+	c->j_actor = json_pack(
+		"{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "pid", (json_int_t)c->who.pid,
+		"tid", (json_int_t)c->who.tid, "uid", (json_int_t)c->who.uid, "gid",
+		(json_int_t)c->who.gid, "user", json_str_or_null(identity_user(id, c->who.uid)),
+		"comm", json_str_safe(c->who.comm, strnlen(c->who.comm, sizeof(c->who.comm))),
+		"exe", json_str_or_null(c->exe), "cgroup", json_str_or_null(c->cgroup),
+		"container_id", json_str_or_null(c->wl.cg.container_id), "pod",
+		workload_pod_json(&c->wl));
+	conn_tail(c);
+}
+
 static void conn_build_actor(struct conn *c)
 {
 	struct identity *id = c->t->id;
@@ -165,15 +183,9 @@ static void conn_build_actor(struct conn *c)
 
 	identity_exe(c->who.pid, c->exe, sizeof(c->exe));
 	snprintf(c->cgroup, sizeof(c->cgroup), "%s", cg ? cg : "");
-	json_decref(c->j_actor);
-	c->j_actor = json_pack(
-		"{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:n, s:n}", "pid", (json_int_t)c->who.pid,
-		"tid", (json_int_t)c->who.tid, "uid", (json_int_t)c->who.uid, "gid",
-		(json_int_t)c->who.gid, "user", json_str_or_null(identity_user(id, c->who.uid)),
-		"comm", json_str_safe(c->who.comm, strnlen(c->who.comm, sizeof(c->who.comm))),
-		"exe", json_str_or_null(c->exe), "cgroup", json_str_or_null(c->cgroup),
-		"container_id", "pod");
-	conn_tail(c);
+	workload_release(&c->wl);
+	identity_workload(id, c->who.cgroup_id, &c->wl);
+	conn_actor_json(c);
 }
 
 /* The policy side's view of c, valid until c changes. */
@@ -186,6 +198,7 @@ static void conn_info_of(const struct conn *c, struct conn_info *ci)
 	ci->user = user ? user : "";
 	ci->exe = c->exe;
 	ci->cgroup = c->cgroup;
+	ci->wl = &c->wl;
 	ci->client = c->client;
 	ci->server = c->server;
 	ci->server_port = c->tuple.server_port;
@@ -451,6 +464,7 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	pg_conn_free(c->pg);
 	json_decref(c->j_conn);
 	json_decref(c->j_actor);
+	workload_release(&c->wl);
 	free(c->tail);
 	free(c);
 	t->st.open--;
@@ -806,6 +820,16 @@ void conns_guard_refresh(struct conn_table *t)
 {
 	for (struct conn *c = t->lru_head; c; c = c->lnext)
 		guard_changed(c);
+}
+
+void conns_identity_refresh(struct conn_table *t)
+{
+	for (struct conn *c = t->lru_head; c; c = c->lnext) {
+		if (!c->wl.cg.pod_uid[0] || !identity_workload_update(t->id, &c->wl))
+			continue;
+		conn_actor_json(c);
+		guard_changed(c);
+	}
 }
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out)

@@ -50,11 +50,14 @@ void conns_flush_all(struct conn_table *t);
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out);
 
+struct workload;
+
 /* What the policy side sees of a connection ("" where not known yet). */
 struct conn_info {
 	uint64_t id;
 	const struct dbw_identity *who;
 	const char *user, *exe, *cgroup;
+	const struct workload *wl; /* container and pod */
 	const char *client, *server;
 	uint16_t server_port;
 	const char *db_user, *database, *application_name;
@@ -105,5 +108,11 @@ void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops);
 
 /* Call ops->conn_changed for every live connection (after a policy reload). */
 void conns_guard_refresh(struct conn_table *t);
+
+/*
+ * Pod metadata changed (identity_poll): connections of pods look theirs up
+ * again; those with newer metadata get a new actor and their rules anew.
+ */
+void conns_identity_refresh(struct conn_table *t);
 
 #endif /* DBW_CONN_H */

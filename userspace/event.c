@@ -97,7 +97,10 @@ struct emitter *emitter_new(const char *spec, char *err, size_t errlen)
 		(int64_t)(rt.tv_sec - mt.tv_sec) * 1000000000 + (rt.tv_nsec - mt.tv_nsec);
 
 	read_first_line("/etc/machine-id", em->agent_id, sizeof(em->agent_id));
-	if (gethostname(em->node, sizeof(em->node)))
+	/* in a pod the host name is the pod's: the node's name comes from the downward API */
+	if (getenv("NODE_NAME") && *getenv("NODE_NAME"))
+		snprintf(em->node, sizeof(em->node), "%s", getenv("NODE_NAME"));
+	else if (gethostname(em->node, sizeof(em->node)))
 		snprintf(em->node, sizeof(em->node), "unknown");
 	if (!em->agent_id[0])
 		snprintf(em->agent_id, sizeof(em->agent_id), "%s", em->node);

@@ -26,8 +26,11 @@
 #include "conn.h"
 #include "event.h"
 #include "guard.h"
+#include "identity.h"
+#include "k8s.h"
 #include "policy.h"
 #include "stmt.h"
+#include "workload.h"
 
 /* A statement held for approval, by id (dbw_approval_id of shape and actor). */
 struct approval {
@@ -52,6 +55,7 @@ struct guard {
 	char *api_path;
 	char version[17]; /* of the policy in force: SHA-256 of its file, 16 hex digits */
 	int64_t loaded_unix;
+	struct wl_classes *classes; /* NULL until guard_set_identity (and in replay) */
 };
 
 /* The policy in force changed: remember which file content and when. */
@@ -102,9 +106,14 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 	struct capture_guard cg = { .rules = rules, .texts = texts, .port_rules = port_rules };
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
+	int e;
+
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
 		port_rules[i] = policy_port_rules(p, ports[i]);
-	return capture_guard_load(g->cap, &cg);
+	e = capture_guard_load(g->cap, &cg);
+	if (!e && g->classes)
+		wl_classes_policy(g->classes, p);
+	return e;
 }
 
 struct guard *guard_new(struct capture *cap, struct emitter *em, const char *path,
@@ -142,6 +151,7 @@ void guard_free(struct guard *g)
 	if (!g)
 		return;
 	policy_free(g->pol);
+	wl_classes_free(g->classes);
 	if (g->api_fd >= 0) {
 		close(g->api_fd);
 		if (g->api_path)
@@ -259,8 +269,10 @@ static struct approval *approval_note(struct guard *g, const struct conn_info *c
 	ap->seen = mono_ns();
 	snprintf(ap->rule, sizeof(ap->rule), "%s", rule);
 	snprintf(ap->statement, sizeof(ap->statement), "%s", a->normalized);
-	snprintf(ap->actor, sizeof(ap->actor), "uid=%u user=%s comm=%s pid=%u", ci->who->uid,
-		 ci->user, ci->who->comm, ci->who->pid);
+	snprintf(ap->actor, sizeof(ap->actor), "uid=%u user=%s comm=%s pid=%u%s%s%s%s",
+		 ci->who->uid, ci->user, ci->who->comm, ci->who->pid,
+		 ci->wl && ci->wl->pod ? " pod=" : "", ci->wl && ci->wl->pod ? ci->wl->pod->ns : "",
+		 ci->wl && ci->wl->pod ? "/" : "", ci->wl && ci->wl->pod ? ci->wl->pod->name : "");
 	if (policy_webhook(g->pol)) {
 		j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "approval_pending", "id",
 			      "", "rule", ap->rule, "statement", ap->statement, "actor", ap->actor,
@@ -296,6 +308,8 @@ static void conn_of(const struct conn_info *ci, struct policy_conn *pc)
 	pc->server_port = ci->server_port;
 	pc->database = ci->database;
 	pc->db_user = ci->db_user;
+	if (ci->wl)
+		workload_policy_conn(ci->wl, pc);
 }
 
 /* conn_guard_ops.conn_changed: the connection's kernel rules, from all we know. */
@@ -517,6 +531,26 @@ void guard_api_poll(struct guard *g)
 			dprintf(fd, "error unknown request\n");
 		close(fd);
 	}
+}
+
+void guard_set_identity(struct guard *g, struct identity *id)
+{
+	if (!g->cap || g->classes)
+		return;
+	g->classes = wl_classes_new(id, g->cap, identity_mount(id));
+	if (g->classes)
+		wl_classes_policy(g->classes, g->pol);
+}
+
+void guard_tick(struct guard *g)
+{
+	if (g->classes)
+		wl_classes_tick(g->classes);
+}
+
+void guard_print_classes(const struct guard *g, FILE *f)
+{
+	wl_classes_print_summary(g->classes, f);
 }
 
 void guard_ops(struct guard *g, struct conn_guard_ops *ops)

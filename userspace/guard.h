@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct capture;
 struct emitter;
@@ -31,6 +32,15 @@ int guard_api_open(struct guard *g, const char *path, char *err, size_t errlen);
 
 /* Serve what the API socket has waiting; never blocks for long. */
 void guard_api_poll(struct guard *g);
+
+/*
+ * Workloads: the policy's workload selectors compiled per cgroup for the
+ * kernel (workload.c), kept current by guard_tick from the daemon's loop.
+ */
+struct identity;
+void guard_set_identity(struct guard *g, struct identity *id);
+void guard_tick(struct guard *g);
+void guard_print_classes(const struct guard *g, FILE *f);
 
 /* The callbacks the connection table calls. */
 void guard_ops(struct guard *g, struct conn_guard_ops *ops);

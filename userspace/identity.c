@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* Actor enrichment with small direct-mapped caches. */
+/* Actor enrichment with small direct-mapped caches; workloads from cgroups and the API. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "event.h"
 #include "identity.h"
+#include "k8s.h"
 
 #define ID_CACHE 1024 /* entries per cache; direct-mapped, a collision replaces */
 
@@ -22,6 +24,7 @@ struct user_slot {
 struct cg_slot {
 	uint64_t id;
 	char path[PATH_MAX];
+	struct cgroup_workload wl; /* the path, parsed */
 };
 
 struct identity {
@@ -30,6 +33,12 @@ struct identity {
 	int mount_fd;
 	struct user_slot users[ID_CACHE];
 	struct cg_slot cgroups[ID_CACHE];
+	/* the Kubernetes API, when one is configured */
+	struct k8s *k8s;
+	struct emitter *em;
+	enum k8s_state last_state;
+	uint64_t last_gen;
+	uint64_t degraded; /* workloads of a pod seen without its metadata */
 };
 
 struct identity *identity_new(const char *cgroup2_mount)
@@ -48,9 +57,15 @@ void identity_free(struct identity *id)
 {
 	if (!id)
 		return;
+	k8s_stop(id->k8s);
 	if (id->mount_fd >= 0)
 		close(id->mount_fd);
 	free(id);
+}
+
+const char *identity_mount(const struct identity *id)
+{
+	return id->mount;
 }
 
 const char *identity_user(struct identity *id, uint32_t uid)
@@ -105,24 +120,197 @@ static int cgroup_resolve(struct identity *id, uint64_t cgid, char *out, size_t 
 	return 0;
 }
 
-const char *identity_cgroup(struct identity *id, uint64_t cgid)
+/*
+ * The cache slot of cgid, resolved. A cgroup made after the agent started
+ * resolves on first sight; one already gone resolves to "" and is tried
+ * again next time (ids are never reused within a boot).
+ */
+static const struct cg_slot *cg_lookup(struct identity *id, uint64_t cgid)
 {
 	struct cg_slot *s = &id->cgroups[cgid % ID_CACHE];
 
 	if (s->id == cgid && s->path[0])
-		return s->path;
+		return s;
 	s->id = cgid;
 	if (cgroup_resolve(id, cgid, s->path, sizeof(s->path)))
-		s->path[0] = 0; /* gone already, or not a v2 cgroup: retried next time */
-	return s->path;
+		s->path[0] = 0;
+	cgroup_parse(s->path, &s->wl);
+	return s;
+}
+
+const char *identity_cgroup(struct identity *id, uint64_t cgid)
+{
+	return cg_lookup(id, cgid)->path;
 }
 
 void identity_exe(uint32_t pid, char *buf, size_t len)
 {
-	char link[64];
+	/* DBW_PROC_ROOT: the host's /proc mounted elsewhere (a container's /host/proc) */
+	static const char *proc;
+	char link[PATH_MAX];
 	ssize_t n;
 
-	snprintf(link, sizeof(link), "/proc/%u/exe", pid);
+	if (!proc)
+		proc = getenv("DBW_PROC_ROOT") && *getenv("DBW_PROC_ROOT") ?
+			       getenv("DBW_PROC_ROOT") :
+			       "/proc";
+	snprintf(link, sizeof(link), "%s/%u/exe", proc, pid);
 	n = readlink(link, buf, len - 1);
 	buf[n > 0 ? n : 0] = 0;
+}
+
+/* ---- workloads -------------------------------------------------------------------- */
+
+/* w->cg is set: add the pod's metadata if the API has told us about it. */
+static void workload_fill(struct identity *id, struct workload *w)
+{
+	w->pod = NULL;
+	w->container = NULL;
+	if (!w->cg.pod_uid[0] || !id->k8s)
+		return;
+	w->pod = k8s_get(id->k8s, w->cg.pod_uid);
+	w->container = k8s_pod_container(w->pod, w->cg.container_id);
+}
+
+void identity_workload(struct identity *id, uint64_t cgroup_id, struct workload *out)
+{
+	out->cg = cg_lookup(id, cgroup_id)->wl;
+	workload_fill(id, out);
+	if (out->cg.pod_uid[0] && !out->pod)
+		id->degraded++;
+}
+
+void identity_workload_of(struct identity *id, const char *cgroup_path, struct workload *out)
+{
+	cgroup_parse(cgroup_path, &out->cg);
+	workload_fill(id, out);
+}
+
+bool identity_workload_update(struct identity *id, struct workload *w)
+{
+	struct workload nw = { .cg = w->cg };
+
+	workload_fill(id, &nw);
+	if (!nw.pod || nw.pod == w->pod) {
+		workload_release(&nw);
+		return false;
+	}
+	workload_release(w);
+	*w = nw;
+	return true;
+}
+
+void workload_release(struct workload *w)
+{
+	k8s_pod_put(w->pod);
+	w->pod = NULL;
+	w->container = NULL;
+}
+
+json_t *workload_pod_json(const struct workload *w)
+{
+	const struct k8s_pod *p = w->pod;
+	json_t *labels;
+
+	if (!w->cg.pod_uid[0])
+		return json_null();
+	if (!p)
+		/* a pod by its cgroup, its metadata unknown: the uid says which */
+		return json_pack("{s:n, s:n, s:s, s:n, s:n, s:n}", "namespace", "name", "uid",
+				 w->cg.pod_uid, "service_account", "labels", "container");
+	labels = json_object();
+	for (size_t i = 0; labels && i < p->nlabels; i++)
+		json_object_set_new(labels, p->labels[2 * i],
+				    json_str_or_null(p->labels[2 * i + 1]));
+	return json_pack("{s:o, s:o, s:s, s:o, s:o, s:o}", "namespace", json_str_or_null(p->ns),
+			 "name", json_str_or_null(p->name), "uid", p->uid, "service_account",
+			 json_str_or_null(p->service_account), "labels",
+			 labels ? labels : json_null(), "container",
+			 json_str_or_null(w->container));
+}
+
+int identity_k8s_start(struct identity *id, const struct k8s_opts *o, struct emitter *em, char *err,
+		       size_t errlen)
+{
+	struct k8s_opts ko = *o;
+	char api[300], node[256];
+
+	if (!k8s_config(&ko, api, sizeof(api), node, sizeof(node)))
+		return 0;
+	id->em = em;
+	id->k8s = k8s_start(&ko, err, errlen);
+	if (!id->k8s)
+		return -1;
+	fprintf(stderr, "dbwarden: kubernetes: pods of node %s from %s (CA %s)\n", ko.node, ko.api,
+		ko.ca_file ? ko.ca_file : "system store");
+	return 0;
+}
+
+static void alert(struct identity *id, const char *kind, const char *detail)
+{
+	json_t *ev = event_new(id->em, "alert", 0);
+
+	fprintf(stderr, "dbwarden: %s: %s\n", kind, detail);
+	if (ev)
+		json_object_set_new(ev, "alert",
+				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+	event_emit(id->em, ev);
+}
+
+bool identity_poll(struct identity *id)
+{
+	enum k8s_state st;
+	struct k8s_stats ks;
+	char err[256], msg[512];
+	uint64_t gen;
+
+	if (!id->k8s)
+		return false;
+	st = k8s_state(id->k8s, err, sizeof(err));
+	if (st != id->last_state) {
+		k8s_get_stats(id->k8s, &ks);
+		if (st == K8S_DOWN) {
+			snprintf(msg, sizeof(msg),
+				 "Kubernetes API unreachable (%s); events carry the cgroup and "
+				 "container identity, pod fields fill in when it answers",
+				 err);
+			alert(id, "identity_degraded", msg);
+		} else if (st == K8S_UP) {
+			snprintf(msg, sizeof(msg),
+				 "Kubernetes API %s answers: %llu pods on this node; "
+				 "identity_degraded=%llu",
+				 k8s_api(id->k8s), (unsigned long long)ks.pods,
+				 (unsigned long long)id->degraded);
+			if (id->last_state == K8S_DOWN)
+				alert(id, "identity_restored", msg);
+			else
+				fprintf(stderr, "dbwarden: %s\n", msg);
+		}
+		id->last_state = st;
+	}
+	gen = k8s_generation(id->k8s);
+	if (gen == id->last_gen)
+		return false;
+	id->last_gen = gen;
+	return true;
+}
+
+uint64_t identity_generation(struct identity *id)
+{
+	return id->k8s ? id->last_gen : 0;
+}
+
+void identity_print_summary(struct identity *id, FILE *f)
+{
+	struct k8s_stats ks = {};
+
+	if (id->k8s)
+		k8s_get_stats(id->k8s, &ks);
+	fprintf(f,
+		"dbwarden: identity: identity_degraded=%llu k8s_pods=%llu k8s_lists=%llu "
+		"k8s_watches=%llu k8s_events=%llu k8s_relists=%llu k8s_errors=%llu\n",
+		(unsigned long long)id->degraded, (unsigned long long)ks.pods,
+		(unsigned long long)ks.lists, (unsigned long long)ks.watches,
+		(unsigned long long)ks.events, (unsigned long long)ks.relists,
+		(unsigned long long)ks.errors);
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH]\n"
 		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH]\n"
 		"             [--metrics ADDR:PORT] [--no-tls] [-v]\n"
+		"             [--k8s-api URL --k8s-ca FILE --k8s-token-file FILE] [--node-name N]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
@@ -47,6 +49,12 @@ static void usage(FILE *f)
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
 		"  --no-tls            do not probe TLS libraries (TLS connections stay opaque)\n"
 		"  --metrics ADDR:PORT serve /metrics (Prometheus), /healthz, /readyz, /status\n"
+		"  --k8s-api URL       the Kubernetes API (https://) for pod names, namespaces,\n"
+		"                      service accounts and labels (default in a pod: the\n"
+		"                      cluster's, with its service account)\n"
+		"  --k8s-ca FILE       CA bundle the API's certificate must chain to\n"
+		"  --k8s-token-file F  bearer token, read again for every request\n"
+		"  --node-name NAME    this node (default $NODE_NAME, else the host name)\n"
 		"  -v                  verbose logs on stderr\n"
 		"\n"
 		"dbwarden policy check FILE\n"
@@ -126,8 +134,12 @@ static int cmd_run(int argc, char **argv)
 		{ "record", required_argument, NULL, 'R' },
 		{ "policy", required_argument, NULL, 'P' },
 		{ "api", required_argument, NULL, 'A' },
-		{ "no-tls", no_argument, NULL, 'T' },
+		{ "no-tls", no_argument, NULL, 'S' },
 		{ "metrics", required_argument, NULL, 'M' },
+		{ "k8s-api", required_argument, NULL, 'K' },
+		{ "k8s-ca", required_argument, NULL, 'C' },
+		{ "k8s-token-file", required_argument, NULL, 'T' },
+		{ "node-name", required_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -182,11 +194,29 @@ static int cmd_run(int argc, char **argv)
 		case 'A':
 			o.api = optarg;
 			break;
-		case 'T':
+		case 'S':
 			o.tls = false;
 			break;
 		case 'M':
 			o.metrics = optarg;
+			break;
+		case 'K':
+			if (strncmp(optarg, "https://", 8) || !optarg[8]) {
+				fprintf(stderr,
+					"dbwarden: --k8s-api %s: expected an https:// URL\n",
+					optarg);
+				return 2;
+			}
+			o.k8s.api = optarg;
+			break;
+		case 'C':
+			o.k8s.ca_file = optarg;
+			break;
+		case 'T':
+			o.k8s.token_file = optarg;
+			break;
+		case 'N':
+			o.k8s.node = optarg;
 			break;
 		case 'v':
 			o.verbose++;
@@ -263,14 +293,60 @@ static int cmd_policy_check(const char *path)
 	return 0;
 }
 
+/*
+ * --actor k=v about the workload: 1 when kv is one (set in c), 0 when not,
+ * -1 when it is malformed. Naming a pod field makes c a pod whose metadata
+ * is known.
+ */
+static int set_workload(struct policy_conn *c, const char *kv)
+{
+	static const char *labels[64];
+	static const struct {
+		const char *key;
+		size_t off;
+	} fields[] = {
+		{ "pod_namespace=", offsetof(struct policy_conn, pod_namespace) },
+		{ "pod_name=", offsetof(struct policy_conn, pod_name) },
+		{ "service_account=", offsetof(struct policy_conn, service_account) },
+		{ "container=", offsetof(struct policy_conn, container) },
+	};
+	const char *eq = strchr(kv, '=');
+
+	if (!strncmp(kv, "container_id=", 13)) {
+		c->container_id = eq + 1;
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (!strncmp(kv, fields[i].key, strlen(fields[i].key))) {
+			*(const char **)((char *)c + fields[i].off) = eq + 1;
+			c->in_pod = c->pod_known = true;
+			return 1;
+		}
+	}
+	if (strncmp(kv, "label:", 6))
+		return 0;
+	if (eq == kv + 6 || c->nlabels == sizeof(labels) / sizeof(labels[0]) / 2)
+		return -1;
+	labels[2 * c->nlabels] = strndup(kv + 6, eq - kv - 6);
+	labels[2 * c->nlabels + 1] = eq + 1;
+	c->nlabels++;
+	c->labels = labels;
+	c->in_pod = c->pod_known = true;
+	return 1;
+}
+
 /* --actor k=v: the actor fields policy test can set. */
 static int set_actor(struct policy_conn *c, const char *kv)
 {
 	const char *eq = strchr(kv, '=');
 	unsigned long uid;
+	int w;
 
 	if (!eq)
 		return -1;
+	w = set_workload(c, kv);
+	if (w)
+		return w < 0 ? -1 : 0;
 	if (!strncmp(kv, "uid=", 4) && !parse_uint(eq + 1, 0, 0xffffffffu, &uid))
 		c->uid = uid;
 	else if (!strncmp(kv, "user=", 5))
@@ -327,8 +403,9 @@ static int cmd_policy_test(int argc, char **argv)
 		case 'a':
 			if (set_actor(&c, optarg)) {
 				fprintf(stderr,
-					"dbwarden: --actor %s: expected uid=, user=, comm=, exe= "
-					"or cgroup=\n",
+					"dbwarden: --actor %s: expected uid=, user=, comm=, exe=, "
+					"cgroup=, container_id=, container=, pod_namespace=, "
+					"pod_name=, service_account= or label:KEY=VALUE\n",
 					optarg);
 				return 2;
 			}

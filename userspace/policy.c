@@ -28,7 +28,9 @@ struct kvs {
 };
 
 struct actor_sel {
-	struct strs uid, user, comm, exe, cgroup, container, pod_namespace, service_account;
+	struct strs uid, user, comm, exe, cgroup;
+	/* the workload: container, pod (names and labels from the Kubernetes API) */
+	struct strs container_id, container, pod_namespace, pod_name, service_account;
 	struct kvs labels;
 };
 
@@ -330,19 +332,137 @@ static void free_cond(struct cond *c)
 	free_strs(&a->comm);
 	free_strs(&a->exe);
 	free_strs(&a->cgroup);
+	free_strs(&a->container_id);
 	free_strs(&a->container);
 	free_strs(&a->pod_namespace);
+	free_strs(&a->pod_name);
 	free_strs(&a->service_account);
 	free_kvs(&a->labels);
 }
 
+/* ---- workload selectors: Kubernetes names, checked where they are written ------ */
+
+static bool name_chars(const char *s, const char *extra, size_t max, bool glob)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr(extra, ch))
+			continue;
+		if (glob && (ch == '*' || ch == '?'))
+			continue;
+		return false;
+	}
+	/* a name starts and ends with a letter or digit (a glob may stand there) */
+	return !strchr(extra, s[0]) && !strchr(extra, s[n - 1]);
+}
+
+/* DNS-1123 label (namespace, container name): a-z 0-9 '-', at most 63. */
+static bool dns_label(const char *s)
+{
+	return name_chars(s, "-", 63, true);
+}
+
+/* DNS-1123 subdomain (pod, service account): a-z 0-9 '-' '.', at most 253. */
+static bool dns_subdomain(const char *s)
+{
+	return name_chars(s, "-.", 253, true);
+}
+
+static bool hex_id(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+
+	return !s[n] && n >= 12 && n <= 64;
+}
+
+/* A label name or value: A-Z a-z 0-9 '-' '_' '.', alphanumeric at both ends, at most 63. */
+static bool label_part(const char *s, size_t n, bool may_be_empty)
+{
+	if (!n)
+		return may_be_empty;
+	if (n > 63 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
+			return false;
+	return true;
+}
+
+/* A label key: [prefix/]name, the prefix a DNS subdomain. */
+static bool label_key(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	char prefix[254];
+
+	if (!slash)
+		return label_part(s, strlen(s), false);
+	if ((size_t)(slash - s) >= sizeof(prefix))
+		return false;
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)(slash - s), s);
+	return name_chars(prefix, "-.", 253, false) &&
+	       label_part(slash + 1, strlen(slash + 1), false);
+}
+
+/* Report every item of a string-or-list node that ok() refuses, at the item. */
+static void check_items(struct ld *l, yaml_node_t *n, const char *what, bool (*ok)(const char *),
+			const char *expect)
+{
+	yaml_node_item_t *i;
+
+	if (!n)
+		return;
+	if (n->type == YAML_SCALAR_NODE) {
+		if (!ok(scalar(n)))
+			perr(l, n, "%s: '%s' is not %s", what, scalar(n), expect);
+		return;
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return; /* get_strs has said so */
+	for (i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+		yaml_node_t *e = node(l, *i);
+
+		if (scalar(e) && !ok(scalar(e)))
+			perr(l, e, "%s: '%s' is not %s", what, scalar(e), expect);
+	}
+}
+
+static void check_labels(struct ld *l, yaml_node_t *n)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
+
+		if (scalar(k) && !label_key(scalar(k)))
+			perr(l, k,
+			     "actor.labels: '%s' is not a label key ([prefix/]name: letters, "
+			     "digits, '-', '_', '.', at most 63)",
+			     scalar(k));
+		if (scalar(v) && !label_part(scalar(v), strlen(scalar(v)), true))
+			perr(l, v,
+			     "actor.labels: '%s' is not a label value (letters, digits, '-', '_', "
+			     "'.', at most 63)",
+			     scalar(v));
+	}
+}
+
 static void parse_actor(struct ld *l, yaml_node_t *n, struct actor_sel *a)
 {
-	static const char *const keys[] = { "uid",	     "user",
-					    "comm",	     "exe",
-					    "cgroup",	     "container",
-					    "pod_namespace", "service_account",
-					    "labels",	     NULL };
+	static const char *const keys[] = {
+		"uid",		"user",	     "comm",	      "exe",	  "cgroup",
+		"container_id", "container", "pod_namespace", "pod_name", "service_account",
+		"labels",	NULL
+	};
+	static const char dns_label_is[] =
+		"a Kubernetes name (a-z, 0-9 and '-', at most 63; '*' and '?' match any)";
+	static const char dns_sub_is[] =
+		"a Kubernetes name (a-z, 0-9, '-' and '.', at most 253; '*' and '?' match any)";
 
 	if (!want_map(l, n, "actor"))
 		return;
@@ -360,10 +480,20 @@ static void parse_actor(struct ld *l, yaml_node_t *n, struct actor_sel *a)
 	get_strs(l, get(l, n, "comm"), "actor.comm", &a->comm);
 	get_strs(l, get(l, n, "exe"), "actor.exe", &a->exe);
 	get_strs(l, get(l, n, "cgroup"), "actor.cgroup", &a->cgroup);
+	get_strs(l, get(l, n, "container_id"), "actor.container_id", &a->container_id);
+	check_items(l, get(l, n, "container_id"), "actor.container_id", hex_id,
+		    "a container id (12 to 64 lower-case hex digits)");
 	get_strs(l, get(l, n, "container"), "actor.container", &a->container);
+	check_items(l, get(l, n, "container"), "actor.container", dns_label, dns_label_is);
 	get_strs(l, get(l, n, "pod_namespace"), "actor.pod_namespace", &a->pod_namespace);
+	check_items(l, get(l, n, "pod_namespace"), "actor.pod_namespace", dns_label, dns_label_is);
+	get_strs(l, get(l, n, "pod_name"), "actor.pod_name", &a->pod_name);
+	check_items(l, get(l, n, "pod_name"), "actor.pod_name", dns_subdomain, dns_sub_is);
 	get_strs(l, get(l, n, "service_account"), "actor.service_account", &a->service_account);
+	check_items(l, get(l, n, "service_account"), "actor.service_account", dns_subdomain,
+		    dns_sub_is);
 	get_kvs(l, get(l, n, "labels"), "actor.labels", &a->labels);
+	check_labels(l, get(l, n, "labels"));
 }
 
 static void parse_cond(struct ld *l, yaml_node_t *n, const char *what, struct cond *c)
@@ -782,26 +912,107 @@ static bool target_holds(const struct policy *p, const struct cond *k, const str
 }
 
 /*
- * Connection-level part of a condition. Pod fields (container, namespace,
- * service account, labels) are not resolved yet (identity issue): a
- * selector on them never holds. A session not started yet (database and
- * db_user unknown): for a `match` (unknown_holds) they may hold, for an
- * `unless` they do not: the answer is stricter, never looser.
+ * Three-valued answers: a selector on something not known yet may hold.
+ * See policy.h: such an answer resolves to the stricter outcome.
  */
-static bool conn_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c,
-		       bool unknown_holds)
+enum tri { T_NO = 0, T_YES = 1, T_MAYBE = 2 };
+
+/* What a caller does not know of a connection, besides an empty database or db_user. */
+enum unknown {
+	UNK_PROCESS = 1 << 0, /* uid, user, comm, exe: only the cgroup is known */
+	UNK_TARGET = 1 << 1, /* the server: only the cgroup is known */
+	UNK_WORKLOAD = 1 << 2, /* the cgroup itself: not classified yet */
+};
+
+static enum tri tri_and(enum tri a, enum tri b)
+{
+	if (a == T_NO || b == T_NO)
+		return T_NO;
+	return a == T_MAYBE || b == T_MAYBE ? T_MAYBE : T_YES;
+}
+
+/* A selector's answer: YES when absent, MAYBE when its field is not known. */
+static enum tri sel(bool present, bool unknown, bool holds)
+{
+	if (!present)
+		return T_YES;
+	if (unknown)
+		return T_MAYBE;
+	return holds ? T_YES : T_NO;
+}
+
+/* Every label the selector names, with its value, is on the pod. */
+static bool labels_hold(const struct kvs *want, const struct policy_conn *c)
+{
+	for (size_t i = 0; i < want->n; i++) {
+		size_t j;
+
+		for (j = 0; j < c->nlabels; j++)
+			if (!strcmp(c->labels[2 * j], want->v[i].k) &&
+			    !strcmp(c->labels[2 * j + 1], want->v[i].v))
+				break;
+		if (j == c->nlabels)
+			return false;
+	}
+	return true;
+}
+
+/* A container id selector is the id or a prefix of it (docker's 12 digits). */
+static bool container_id_in(const struct strs *s, const char *id)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (id && *id && !strncmp(id, s->v[i], strlen(s->v[i])))
+			return true;
+	return !s->n;
+}
+
+/*
+ * The connection-level part of a condition: target, session and actor.
+ * A host process has no pod: a pod selector does not hold for it. A pod
+ * whose metadata is not known (in_pod && !pod_known) may match any pod
+ * selector; so may anything in `unk`, and a database or db_user still "".
+ */
+static enum tri conn_tri(const struct policy *p, const struct cond *k, const struct policy_conn *c,
+			 unsigned unk)
 {
 	const struct actor_sel *a = &k->actor;
-	bool no_db = unknown_holds && !*c->database, no_user = unknown_holds && !*c->db_user;
+	bool proc = unk & UNK_PROCESS, wl = unk & UNK_WORKLOAD;
+	bool pod_unk = wl || (c->in_pod && !c->pod_known), pod = c->in_pod && c->pod_known;
+	enum tri t = T_YES;
 	char uid[16];
 
 	snprintf(uid, sizeof(uid), "%u", c->uid);
-	return target_holds(p, k, c) && (no_db || in_list(&k->database, c->database, false)) &&
-	       (no_user || in_list(&k->db_user, c->db_user, false)) &&
-	       in_list(&a->uid, uid, false) && in_list(&a->user, c->user, false) &&
-	       in_list(&a->comm, c->comm, true) && in_list(&a->exe, c->exe, true) &&
-	       cgroup_in(&a->cgroup, c->cgroup) && !a->container.n && !a->pod_namespace.n &&
-	       !a->service_account.n && !a->labels.n;
+	t = tri_and(t, sel(k->target_names.n || k->target_labels.n, unk & UNK_TARGET,
+			   target_holds(p, k, c)));
+	t = tri_and(t,
+		    sel(k->database.n, !*c->database, in_list(&k->database, c->database, false)));
+	t = tri_and(t, sel(k->db_user.n, !*c->db_user, in_list(&k->db_user, c->db_user, false)));
+	t = tri_and(t, sel(a->uid.n, proc, in_list(&a->uid, uid, false)));
+	t = tri_and(t, sel(a->user.n, proc, in_list(&a->user, c->user, false)));
+	t = tri_and(t, sel(a->comm.n, proc, in_list(&a->comm, c->comm, true)));
+	t = tri_and(t, sel(a->exe.n, proc, in_list(&a->exe, c->exe, true)));
+	t = tri_and(t, sel(a->cgroup.n, wl, cgroup_in(&a->cgroup, c->cgroup)));
+	t = tri_and(t,
+		    sel(a->container_id.n, wl, container_id_in(&a->container_id, c->container_id)));
+	t = tri_and(t, sel(a->pod_namespace.n, pod_unk,
+			   pod && in_list(&a->pod_namespace, c->pod_namespace, true)));
+	t = tri_and(t,
+		    sel(a->pod_name.n, pod_unk, pod && in_list(&a->pod_name, c->pod_name, true)));
+	t = tri_and(t, sel(a->service_account.n, pod_unk,
+			   pod && in_list(&a->service_account, c->service_account, true)));
+	/* the container's name comes with the pod's metadata */
+	t = tri_and(
+		t, sel(a->container.n, pod_unk, pod && in_list(&a->container, c->container, true)));
+	t = tri_and(t, sel(a->labels.n, pod_unk, pod && labels_hold(&a->labels, c)));
+	return t;
+}
+
+static bool has_workload_selectors(const struct cond *k)
+{
+	const struct actor_sel *a = &k->actor;
+
+	return a->cgroup.n || a->container_id.n || a->container.n || a->pod_namespace.n ||
+	       a->pod_name.n || a->service_account.n || a->labels.n;
 }
 
 static bool has_conn_selectors(const struct cond *k)
@@ -809,8 +1020,7 @@ static bool has_conn_selectors(const struct cond *k)
 	const struct actor_sel *a = &k->actor;
 
 	return k->target_names.n || k->target_labels.n || k->database.n || k->db_user.n ||
-	       a->uid.n || a->user.n || a->comm.n || a->exe.n || a->cgroup.n || a->container.n ||
-	       a->pod_namespace.n || a->service_account.n || a->labels.n;
+	       a->uid.n || a->user.n || a->comm.n || a->exe.n || has_workload_selectors(k);
 }
 
 /* "users" names "public.users" too; comparison as PostgreSQL folds unquoted names. */
@@ -846,15 +1056,21 @@ static bool stmt_holds(const struct cond *k, const struct policy_stmt *s)
 	return true;
 }
 
-static bool cond_holds(const struct policy *p, const struct cond *k, const struct policy_conn *c,
-		       const struct policy_stmt *s)
-{
-	return conn_holds(p, k, c, false) && stmt_holds(k, s);
-}
-
 static bool blocking(enum dbw_action a)
 {
 	return a == DBW_ACT_BLOCK || a == DBW_ACT_APPROVAL;
+}
+
+/* A rule's match that may hold: it applies if that is the stricter answer. */
+static bool match_applies(const struct rule *r, enum tri t)
+{
+	return t == T_YES || (t == T_MAYBE && blocking(r->action));
+}
+
+/* A rule's unless that may hold: it exempts only if that is the stricter answer. */
+static bool unless_exempts(const struct rule *r, enum tri t)
+{
+	return t == T_YES || (t == T_MAYBE && !blocking(r->action));
 }
 
 void policy_eval(const struct policy *p, const struct policy_conn *c, const struct policy_stmt *s,
@@ -865,12 +1081,14 @@ void policy_eval(const struct policy *p, const struct policy_conn *c, const stru
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct rule *r = &p->rules[i];
 
-		if (!conn_holds(p, &r->match, c, true))
+		if (!match_applies(r, conn_tri(p, &r->match, c, 0)))
 			continue;
 		may_block |= blocking(r->action);
 		if (!stmt_holds(&r->match, s))
 			continue;
-		if (r->unless.present && cond_holds(p, &r->unless, c, s))
+		if (r->unless.present &&
+		    unless_exempts(r, tri_and(conn_tri(p, &r->unless, c, 0),
+					      stmt_holds(&r->unless, s) ? T_YES : T_NO)))
 			continue;
 		out->action = r->action;
 		out->rule = i;
@@ -890,22 +1108,66 @@ void policy_eval(const struct policy *p, const struct policy_conn *c, const stru
 	}
 }
 
-uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c)
+/*
+ * The kernel rules that apply to c with `unk` unknown. A kernel rule's
+ * unless never looks at the statement (kernel_unfit): it is settled here.
+ */
+static uint64_t kernel_mask(const struct policy *p, const struct policy_conn *c, unsigned unk)
 {
 	uint64_t mask = 0;
 
 	for (unsigned k = 0; k < p->nkernel; k++) {
 		const struct rule *r = &p->rules[p->kernel_rules[k]];
 
-		if (!conn_holds(p, &r->match, c, true))
+		if (!match_applies(r, conn_tri(p, &r->match, c, unk)))
 			continue;
-		/* an unless on who/where only: settled here, once per connection */
 		if (r->unless.present && has_conn_selectors(&r->unless) &&
-		    conn_holds(p, &r->unless, c, false))
+		    unless_exempts(r, conn_tri(p, &r->unless, c, unk)))
 			continue;
 		mask |= 1ULL << k;
 	}
 	return mask;
+}
+
+uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c)
+{
+	return kernel_mask(p, c, 0);
+}
+
+uint64_t policy_workload_rules(const struct policy *p, const struct policy_conn *c)
+{
+	static const struct policy_conn none = { .user = "",
+						 .comm = "",
+						 .exe = "",
+						 .cgroup = "",
+						 .server = "",
+						 .database = "",
+						 .db_user = "" };
+	struct policy_conn w = none;
+
+	if (c) {
+		/* the workload's fields; the process, the server and the session unknown */
+		w.cgroup = c->cgroup ? c->cgroup : "";
+		w.container_id = c->container_id;
+		w.in_pod = c->in_pod;
+		w.pod_known = c->pod_known;
+		w.pod_namespace = c->pod_namespace;
+		w.pod_name = c->pod_name;
+		w.service_account = c->service_account;
+		w.container = c->container;
+		w.labels = c->labels;
+		w.nlabels = c->nlabels;
+	}
+	return kernel_mask(p, &w, UNK_PROCESS | UNK_TARGET | (c ? 0 : UNK_WORKLOAD));
+}
+
+bool policy_has_workload_selectors(const struct policy *p)
+{
+	for (size_t i = 0; i < p->nrules; i++)
+		if (has_workload_selectors(&p->rules[i].match) ||
+		    has_workload_selectors(&p->rules[i].unless))
+			return true;
+	return false;
 }
 
 uint64_t policy_port_rules(const struct policy *p, uint16_t port)
@@ -1073,9 +1335,13 @@ static void print_cond(FILE *f, const char *what, const struct cond *k)
 	print_strs(f, "comm", &a->comm);
 	print_strs(f, "exe", &a->exe);
 	print_strs(f, "cgroup", &a->cgroup);
+	print_strs(f, "container_id", &a->container_id);
 	print_strs(f, "container", &a->container);
 	print_strs(f, "pod_namespace", &a->pod_namespace);
+	print_strs(f, "pod_name", &a->pod_name);
 	print_strs(f, "service_account", &a->service_account);
+	for (size_t i = 0; i < a->labels.n; i++)
+		fprintf(f, " label.%s=%s", a->labels.v[i].k, a->labels.v[i].v);
 	fprintf(f, "\n");
 }
 

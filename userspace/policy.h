@@ -13,6 +13,12 @@
  * evaluated once per connection by policy_conn_rules(); statement-level
  * ones (verb, objects, without_where) per statement, in the kernel for the
  * first DBW_GUARD_RULES rules and again here on the exact parse.
+ *
+ * What is not known yet (the session before its startup message, a pod's
+ * metadata while the API is away, a process when only its cgroup is) may
+ * hold or not: such a selector resolves to the stricter answer. A rule that
+ * may apply applies when it blocks, and does not when it allows; an
+ * `unless` that may hold exempts nothing from a blocking rule.
  */
 #ifndef DBW_POLICY_H
 #define DBW_POLICY_H
@@ -37,6 +43,13 @@ struct policy_conn {
 	const char *server; /* "10.0.0.5:5432", "[::1]:5432" */
 	uint16_t server_port;
 	const char *database, *db_user;
+	/* the workload: NULL or "" for a host process */
+	const char *container_id;
+	bool in_pod; /* the cgroup names a pod ... */
+	bool pod_known; /* ... and the Kubernetes API has told us about it */
+	const char *pod_namespace, *pod_name, *service_account, *container;
+	const char *const *labels; /* key, value, key, value, ... */
+	size_t nlabels; /* pairs */
 };
 
 /* What the exact analysis says of a statement. */
@@ -86,6 +99,18 @@ uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c);
 
 /* Kernel rules that may apply to a connection to server port `port`. */
 uint64_t policy_port_rules(const struct policy *p, uint16_t port);
+
+/*
+ * The workload class of a cgroup: the kernel rules that apply to the
+ * processes of a cgroup whose workload is c (cgroup, container_id and the
+ * pod fields set; the process, server and session unknown). The kernel
+ * intersects it with the port's rules for a connection whose own rules
+ * userspace has not computed yet. c NULL: a cgroup not classified yet.
+ */
+uint64_t policy_workload_rules(const struct policy *p, const struct policy_conn *c);
+
+/* Does the policy look at workloads (cgroup, container or pod selectors)? */
+bool policy_has_workload_selectors(const struct policy *p);
 
 /*
  * The kernel's share: up to DBW_GUARD_RULES rules and their replacement

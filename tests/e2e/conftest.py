@@ -122,12 +122,13 @@ class Postgres:
 class Agent:
     """The real daemon, started as the product runs it; stop() returns its events."""
 
-    def __init__(self, workdir, port, extra=(), env=None):
+    def __init__(self, workdir, port, extra=(), env=None, prefix=()):
+        """prefix: a command that execs the agent (setpriv with capabilities, ...)."""
         self.out = os.path.join(workdir, "events.jsonl")
         self.errpath = os.path.join(workdir, "agent.stderr")
         self.errf = open(self.errpath, "w")
-        self.cmd = [DBW_BIN, "run", "--port", f"{port}=postgres",
-                    "--output", f"file:{self.out}"] + list(extra)
+        self.cmd = list(prefix) + [DBW_BIN, "run", "--port", f"{port}=postgres",
+                                   "--output", f"file:{self.out}"] + list(extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf,
                                      env=dict(os.environ, **env) if env else None)
         self.rc = None

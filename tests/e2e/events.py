@@ -97,19 +97,24 @@ def assert_no_loss(evs, agent=None):
         assert "dbwarden: loss:" not in err, err
 
 
-def progs_of(pid):
-    """IDs of the BPF programs process pid holds open (from its fdinfo)."""
+def bpf_ids_of(pid, kind):
+    """IDs of the BPF objects of kind ("prog", "map") process pid holds open (its fdinfo)."""
     ids = set()
     fddir = f"/proc/{pid}/fdinfo"
     for fd in os.listdir(fddir):
         try:
             with open(os.path.join(fddir, fd)) as f:
                 for line in f:
-                    if line.startswith("prog_id:"):
+                    if line.startswith(f"{kind}_id:"):
                         ids.add(int(line.split()[1]))
         except OSError:
             continue
     return sorted(ids)
+
+
+def progs_of(pid):
+    """IDs of the BPF programs process pid holds open."""
+    return bpf_ids_of(pid, "prog")
 
 
 def loaded_progs(ids, wait=5.0):

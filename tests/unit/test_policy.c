@@ -197,6 +197,29 @@ static void test_errors(void **state)
 		  "actor.uid: 'abc' is not a number" },
 		{ "version: 1\nrules: [\n", ": YAML:" },
 		{ "version: 1\ndefaults: {unparsed: maybe}\n", ":2:22: defaults.unparsed must be" },
+		/* workload selectors: Kubernetes names, pointed at where they are written */
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {pod_namespace: [ai, Bad_NS]}}\n"
+		  "    action: block\n",
+		  ":4:41: actor.pod_namespace: 'Bad_NS' is not a Kubernetes name" },
+		{ "version: 1\nrules:\n  - name: x\n    match:\n      actor:\n"
+		  "        service_account: -dba\n    action: block\n",
+		  ":6:26: actor.service_account: '-dba' is not a Kubernetes name" },
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {container_id: [abc]}}\n"
+		  "    action: block\n",
+		  ":4:36: actor.container_id: 'abc' is not a container id" },
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {labels: {app: 'a b'}}}\n"
+		  "    action: block\n",
+		  ":4:35: actor.labels: 'a b' is not a label value" },
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {labels: {-app: a}}}\n"
+		  "    action: block\n",
+		  ":4:30: actor.labels: '-app' is not a label key" },
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {labels: [app]}}\n"
+		  "    action: block\n",
+		  ":4:29: actor.labels must be a mapping" },
+		{ "version: 1\nrules:\n  - name: x\n    match: {actor: {namespace: ai}}\n"
+		  "    action: block\n",
+		  ":4:21: unknown key 'namespace' in actor (expected: uid, user, comm, exe, cgroup, "
+		  "container_id, container, pod_namespace, pod_name, service_account, labels)" },
 	};
 	char err[2048];
 
@@ -241,6 +264,134 @@ static void test_many_rules(void **state)
 	free(yaml);
 }
 
+static const char PODS[] =
+	"version: 1\n"
+	"rules:\n"
+	"  - name: dba-anything\n"
+	"    match: {actor: {service_account: [dba]}}\n"
+	"    action: allow\n"
+	"  - name: agents-no-ddl\n"
+	"    match: {verb: [DROP], actor: {pod_namespace: ai, labels: {app: agent}}}\n"
+	"    unless: {actor: {container: [migrate]}}\n"
+	"    action: block\n"
+	"  - name: one-container\n"
+	"    match: {verb: [TRUNCATE], actor: {container_id: [3b7f0d9a2c4e], pod_name: 'shop-*'}}\n"
+	"    action: block\n"
+	"  - name: host-services\n"
+	"    match: {verb: [VACUUM], actor: {cgroup: [/system.slice]}}\n"
+	"    action: block\n";
+
+#define CID "3b7f0d9a2c4e6f8a1b3d5e7f9a0c2e4f6a8b0d2f4a6c8e0a2b4d6f8a0c2e4f6a"
+
+static const char *const agent_labels[] = { "app", "agent", "team", "data" };
+
+/* A pod's connection as the daemon sees it. */
+static struct policy_conn pod(const char *ns, const char *name, const char *sa,
+			      const char *container, bool known)
+{
+	struct policy_conn c = conn("127.0.0.1:5432", 5432, 1000, "app");
+
+	c.cgroup = "/kubepods.slice/kubepods-pod0.slice/cri-containerd-" CID ".scope";
+	c.container_id = CID;
+	c.in_pod = true;
+	c.pod_known = known;
+	if (known) {
+		c.pod_namespace = ns;
+		c.pod_name = name;
+		c.service_account = sa;
+		c.container = container;
+		c.labels = agent_labels;
+		c.nlabels = 2;
+	}
+	return c;
+}
+
+static void test_workload_selectors(void **state)
+{
+	char err[1024];
+	struct policy *p = load(PODS, err, sizeof(err));
+	struct policy_conn agent = pod("ai", "agent-7f9c", "sql-agent", "agent", true);
+	struct policy_conn migrate = pod("ai", "agent-7f9c", "sql-agent", "migrate", true);
+	struct policy_conn shop = pod("shop", "shop-0", "web", "web", true);
+	struct policy_conn dba = pod("ops", "dba-1", "dba", "psql", true);
+	struct policy_conn unknown = pod(NULL, NULL, NULL, NULL, false);
+	struct policy_conn host = conn("127.0.0.1:5432", 5432, 0, "root");
+	struct policy_verdict v;
+
+	assert_non_null(p);
+	assert_true(policy_has_workload_selectors(p));
+	v = eval(p, &agent, "DROP", "t", false, true);
+	assert_int_equal(v.action, DBW_ACT_BLOCK);
+	assert_string_equal(v.name, "agents-no-ddl");
+	/* unless: the migrate container may */
+	assert_int_equal(eval(p, &migrate, "DROP", "t", false, true).action, DBW_ACT_ALLOW);
+	/* labels must all hold: a pod of ai without app=agent may */
+	agent.nlabels = 1;
+	agent.labels = agent_labels + 2;
+	assert_int_equal(eval(p, &agent, "DROP", "t", false, true).action, DBW_ACT_ALLOW);
+	agent.labels = agent_labels;
+	agent.nlabels = 2;
+	assert_int_equal(eval(p, &shop, "DROP", "t", false, true).action, DBW_ACT_ALLOW);
+	v = eval(p, &dba, "DROP", "t", false, true);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+	assert_string_equal(v.name, "dba-anything");
+	/* a container by a prefix of its id, with a pod name glob */
+	assert_int_equal(eval(p, &shop, "TRUNCATE", "t", false, true).action, DBW_ACT_BLOCK);
+	assert_int_equal(eval(p, &agent, "TRUNCATE", "t", false, true).action, DBW_ACT_ALLOW);
+	/* a host process is no pod: pod selectors never hold, cgroup ones do */
+	assert_int_equal(eval(p, &host, "DROP", "t", false, true).action, DBW_ACT_ALLOW);
+	host.cgroup = "/system.slice/backup.service";
+	assert_int_equal(eval(p, &host, "VACUUM", NULL, false, true).action, DBW_ACT_BLOCK);
+	/*
+	 * A pod whose metadata is unknown (the API away): the blocking rule may
+	 * hold, so it does; the allow rule may too, so it does not; the unless
+	 * may, so it exempts nothing. Stricter, never looser.
+	 */
+	v = eval(p, &unknown, "DROP", "t", false, true);
+	assert_int_equal(v.action, DBW_ACT_BLOCK);
+	assert_string_equal(v.name, "agents-no-ddl");
+	assert_int_equal(eval(p, &unknown, "SELECT", "t", false, true).action, DBW_ACT_ALLOW);
+	policy_free(p);
+}
+
+static void test_workload_classes(void **state)
+{
+	char err[1024];
+	struct policy *p = load(PODS, err, sizeof(err)), *good;
+	struct policy_conn agent = pod("ai", "agent-7f9c", "sql-agent", "agent", true);
+	struct policy_conn dba = pod("ops", "dba-1", "dba", "psql", true);
+	struct policy_conn shop = pod("shop", "shop-0", "web", "web", true);
+	struct policy_conn unknown = pod(NULL, NULL, NULL, NULL, false);
+	struct policy_conn host = conn("127.0.0.1:5432", 5432, 0, "root");
+
+	assert_non_null(p);
+	/* per connection, everything known */
+	assert_int_equal(policy_conn_rules(p, &agent), 1u << 1);
+	assert_int_equal(policy_conn_rules(p, &dba), 1u << 0);
+	assert_int_equal(policy_conn_rules(p, &shop), 1u << 2);
+	assert_int_equal(policy_conn_rules(p, &unknown), (1u << 1) | (1u << 2));
+	/* per cgroup: the same, from the workload alone */
+	assert_int_equal(policy_workload_rules(p, &agent), 1u << 1);
+	assert_int_equal(policy_workload_rules(p, &dba), 1u << 0);
+	assert_int_equal(policy_workload_rules(p, &unknown), (1u << 1) | (1u << 2));
+	assert_int_equal(policy_workload_rules(p, &host), 0);
+	host.cgroup = "/system.slice/backup.service";
+	assert_int_equal(policy_workload_rules(p, &host), 1u << 3);
+	/* a cgroup not classified yet: every blocking rule, no allowing one */
+	assert_int_equal(policy_workload_rules(p, NULL), (1u << 1) | (1u << 2) | (1u << 3));
+	policy_free(p);
+	/*
+	 * Without workload selectors every cgroup has the same class. Rules on
+	 * the process (user dba) or the session (database shop) may hold for any
+	 * cgroup: the allow and alert ones drop out, the blocking ones stay.
+	 */
+	good = load(GOOD, err, sizeof(err));
+	assert_false(policy_has_workload_selectors(good));
+	assert_int_equal(policy_workload_rules(good, NULL), 0x6);
+	assert_int_equal(policy_workload_rules(good, &agent), 0x6);
+	policy_free(good);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +399,8 @@ int main(void)
 		cmocka_unit_test(test_kernel_share),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_many_rules),
+		cmocka_unit_test(test_workload_selectors),
+		cmocka_unit_test(test_workload_classes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
