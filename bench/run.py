@@ -148,12 +148,12 @@ def bpf_run_ns(ids):
 
 
 class Agent:
-    def __init__(self, port, workdir, extra=(), env=None):
-        self.out = os.path.join(workdir, "events.jsonl")
+    def __init__(self, port, workdir, extra=(), env=None, keep_events=True):
+        """keep_events=False: events to /dev/null (the soak), only counters kept."""
+        self.out = os.path.join(workdir, "events.jsonl") if keep_events else os.devnull
         self.err = os.path.join(workdir, "agent.err")
-        for p in (self.out,):
-            if os.path.exists(p):
-                os.unlink(p)
+        if keep_events and os.path.exists(self.out):
+            os.unlink(self.out)
         self.errf = open(self.err, "w")
         self.proc = subprocess.Popen([DBW, "run", "--port", f"{port}=postgres", "--output",
                                       f"file:{self.out}"] + list(extra),
@@ -181,7 +181,7 @@ class Agent:
         counters = {k: int(v) for k, v in counters.items()}
         texts = {}
         events = losses = 0
-        with open(self.out) as f:
+        with open(self.out) as f:  # /dev/null: no events kept
             for line in f:
                 e = json.loads(line)
                 if e["type"] == "statement":
@@ -190,7 +190,8 @@ class Agent:
                 elif e["type"] == "loss":
                     losses += e["loss"]["count"]
                 events += 1
-        os.unlink(self.out)
+        if self.out != os.devnull:
+            os.unlink(self.out)
         return {"rc": self.proc.returncode, "cpu_s": ru.ru_utime + ru.ru_stime,
                 "rss_kb": hwm, "bpf_ns": bpf_ns, "texts": texts, "loss_events": losses,
                 "counters": counters, "events": events}
