@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 
@@ -191,9 +192,8 @@ class Agent:
             self.errf.close()
 
 
-@pytest.fixture(scope="session")
-def pg():
-    server = Postgres()
+def serve(server):
+    """A fixture's server: started, yielded, stopped whatever happened."""
     try:
         server.start()
         yield server
@@ -201,22 +201,49 @@ def pg():
         server.stop()
 
 
-@pytest.fixture
-def agent(tmp_path, pg):
-    """A factory: agent(*extra_args) starts the agent watching pg's port."""
+def agents(tmp_path, default_port):
+    """
+    A fixture's agent factory: start(*extra_args, port=None, env=None) runs
+    the agent watching default_port; a second agent of the same test gets a
+    directory of its own. Every agent is killed afterwards.
+    """
     started = []
 
-    def start(*extra, port=None):
+    def start(*extra, port=None, env=None):
         if "--policy" in extra and "--api" not in extra:
             # the approvals socket of this test's agent, not the host's
-            extra = extra + ("--api", str(tmp_path / "api.sock"))
-        a = Agent(str(tmp_path), port or pg.port, extra)
+            sock = f"api{len(started)}.sock" if started else "api.sock"
+            extra = extra + ("--api", str(tmp_path / sock))
+        workdir = tmp_path / f"agent{len(started)}" if started else tmp_path
+        workdir.mkdir(exist_ok=True)
+        a = Agent(str(workdir), port or default_port, extra, env=env)
         started.append(a)
         return a
 
     yield start
     for a in started:
         a.kill()
+
+
+def scratch_table(server):
+    """A fixture's table of five rows, dropped afterwards over the Unix socket (no agent)."""
+    name = f"g_{uuid.uuid4().hex[:8]}"
+    server.psql("-c", f"CREATE TABLE {name} (id int, v text); "
+                      f"INSERT INTO {name} SELECT g, 'v' || g FROM generate_series(1, 5) g",
+                host=server.dir)
+    yield name
+    server.psql("-c", f"DROP TABLE IF EXISTS {name}", host=server.dir)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    yield from serve(Postgres())
+
+
+@pytest.fixture
+def agent(tmp_path, pg):
+    """A factory: agent(*extra_args) starts the agent watching pg's port."""
+    yield from agents(tmp_path, pg.port)
 
 
 def helper(name):

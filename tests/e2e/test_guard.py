@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 
 import events
-from conftest import DBW_BIN, helper
+from conftest import DBW_BIN, helper, scratch_table
 
 POLICY = """\
 version: 1
@@ -78,12 +78,7 @@ def policy(tmp_path):
 
 @pytest.fixture
 def table(pg):
-    name = f"g_{uuid.uuid4().hex[:8]}"
-    pg.psql("-c", f"CREATE TABLE {name} (id int, v text); "
-                  f"INSERT INTO {name} SELECT g, 'v' || g FROM generate_series(1, 5) g")
-    yield name
-    # over the Unix socket, which no agent watches (one may still run if the test failed)
-    pg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=pg.dir)
+    yield from scratch_table(pg)
 
 
 def rows(pg, table):

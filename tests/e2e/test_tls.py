@@ -16,57 +16,26 @@ import psycopg2
 import pytest
 
 import events
-from conftest import Agent, Postgres, helper
-from test_guard import ALLOWED, EVASIONS, POLICY
+from conftest import Postgres, agents, helper, scratch_table, serve
+from test_guard import ALLOWED, EVASIONS, POLICY, policy  # noqa: F401 (a fixture)
 
 LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 
 
 @pytest.fixture(scope="module")
 def tpg():
-    server = Postgres(ssl=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from serve(Postgres(ssl=True))
 
 
 @pytest.fixture
 def tagent(tmp_path, tpg):
-    """agent(*extra) watching the TLS server's port."""
-
-    started = []
-
-    def start(*extra, env=None):
-        if "--policy" in extra:
-            extra = extra + ("--api", str(tmp_path / "api.sock"))
-        workdir = tmp_path / f"agent{len(started)}"
-        workdir.mkdir()
-        a = Agent(str(workdir), tpg.port, extra, env=env)
-        started.append(a)
-        return a
-
-    yield start
-    for a in started:
-        a.kill()
-
-
-@pytest.fixture
-def policy(tmp_path):
-    path = tmp_path / "policy.yaml"
-    path.write_text(POLICY)
-    return str(path)
+    """agent(*extra, env=None) watching the TLS server's port."""
+    yield from agents(tmp_path, tpg.port)
 
 
 @pytest.fixture
 def table(tpg):
-    name = f"t_{os.urandom(4).hex()}"
-    tpg.psql("-c", f"CREATE TABLE {name} (id int, v text); "
-                   f"INSERT INTO {name} SELECT g, 'v' || g FROM generate_series(1, 5) g",
-             host=tpg.dir)
-    yield name
-    tpg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=tpg.dir)
+    yield from scratch_table(tpg)
 
 
 def rows(tpg, table):
