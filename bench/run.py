@@ -38,6 +38,13 @@ SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 PAIRS = 1 if SMOKE else 3 if QUICK else 8
 SECONDS = 1 if SMOKE else 3 if QUICK else 10
 CLIENTS = [4] if SMOKE else [1, 4] if QUICK else [1, 4, 16]
+# explicit overrides, for a run between quick and full: BENCH_PAIRS=5 BENCH_CLIENTS=1,4
+PAIRS = int(os.environ.get("BENCH_PAIRS", PAIRS))
+SECONDS = int(os.environ.get("BENCH_SECONDS", SECONDS))
+if os.environ.get("BENCH_CLIENTS"):
+    CLIENTS = [int(c) for c in os.environ["BENCH_CLIENTS"].split(",")]
+if 4 not in CLIENTS:
+    raise SystemExit("bench: BENCH_CLIENTS must include 4 (the headline figures use it)")
 SCALE = 1 if SMOKE else 5 if QUICK else 10
 COMPLETENESS_TX = 500 if SMOKE else 2000 if QUICK else 10000  # per client, 8 clients
 
