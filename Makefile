@@ -19,7 +19,7 @@ CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -W
 	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT)
 BPF_CFLAGS := -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
 	      -Iinclude -Ibpf -I$(OUTPUT)
-LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lssl -lcrypto -lpthread -lm
+LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lrdkafka -lssl -lcrypto -lpthread -lm
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
@@ -111,10 +111,11 @@ $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPU
 	$(Q)$(CC) $(CFLAGS) -Itests/unit -DDBW_TEST_BPF_DIR='"$(abspath $(OUTPUT)/tests)"' \
 		$< $(OUTPUT)/libdbw.a $(LIBS) -lcmocka -o $@
 
-# Small real clients and helpers the end-to-end tests drive (libpq, ...).
+# Small real clients and helpers the end-to-end tests drive (libpq, the
+# Kafka mock cluster, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
-	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -o $@
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lrdkafka -o $@
 
 format:
 	clang-format -i bpf/*.c bpf/*.h include/*.h userspace/*.c userspace/*.h tests/unit/*.c tests/helpers/*.c

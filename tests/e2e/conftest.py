@@ -109,7 +109,9 @@ class Agent:
         self.out = os.path.join(workdir, "events.jsonl")
         self.errpath = os.path.join(workdir, "agent.stderr")
         self.errf = open(self.errpath, "w")
-        self.cmd = [DBW_BIN, "run", "--port", f"{port}=postgres",
+        # the test's own agent.seq, hash chain and spool, kept across its restarts
+        self.state = os.path.join(workdir, "state")
+        self.cmd = [DBW_BIN, "run", "--port", f"{port}=postgres", "--state-dir", self.state,
                     "--output", f"file:{self.out}"] + list(extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf)
         self.rc = None
