@@ -245,10 +245,10 @@ struct emitter *emitter_open(const struct output_opts *o, char *err, size_t errl
 			goto fail;
 	}
 	for (int i = 0; i < o->noutputs; i++) {
-		struct sink *s = !strcmp(o->outputs[i], "kafka") ?
-					 kafka_sink_new(&o->kafka, o->state_dir, em->agent_id, err,
-							errlen) :
-					 jsonl_sink_new(o->outputs[i], err, errlen);
+		struct sink *s =
+			!strcmp(o->outputs[i], "kafka") ?
+				kafka_sink_new(&o->kafka, o->state_dir, em->agent_id, err, errlen) :
+				jsonl_sink_new(o->outputs[i], err, errlen);
 
 		if (!s)
 			goto fail;

@@ -29,7 +29,7 @@
 #define HIST_SUB     16
 #define HIST_BUCKETS (40 * HIST_SUB)
 /* event times of recent seqs, for the latency of their delivery report */
-#define TS_RING	     (1u << 16)
+#define TS_RING (1u << 16)
 /* how long close() keeps delivering before it leaves the rest in the spool */
 #define CLOSE_FLUSH_MS 5000
 
@@ -156,9 +156,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		k->fatal = true;
 		return;
 	}
-	log_err(k, err, err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ?
-				"all brokers down, events wait in the spool" :
-				"error",
+	log_err(k, err,
+		err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ?
+			"all brokers down, events wait in the spool" :
+			"error",
 		reason);
 }
 
@@ -222,8 +223,8 @@ static int conf_file(rd_kafka_conf_t *conf, const char *path, char *err, size_t 
 	return rc;
 }
 
-rd_kafka_conf_t *kafka_conf_new(const struct kafka_opts *o, const char *const *defaults,
-				char *err, size_t errlen)
+rd_kafka_conf_t *kafka_conf_new(const struct kafka_opts *o, const char *const *defaults, char *err,
+				size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char e[512];
@@ -450,13 +451,16 @@ static void kafka_close(struct sink *s)
 			" us, max %" PRIu64 " us (%" PRIu64 " events)\n",
 			hist_pct(k, 50), hist_pct(k, 99), hist_pct(k, 100), k->samples);
 	if (k->delivered > 1 && k->last_delivery_ns > k->first_produce_ns)
-		fprintf(stderr, "dbwarden: kafka: %.0f events/s from the first produce to the last delivery\n",
+		fprintf(stderr,
+			"dbwarden: kafka: %.0f events/s from the first produce to the last delivery\n",
 			k->delivered * 1e9 / (k->last_delivery_ns - k->first_produce_ns));
 	if (k->dropping) {
 		/* no event could say it before exit: the next start will */
 		snprintf(text, sizeof(text), "first=%" PRIu64 " last=%" PRIu64 " count=%" PRIu64,
 			 k->drop_first, k->drop_last, k->drop_count);
-		fprintf(stderr, "dbwarden: loss: kafka_spool_full +%" PRIu64 " (reported at the next start)\n",
+		fprintf(stderr,
+			"dbwarden: loss: kafka_spool_full +%" PRIu64
+			" (reported at the next start)\n",
 			k->drop_count);
 	} else {
 		snprintf(text, sizeof(text), "count=0");
@@ -495,9 +499,9 @@ struct sink *kafka_sink_new(const struct kafka_opts *o, const char *state_dir, c
 	k->lossf = statefile_open(path, err, errlen);
 	if (!k->lossf)
 		goto fail;
-	if (!statefile_load(k->lossf, text, sizeof(text)) && !kv_u64(text, "count", &k->drop_count) &&
-	    k->drop_count && !kv_u64(text, "first", &k->drop_first) &&
-	    !kv_u64(text, "last", &k->drop_last))
+	if (!statefile_load(k->lossf, text, sizeof(text)) &&
+	    !kv_u64(text, "count", &k->drop_count) && k->drop_count &&
+	    !kv_u64(text, "first", &k->drop_first) && !kv_u64(text, "last", &k->drop_last))
 		k->dropping = true; /* reported at the first poll, when there is room */
 	else
 		k->drop_count = 0;

@@ -18,8 +18,8 @@
  * NULL), then bootstrap.servers, then o's file, then o's --kafka-config
  * pairs, so that the user has the last word. NULL with a reason in err.
  */
-rd_kafka_conf_t *kafka_conf_new(const struct kafka_opts *o, const char *const *defaults,
-				char *err, size_t errlen);
+rd_kafka_conf_t *kafka_conf_new(const struct kafka_opts *o, const char *const *defaults, char *err,
+				size_t errlen);
 
 /*
  * The Kafka sink: producer to o->topic, spool in state_dir/spool. key: the

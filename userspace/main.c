@@ -40,8 +40,7 @@ static void usage(FILE *f)
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
-		"                      directory (default: the whole host)\n"
-		OUTPUT_USAGE
+		"                      directory (default: the whole host)\n" OUTPUT_USAGE
 		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
 		"  --api PATH          the approvals socket (default " DBW_API_DEFAULT ")\n"
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"

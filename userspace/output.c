@@ -118,12 +118,14 @@ int output_check(struct output_opts *o, const char *default_state_dir)
 		o->state_dir = default_state_dir;
 	if (!o->kafka.spool_max)
 		o->kafka.spool_max = SPOOL_MAX_DEFAULT;
-	if (!kafka && (o->kafka.brokers || o->kafka.topic || o->kafka.nconf || o->kafka.conf_file)) {
+	if (!kafka &&
+	    (o->kafka.brokers || o->kafka.topic || o->kafka.nconf || o->kafka.conf_file)) {
 		fprintf(stderr, "dbwarden: --kafka-* options need --output kafka\n");
 		return -1;
 	}
 	if (kafka && (!o->kafka.brokers || !o->kafka.topic)) {
-		fprintf(stderr, "dbwarden: --output kafka needs --kafka-brokers and --kafka-topic\n");
+		fprintf(stderr,
+			"dbwarden: --output kafka needs --kafka-brokers and --kafka-topic\n");
 		return -1;
 	}
 	if (kafka && !o->state_dir) {

@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OUTPUT_MAX	     8
-#define KAFKA_CONF_MAX	     64
-#define STATE_DIR_DEFAULT    "/var/lib/dbwarden"
-#define SPOOL_MAX_DEFAULT    (1ull << 30)
+#define OUTPUT_MAX	  8
+#define KAFKA_CONF_MAX	  64
+#define STATE_DIR_DEFAULT "/var/lib/dbwarden"
+#define SPOOL_MAX_DEFAULT (1ull << 30)
 
 struct kafka_opts {
 	const char *brokers; /* bootstrap.servers */
@@ -45,22 +45,26 @@ enum {
 	OPT_SPOOL_MAX,
 };
 
-#define OUTPUT_LONGOPTS                                                                     \
-	{ "output", required_argument, NULL, OPT_OUTPUT },                                  \
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },                    \
-		{ "kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS },            \
-		{ "kafka-topic", required_argument, NULL, OPT_KAFKA_TOPIC },                \
-		{ "kafka-config", required_argument, NULL, OPT_KAFKA_CONFIG },              \
-		{ "kafka-config-file", required_argument, NULL, OPT_KAFKA_CONFIG_FILE },    \
-		{ "spool-max", required_argument, NULL, OPT_SPOOL_MAX }
+/* clang-format off: one option a line */
+#define OUTPUT_LONGOPTS                                                                  \
+	{ "output", required_argument, NULL, OPT_OUTPUT },                               \
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },                 \
+		{ "kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS },         \
+		{ "kafka-topic", required_argument, NULL, OPT_KAFKA_TOPIC },             \
+		{ "kafka-config", required_argument, NULL, OPT_KAFKA_CONFIG },           \
+		{ "kafka-config-file", required_argument, NULL, OPT_KAFKA_CONFIG_FILE }, \
+	{                                                                                \
+		"spool-max", required_argument, NULL, OPT_SPOOL_MAX                      \
+	}
+/* clang-format on */
 
-#define OUTPUT_USAGE                                                                        \
-	"  --output SPEC       stdout (default), file:PATH (JSON Lines, appended) or kafka;\n" \
-	"                      repeatable: every output gets the same events\n"             \
-	"  --kafka-brokers H:P,...  --kafka-topic NAME   the Kafka output's cluster, topic\n"  \
-	"  --kafka-config K=V  any librdkafka property (repeatable; after the file)\n"      \
-	"  --kafka-config-file FILE  librdkafka properties, one K=V a line\n"               \
-	"  --spool-max SIZE    the Kafka spool's bound on disk (default 1G; K, M, G)\n"    \
+#define OUTPUT_USAGE                                                                                \
+	"  --output SPEC       stdout (default), file:PATH (JSON Lines, appended) or kafka;\n"      \
+	"                      repeatable: every output gets the same events\n"                     \
+	"  --kafka-brokers H:P,...  --kafka-topic NAME   the Kafka output's cluster, topic\n"       \
+	"  --kafka-config K=V  any librdkafka property (repeatable; after the file)\n"              \
+	"  --kafka-config-file FILE  librdkafka properties, one K=V a line\n"                       \
+	"  --spool-max SIZE    the Kafka spool's bound on disk (default 1G; K, M, G)\n"             \
 	"  --state-dir DIR     agent.seq, the hash chain and the spool (default " STATE_DIR_DEFAULT \
 	")\n"
 

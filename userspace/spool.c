@@ -267,8 +267,8 @@ static int wbuf_flush(struct spool *sp)
 		return 0;
 	s = &sp->segs[sp->nsegs - 1];
 	while (done < sp->wlen) {
-		ssize_t n = pwrite(s->fd, sp->wbuf + done, sp->wlen - done,
-				   s->size - sp->wlen + done);
+		ssize_t n =
+			pwrite(s->fd, sp->wbuf + done, sp->wlen - done, s->size - sp->wlen + done);
 
 		if (n < 0) {
 			/* kept in memory (the bound counts it): tried again at the next sync */
@@ -350,8 +350,8 @@ int spool_append(struct spool *sp, uint64_t seq, const void *data, uint32_t len)
 		return -EINVAL;
 	if (!spool_has_room(sp, len))
 		return -ENOSPC;
-	if (!sp->writing || (sp->segs[sp->nsegs - 1].size &&
-			     sp->segs[sp->nsegs - 1].size + need > sp->seg_max)) {
+	if (!sp->writing ||
+	    (sp->segs[sp->nsegs - 1].size && sp->segs[sp->nsegs - 1].size + need > sp->seg_max)) {
 		e = seg_new(sp, seq);
 		if (e)
 			return e;

@@ -155,8 +155,7 @@ int statefile_store(struct statefile *sf, const char *text, bool sync)
 	if (strlen(text) > STATEFILE_TEXT_MAX || strchr(text, '\n'))
 		return -EINVAL;
 	n = snprintf(slot, sizeof(slot), "gen=%" PRIu64 " %s", gen, text);
-	n += snprintf(slot + n, sizeof(slot) - n, " crc=%08lx\n",
-		      crc32(0, (const Bytef *)slot, n));
+	n += snprintf(slot + n, sizeof(slot) - n, " crc=%08lx\n", crc32(0, (const Bytef *)slot, n));
 	if (pwrite(sf->fd, slot, SLOT, (off_t)(gen & 1) * SLOT) != SLOT)
 		return errno ? -errno : -EIO;
 	if (sync && fdatasync(sf->fd))

@@ -185,7 +185,8 @@ static void check_link(struct vagent *a, const struct vevent *e, const uint8_t *
 			detail(a, "chain break: seq 1 does not start the chain (prev is not zero)");
 		else
 			detail(a,
-			       "chain break: seq %" PRIu64 ": agent.prev is not the hash of seq %" PRIu64
+			       "chain break: seq %" PRIu64
+			       ": agent.prev is not the hash of seq %" PRIu64
 			       " (one of the two was edited, or an event was put in between)",
 			       e->seq, e->seq - 1);
 	}
@@ -208,7 +209,9 @@ void verifier_feed(struct verifier *v, const char *line, size_t len)
 	if (!strcmp(e.type, "loss")) {
 		a->c.losses++;
 		a->c.lost += e.count;
-		detail(a, "loss: seq %" PRIu64 ": %" PRIu64 " events lost (%s, seq %" PRIu64 "..%" PRIu64 ")",
+		detail(a,
+		       "loss: seq %" PRIu64 ": %" PRIu64 " events lost (%s, seq %" PRIu64
+		       "..%" PRIu64 ")",
 		       e.seq, e.count, e.reason, e.first, e.last);
 	}
 	if (!a->started) {
@@ -391,7 +394,9 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 	e = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, 10000) : rd_kafka_last_error();
 	if (e || md->topic_cnt != 1 || md->topics[0].err) {
 		fprintf(stderr, "dbwarden: verify: topic %s: %s\n", o->topic,
-			rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+			rd_kafka_err2str(e	       ? e :
+					 md->topic_cnt ? md->topics[0].err :
+							 RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
 		goto out;
 	}
 	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
@@ -423,8 +428,10 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 
 		if (!m) {
 			if (++idle >= 30) {
-				fprintf(stderr, "dbwarden: verify: no message for 30 s, %d partitions "
-						"not read to their end\n", left);
+				fprintf(stderr,
+					"dbwarden: verify: no message for 30 s, %d partitions "
+					"not read to their end\n",
+					left);
 				goto out;
 			}
 			continue;

@@ -53,7 +53,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
 			i++; /* created below, once the cluster exists */
 		} else {
-			fprintf(stderr, "usage: kafka_mock [--brokers N] [--topic NAME[:PARTS] ...]\n");
+			fprintf(stderr,
+				"usage: kafka_mock [--brokers N] [--topic NAME[:PARTS] ...]\n");
 			return 2;
 		}
 	}
