@@ -45,17 +45,16 @@ enum {
 	OPT_SPOOL_MAX,
 };
 
-/* clang-format off: one option a line */
-#define OUTPUT_LONGOPTS                                                                  \
-	{ "output", required_argument, NULL, OPT_OUTPUT },                               \
-		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },                 \
-		{ "kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS },         \
-		{ "kafka-topic", required_argument, NULL, OPT_KAFKA_TOPIC },             \
-		{ "kafka-config", required_argument, NULL, OPT_KAFKA_CONFIG },           \
-		{ "kafka-config-file", required_argument, NULL, OPT_KAFKA_CONFIG_FILE }, \
-	{                                                                                \
-		"spool-max", required_argument, NULL, OPT_SPOOL_MAX                      \
-	}
+/* one option a line */
+/* clang-format off */
+#define OUTPUT_LONGOPTS                                                        \
+	{ "output", required_argument, NULL, OPT_OUTPUT },                     \
+	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },               \
+	{ "kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS },       \
+	{ "kafka-topic", required_argument, NULL, OPT_KAFKA_TOPIC },           \
+	{ "kafka-config", required_argument, NULL, OPT_KAFKA_CONFIG },         \
+	{ "kafka-config-file", required_argument, NULL, OPT_KAFKA_CONFIG_FILE }, \
+	{ "spool-max", required_argument, NULL, OPT_SPOOL_MAX }
 /* clang-format on */
 
 #define OUTPUT_USAGE                                                                                \
