@@ -194,15 +194,20 @@ def edit(line):
     return json.dumps(e, separators=(",", ":")).encode()
 
 
-def test_10000_statements_arrive_in_order_with_a_valid_chain(pg, agent, kafka, tmp_path):
-    mock = kafka("audit")
-    a = agent(*kafka_args(mock, "audit"), "--record", str(tmp_path / "rec.bin"))
+def select_ints(pg, n, base):
+    """n statements from psycopg2, one round trip each (literals base, base + 1, ...)."""
     conn = psycopg2.connect(pg.dsn())
     conn.autocommit = True
     cur = conn.cursor()
-    for i in range(10000):
-        cur.execute("SELECT %s::int", (73200000 + i,))
+    for i in range(n):
+        cur.execute("SELECT %s::int", (base + i,))
     conn.close()
+
+
+def test_10000_statements_arrive_in_order_with_a_valid_chain(pg, agent, kafka, tmp_path):
+    mock = kafka("audit")
+    a = agent(*kafka_args(mock, "audit"), "--record", str(tmp_path / "rec.bin"))
+    select_ints(pg, 10000, 73200000)
     lines = a.stop()
     assert a.rc == 0
     k = kafka_summary(a)
@@ -299,12 +304,7 @@ def test_spool_too_small_a_loss_event_with_the_exact_count(pg, agent, kafka):
     mock = kafka("audit")
     mock.down()
     a = agent(*kafka_args(mock, "audit", "--spool-max", "32K"))
-    conn = psycopg2.connect(pg.dsn())
-    conn.autocommit = True
-    cur = conn.cursor()
-    for i in range(200):
-        cur.execute("SELECT %s::int", (73400000 + i,))
-    conn.close()
+    select_ints(pg, 200, 73400000)
     a.wait_for(lambda evs: len(statements(evs, pid=os.getpid())) == 200)
     time.sleep(0.5)
     mock.up()

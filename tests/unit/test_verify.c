@@ -6,6 +6,7 @@
  * garbage), counted exactly and named in the report.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -186,37 +187,38 @@ static void test_edited_prev_is_caught_too(void **state)
 	assert_non_null(strstr(rep, "  chain break: seq 1 does not start the chain"));
 }
 
-static void test_restart_goes_on_and_is_not_a_problem(void **state)
+/* Two runs of agent-a, two events each; reset: the second starts a new state. */
+static void two_runs(bool reset, struct verify_counts *c, char *rep, size_t len)
 {
 	static struct stream s;
 	int idx[] = { 0, 1, 2, 3, -1 };
-	struct verify_counts c;
-	char rep[4096];
 
 	memset(&s, 0, sizeof(s));
 	add(&s, "agent-a", "i1", 1, "statement", "");
 	add(&s, "agent-a", "i1", 2, "statement", "");
-	add(&s, "agent-a", "i2", 3, "statement", "");
-	add(&s, "agent-a", "i2", 4, "statement", "");
-	run(&s, idx, &c, rep, sizeof(rep));
+	if (reset)
+		s.prev[0] = 0; /* the chain starts again */
+	add(&s, "agent-a", "i2", reset ? 1 : 3, "statement", "");
+	add(&s, "agent-a", "i2", reset ? 2 : 4, "statement", "");
+	run(&s, idx, c, rep, len);
+}
+
+static void test_restart_goes_on_and_is_not_a_problem(void **state)
+{
+	struct verify_counts c;
+	char rep[4096];
+
+	two_runs(false, &c, rep, sizeof(rep));
 	assert_int_equal(c.restarts, 1);
 	assert_non_null(strstr(rep, "seq 1..4, 2 instances: complete, chain valid"));
 }
 
 static void test_reset_when_the_state_was_lost(void **state)
 {
-	static struct stream s;
-	int idx[] = { 0, 1, 2, 3, -1 };
 	struct verify_counts c;
 	char rep[4096];
 
-	memset(&s, 0, sizeof(s));
-	add(&s, "agent-a", "i1", 1, "statement", "");
-	add(&s, "agent-a", "i1", 2, "statement", "");
-	s.prev[0] = 0; /* a new state directory: the chain starts again */
-	add(&s, "agent-a", "i2", 1, "statement", "");
-	add(&s, "agent-a", "i2", 2, "statement", "");
-	run(&s, idx, &c, rep, sizeof(rep));
+	two_runs(true, &c, rep, sizeof(rep));
 	assert_int_equal(c.resets, 1);
 	assert_int_equal(c.duplicates, 0);
 	assert_non_null(strstr(rep, "  reset: seq went back from 2 to 1 at instance i2"));
