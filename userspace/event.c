@@ -370,7 +370,7 @@ int event_emit_parts(struct emitter *em, json_t *ev, const char *tail)
 
 	/* json_pack failed (out of memory): the seq number is spent, say so */
 	if (!ev || recs_reserve(em) ||
-	    json_object_set_new(agent, "prev", json_string(em->prev_hex)) ||
+	    json_object_set_new(agent, "prev", json_stringn_nocheck(em->prev_hex, CHAIN_HEX_LEN)) ||
 	    json_dump_callback(ev, batch_append, em, JSON_COMPACT | JSON_ENSURE_ASCII) ||
 	    (tail && em->blen > start &&
 	     (em->blen--, batch_append(tail, strlen(tail), em) || batch_append("}", 1, em)))) {

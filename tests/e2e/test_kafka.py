@@ -255,6 +255,7 @@ def test_brokers_down_30s_nothing_lost_nothing_duplicated(pg, agent, kafka):
     evs = a.stop()
     assert a.rc == 0
     k = kafka_summary(a)
+    print(f"\nkafka after a 30 s outage: sent {sent}, {k}")
     assert k["replayed"] > 1000, k  # the spool fed the producer after the outage
     assert k["dropped"] == 0 and k["spooled"] == 0 and k["left"] == 0, k
     values = read_topic(mock.bootstrap, "audit")
