@@ -22,7 +22,7 @@ CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -W
 	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT)
 BPF_CFLAGS := -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
 	      -Iinclude -Ibpf -I$(OUTPUT)
-LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lssl -lcrypto -lcapstone -lpthread -lm
+LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lpthread -lm
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
@@ -190,10 +190,11 @@ $(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) $< -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lpthread -ldl -o $@
 
-# Small real clients and helpers the end-to-end tests drive (libpq, ...).
+# Small real clients and helpers the end-to-end tests drive (libpq, the
+# Kafka mock cluster, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
-	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lssl -lcrypto -o $@
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/postgresql $< -lpq -lrdkafka -lssl -lcrypto -o $@
 
 format:
 	clang-format -i bpf/*.c bpf/*.h include/*.h userspace/*.c userspace/*.h tests/unit/*.c tests/helpers/*.c

@@ -205,12 +205,13 @@ static int record_cb(void *ctx, const void *data, size_t size)
  * (reassembly, parse, stitch, analysis, serialisation) repeat times, and
  * report the rate. No kernel involved: this measures userspace alone.
  */
-int agent_replay(const char *path, unsigned repeat, const char *output, const char *policy)
+int agent_replay(const char *path, unsigned repeat, const struct output_opts *out,
+		 const char *policy)
 {
 	char err[4096];
 	struct guard *g = NULL;
 	struct conn_guard_ops ops = {};
-	struct emitter *em = emitter_new(output, err, sizeof(err));
+	struct emitter *em = emitter_open(out, err, sizeof(err));
 	struct identity *id = identity_new(NULL);
 	struct sql_analyzer *an = sql_analyzer_new(0);
 	struct conn_table *conns = NULL;
@@ -301,7 +302,7 @@ out:
 
 int agent_run(const struct agent_opts *o)
 {
-	char err[4096], mount[PATH_MAX], cgroup[PATH_MAX];
+	char err[4096], mount[PATH_MAX], cgroup[PATH_MAX], outputs[1024];
 	struct capture_opts co = { 0 };
 	struct emitter *em = NULL;
 	struct identity *id = NULL;
@@ -344,7 +345,7 @@ int agent_run(const struct agent_opts *o)
 		return 1;
 	}
 
-	em = emitter_new(o->output, err, sizeof(err));
+	em = emitter_open(&o->out, err, sizeof(err));
 	if (!em) {
 		fprintf(stderr, "dbwarden: %s\n", err);
 		return 1;
@@ -418,7 +419,8 @@ int agent_run(const struct agent_opts *o)
 	fprintf(stderr, "dbwarden: ready: watching");
 	for (int i = 0; i < o->nports; i++)
 		fprintf(stderr, " %u", o->ports[i].port);
-	fprintf(stderr, " under %s, output %s\n", cgroup, o->output);
+	output_describe(&o->out, outputs, sizeof(outputs));
+	fprintf(stderr, " under %s, output %s\n", cgroup, outputs);
 
 	last_check = now_ms();
 	while (!stop_requested) {

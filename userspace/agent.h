@@ -5,9 +5,10 @@
 
 #include "capture.h"
 #include "k8s.h"
+#include "output.h"
 
 struct agent_opts {
-	const char *output; /* "stdout" | "file:PATH" */
+	struct output_opts out; /* --output ..., --state-dir, --kafka-* */
 	const char *cgroup; /* NULL: the cgroup v2 root */
 	struct capture_port ports[CAPTURE_MAX_PORTS];
 	int nports;
@@ -31,6 +32,7 @@ struct agent_opts {
 int agent_run(const struct agent_opts *o);
 
 /* `dbwarden replay`: a --record file through the userspace pipeline. */
-int agent_replay(const char *path, unsigned repeat, const char *output, const char *policy);
+int agent_replay(const char *path, unsigned repeat, const struct output_opts *out,
+		 const char *policy);
 
 #endif /* DBW_AGENT_H */

@@ -4,8 +4,9 @@
  *
  * Every event is created by event_new, which assigns the next agent.seq, and
  * must be handed to event_emit: the daemon is single-threaded, so seq is
- * gap-free by construction. The JSON bytes written here are the bytes every
- * sink gets.
+ * gap-free by construction. event_emit adds agent.prev, the hash of the
+ * previous event's bytes (chain.h). The JSON bytes written here are the
+ * bytes every sink gets.
  */
 #ifndef DBW_EVENT_H
 #define DBW_EVENT_H
@@ -15,15 +16,24 @@
 #include <stdio.h>
 #include <jansson.h>
 
+#include "output.h"
+
 #define DBW_SCHEMA "dbwarden.audit/v1"
 
 struct emitter;
 
 /*
- * spec: "stdout" or "file:PATH" (appended to). Returns NULL with a one-line
- * reason in err.
+ * Every output of o gets every event. With o->state_dir, agent.seq and the
+ * hash chain (chain.h) go on from where the last run stopped (and the
+ * directory is locked); a run that did not stop cleanly is reported by an
+ * `alert` event. Returns NULL with a one-line reason in err.
  */
+struct emitter *emitter_open(const struct output_opts *o, char *err, size_t errlen);
+
+/* One output, nothing persisted: spec "stdout" or "file:PATH" (appended to). */
 struct emitter *emitter_new(const char *spec, char *err, size_t errlen);
+
+/* Flush, close every output (Kafka delivers what it can), store the state. */
 void emitter_free(struct emitter *em);
 
 /* A new event of type with the common fields; ts_mono_ns: CLOCK_MONOTONIC. */
@@ -39,12 +49,18 @@ int event_emit(struct emitter *em, json_t *ev);
  */
 int event_emit_parts(struct emitter *em, json_t *ev, const char *tail);
 
-/* Push buffered lines out (after each batch of records). */
+/*
+ * Hand the batch to every output (after each batch of records; also when
+ * it grows past 1 MiB) and let them do their regular work: Kafka serves
+ * its delivery reports and feeds the producer from its spool, and a loss
+ * an output reports becomes a `loss` event here.
+ */
 void emitter_flush(struct emitter *em);
 
-/* Events written, and write errors, so far. */
+/* Events of this run, write errors, and events an output dropped (spool full). */
 uint64_t emitter_seq(const struct emitter *em);
 uint64_t emitter_errors(const struct emitter *em);
+uint64_t emitter_losses(const struct emitter *em);
 
 /* A JSON string of s[0..len); invalid UTF-8 bytes become '?' (never dropped). */
 json_t *json_str_safe(const char *s, size_t len);

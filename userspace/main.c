@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "status.h"
+#include "verify.h"
 
 static void usage(FILE *f)
 {
@@ -31,17 +32,19 @@ static void usage(FILE *f)
 		"  approvals  list the statements held for approval\n"
 		"  status     what a running agent watches, its policy, connections, counters\n"
 		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
+		"  verify     prove an event stream complete: gaps, duplicates, hash chain, losses\n"
 		"  version    print the version\n"
 		"\n"
-		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH]\n"
+		"dbwarden run [--port N[=PROTO] ...] [--cgroup PATH] [--output stdout|file:PATH|kafka ...]\n"
+		"             [--kafka-brokers H:P,... --kafka-topic NAME] [--kafka-config K=V ...]\n"
+		"             [--kafka-config-file FILE] [--spool-max SIZE] [--state-dir DIR]\n"
 		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH]\n"
 		"             [--metrics ADDR:PORT] [--no-tls] [-v]\n"
 		"             [--k8s-api URL --k8s-ca FILE --k8s-token-file FILE] [--node-name N]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
-		"                      directory (default: the whole host)\n"
-		"  --output SPEC       stdout (default) or file:PATH (JSON Lines, appended)\n"
+		"                      directory (default: the whole host)\n" OUTPUT_USAGE
 		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
 		"  --api PATH          the approvals socket (default " DBW_API_DEFAULT ")\n"
 		"  --ringbuf-mb N      kernel ring buffer size in MiB, a power of two (default 16)\n"
@@ -64,7 +67,8 @@ static void usage(FILE *f)
 		"dbwarden approvals [--socket PATH]\n"
 		"dbwarden status [--metrics ADDR:PORT] [--json]   (default 127.0.0.1:" DBW_METRICS_PORT
 		")\n"
-		"dbwarden replay PATH [--repeat N] [--output SPEC] [--policy FILE]\n");
+		"dbwarden replay PATH [--repeat N] [--output SPEC ...] [--kafka-* ...] [--policy FILE]\n"
+		"dbwarden verify FILE|- | --kafka-brokers H:P,... --kafka-topic NAME [--kafka-config K=V ...]\n");
 }
 
 /* Strict unsigned parse of the whole string into [min, max]. */
@@ -128,7 +132,7 @@ static int cmd_run(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "cgroup", required_argument, NULL, 'c' },
-		{ "output", required_argument, NULL, 'o' },
+		OUTPUT_LONGOPTS,
 		{ "ringbuf-mb", required_argument, NULL, 'r' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "record", required_argument, NULL, 'R' },
@@ -144,9 +148,9 @@ static int cmd_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct agent_opts o = { .output = "stdout", .ringbuf_bytes = 16 << 20, .tls = true };
+	struct agent_opts o = { .ringbuf_bytes = 16 << 20, .tls = true };
 	unsigned long v;
-	int opt;
+	int opt, e;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
@@ -157,16 +161,6 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'c':
 			o.cgroup = optarg;
-			break;
-		case 'o':
-			if (strcmp(optarg, "stdout") &&
-			    (strncmp(optarg, "file:", 5) || !optarg[5])) {
-				fprintf(stderr,
-					"dbwarden: --output %s: expected stdout or file:PATH\n",
-					optarg);
-				return 2;
-			}
-			o.output = optarg;
 			break;
 		case 'r':
 			if (parse_uint(optarg, 1, 1024, &v) || (v & (v - 1))) {
@@ -225,7 +219,11 @@ static int cmd_run(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			e = output_opt(&o.out, opt, optarg);
+			if (e > 0)
+				break;
+			if (!e)
+				usage(stderr);
 			return 2;
 		}
 	}
@@ -233,6 +231,8 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "dbwarden: run: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (output_check(&o.out, STATE_DIR_DEFAULT))
+		return 2;
 	if (!o.nports)
 		parse_port("5432=postgres", &o);
 	return agent_run(&o);
@@ -242,13 +242,14 @@ static int cmd_replay(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "repeat", required_argument, NULL, 'n' },
-		{ "output", required_argument, NULL, 'o' },
+		OUTPUT_LONGOPTS,
 		{ "policy", required_argument, NULL, 'P' },
 		{ 0 },
 	};
-	const char *output = "stdout", *policy = NULL;
+	struct output_opts out = { 0 };
+	const char *policy = NULL;
 	unsigned long repeat = 1;
-	int opt;
+	int opt, e;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -260,14 +261,15 @@ static int cmd_replay(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'o':
-			output = optarg;
-			break;
 		case 'P':
 			policy = optarg;
 			break;
 		default:
-			usage(stderr);
+			e = output_opt(&out, opt, optarg);
+			if (e > 0)
+				break;
+			if (!e)
+				usage(stderr);
 			return 2;
 		}
 	}
@@ -275,7 +277,10 @@ static int cmd_replay(int argc, char **argv)
 		fprintf(stderr, "dbwarden: replay: expected one recording file\n");
 		return 2;
 	}
-	return agent_replay(argv[optind], repeat, output, policy);
+	/* nothing persisted unless asked: a replay is a measurement */
+	if (output_check(&out, NULL))
+		return 2;
+	return agent_replay(argv[optind], repeat, &out, policy);
 }
 
 /* `dbwarden policy check FILE`: the compiled rules, or every error with line:col. */
@@ -629,6 +634,8 @@ int main(int argc, char **argv)
 		return cmd_approvals(argc - 1, argv + 1, false);
 	if (!strcmp(argv[1], "status"))
 		return cmd_status(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return verify_main(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 		printf("dbwarden %s (ABI %d)\n", DBW_VERSION, DBW_ABI_VERSION);
 		return 0;

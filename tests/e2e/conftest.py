@@ -128,7 +128,10 @@ class Agent:
         self.out = os.path.join(workdir, "events.jsonl")
         self.errpath = os.path.join(workdir, "agent.stderr")
         self.errf = open(self.errpath, "w")
+        # the test's own agent.seq, hash chain and spool, kept across its restarts
+        self.state = os.path.join(workdir, "state")
         self.cmd = list(prefix) + [DBW_BIN, "run", "--port", f"{port}=postgres",
+                                   "--state-dir", self.state,
                                    "--output", f"file:{self.out}"] + list(extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf,
                                      env=dict(os.environ, **env) if env else None)
@@ -204,8 +207,9 @@ def serve(server):
 def agents(tmp_path, default_port):
     """
     A fixture's agent factory: start(*extra_args, port=None, env=None) runs
-    the agent watching default_port; a second agent of the same test gets a
-    directory of its own. Every agent is killed afterwards.
+    the agent watching default_port. Agents of one test share its directory:
+    one state (agent.seq, chain, spool) and one events file, appended to, as
+    a restarted agent would. Every agent is killed afterwards.
     """
     started = []
 
@@ -214,9 +218,7 @@ def agents(tmp_path, default_port):
             # the approvals socket of this test's agent, not the host's
             sock = f"api{len(started)}.sock" if started else "api.sock"
             extra = extra + ("--api", str(tmp_path / sock))
-        workdir = tmp_path / f"agent{len(started)}" if started else tmp_path
-        workdir.mkdir(exist_ok=True)
-        a = Agent(str(workdir), port or default_port, extra, env=env)
+        a = Agent(str(tmp_path), port or default_port, extra, env=env)
         started.append(a)
         return a
 
