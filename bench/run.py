@@ -162,7 +162,7 @@ class Agent:
         if keep_events and os.path.exists(self.out):
             os.unlink(self.out)
         self.errf = open(self.err, "w")
-        self.proc = subprocess.Popen([DBW, "run", "--port", f"{port}=postgres", "--output",
+        self.proc = subprocess.Popen([DBW, "run", "--no-pin", "--port", f"{port}=postgres", "--output",
                                       f"file:{self.out}"] + list(extra),
                                      stdout=subprocess.DEVNULL, stderr=self.errf,
                                      env=dict(os.environ, **(env or {})))

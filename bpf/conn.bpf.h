@@ -21,30 +21,38 @@
 
 /*
  * connect() from the task: if the destination port is watched, create the
- * socket's state with the caller's identity. Never refuses the connect.
+ * socket's state with the caller's identity. Returns the hook's verdict:
+ * refused (0: the caller gets EPERM) only under --fail-mode closed while no
+ * daemon runs, to a port the policy has rules for (nothing could audit the
+ * connection's statements, and a TLS write cannot be refused in-protocol).
  */
-static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
+static __always_inline int conn_on_connect(struct bpf_sock_addr *ctx)
 {
 	struct dbw_port_cfg *cfg;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk;
 	__u16 port;
 	__u64 id;
+	int down;
 
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
-		return;
+		return 1;
 	port = bpf_ntohs((__u16)ctx->user_port);
 	cfg = bpf_map_lookup_elem(&ports, &port);
 	if (!cfg)
-		return;
+		return 1;
+	if (cfg->rules && agent_fail_closed(&down)) {
+		cnt_add(DBW_CNT_DOWN_BLOCKED, 1);
+		return 0;
+	}
 	cnt_add(DBW_CNT_CONN_WATCHED, 1);
 	sk = ctx->sk;
 	if (!sk)
-		return;
+		return 1;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		cnt_add(DBW_CNT_STORAGE_FAIL, 1);
-		return;
+		return 1;
 	}
 	id = bpf_get_current_pid_tgid();
 	st->conn_id = bpf_get_socket_cookie(ctx);
@@ -66,6 +74,7 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
 	st->tls_ssl = 0;
 	/* its TLS writes, if any, bind their session to a watched socket */
 	tls_mark_proc(st->who.pid);
+	return 1;
 }
 
 /* Our state of a sockops socket, or NULL when it is not a watched connection. */
@@ -82,10 +91,75 @@ static __always_inline struct dbw_sk_state *skops_state(struct bpf_sock_ops *sko
  * and emit CONN_OPEN with the 4-tuple. A socket without our state (not a
  * watched connect) is left alone.
  */
+/*
+ * CONN_OPEN for st, its addresses read from ctx (a bpf_sock_ops or an
+ * sk_msg_md: the same field names). A macro because the two context types
+ * differ; the record is what userspace learns the connection's actor and
+ * tuple from.
+ */
+#define conn_announce(st, ctx, fl)                                                               \
+	({                                                                                       \
+		struct dbw_rec_conn_open *rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);   \
+		if (!rec) {                                                                      \
+			/* userspace learns the connection from its first DATA record */         \
+			cnt_add(DBW_CNT_RB_FULL_OPEN, 1);                                        \
+		} else {                                                                         \
+			rec_hdr_init(&rec->hdr, DBW_REC_CONN_OPEN, sizeof(*rec), (st)->conn_id); \
+			rec->who = (st)->who;                                                    \
+			rec->family = (ctx)->family;                                             \
+			rec->proto = (st)->proto;                                                \
+			rec->flags = (fl);                                                       \
+			rec->client_port = (__u16)(ctx)->local_port;                             \
+			rec->server_port = (__u16)bpf_ntohl((ctx)->remote_port);                 \
+			__builtin_memset(rec->client_addr, 0, 16);                               \
+			__builtin_memset(rec->server_addr, 0, 16);                               \
+			if ((ctx)->family == AF_INET) {                                          \
+				__u32 l = (ctx)->local_ip4, r = (ctx)->remote_ip4;               \
+				__builtin_memcpy(rec->client_addr, &l, 4);                       \
+				__builtin_memcpy(rec->server_addr, &r, 4);                       \
+			} else {                                                                 \
+				__u32 l[4], r[4];                                                \
+				l[0] = (ctx)->local_ip6[0];                                      \
+				l[1] = (ctx)->local_ip6[1];                                      \
+				l[2] = (ctx)->local_ip6[2];                                      \
+				l[3] = (ctx)->local_ip6[3];                                      \
+				r[0] = (ctx)->remote_ip6[0];                                     \
+				r[1] = (ctx)->remote_ip6[1];                                     \
+				r[2] = (ctx)->remote_ip6[2];                                     \
+				r[3] = (ctx)->remote_ip6[3];                                     \
+				__builtin_memcpy(rec->client_addr, l, 16);                       \
+				__builtin_memcpy(rec->server_addr, r, 16);                       \
+			}                                                                        \
+			bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);                            \
+		}                                                                                \
+	})
+
+/* The daemon generation now (struct dbw_agent_meta), 0 before any daemon. */
+static __always_inline __u32 agent_gen(void)
+{
+	__u32 zero = 0;
+	struct dbw_agent_meta *m = bpf_map_lookup_elem(&agent_meta, &zero);
+
+	return m ? m->gen : 0;
+}
+
+/*
+ * A send of a connection announced to an earlier daemon: announce it again
+ * to this one, so that its statements carry the actor and the tuple.
+ */
+static __always_inline void conn_reannounce(struct sk_msg_md *msg, struct dbw_sk_state *st)
+{
+	__u32 gen = agent_gen();
+
+	if (st->gen == gen)
+		return;
+	st->gen = gen;
+	conn_announce(st, msg, DBW_OPEN_F_RESUMED);
+}
+
 static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 {
 	struct dbw_sk_state *st = skops_state(skops);
-	struct dbw_rec_conn_open *rec;
 	struct dbw_rx_state rx = {};
 	__u64 key;
 
@@ -105,42 +179,9 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	cnt_add(DBW_CNT_CONN_OPEN, 1);
 
-	rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
-	if (!rec) {
-		/* userspace learns the connection from its first DATA record */
-		cnt_add(DBW_CNT_RB_FULL_OPEN, 1);
-		return;
-	}
-	rec_hdr_init(&rec->hdr, DBW_REC_CONN_OPEN, sizeof(*rec), key);
-	rec->who = st->who;
-	rec->family = skops->family;
-	rec->proto = st->proto;
-	rec->pad0 = 0;
-	rec->client_port = (__u16)skops->local_port;
-	rec->server_port = (__u16)bpf_ntohl(skops->remote_port);
-	__builtin_memset(rec->client_addr, 0, sizeof(rec->client_addr));
-	__builtin_memset(rec->server_addr, 0, sizeof(rec->server_addr));
-	if (skops->family == AF_INET) {
-		__u32 l = skops->local_ip4, r = skops->remote_ip4;
-
-		__builtin_memcpy(rec->client_addr, &l, 4);
-		__builtin_memcpy(rec->server_addr, &r, 4);
-	} else {
-		__u32 l[4], r[4];
-
-		l[0] = skops->local_ip6[0];
-		l[1] = skops->local_ip6[1];
-		l[2] = skops->local_ip6[2];
-		l[3] = skops->local_ip6[3];
-		r[0] = skops->remote_ip6[0];
-		r[1] = skops->remote_ip6[1];
-		r[2] = skops->remote_ip6[2];
-		r[3] = skops->remote_ip6[3];
-		__builtin_memcpy(rec->client_addr, l, 16);
-		__builtin_memcpy(rec->server_addr, r, 16);
-	}
+	st->gen = agent_gen();
 	/* a new connection: its rules are computed from this record, right away */
-	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	conn_announce(st, skops, 0);
 }
 
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */

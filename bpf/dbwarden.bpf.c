@@ -23,15 +23,13 @@ char LICENSE[] SEC("license") = "GPL";
 SEC("cgroup/connect4")
 int dbw_connect4(struct bpf_sock_addr *ctx)
 {
-	conn_on_connect(ctx);
-	return 1;
+	return conn_on_connect(ctx);
 }
 
 SEC("cgroup/connect6")
 int dbw_connect6(struct bpf_sock_addr *ctx)
 {
-	conn_on_connect(ctx);
-	return 1;
+	return conn_on_connect(ctx);
 }
 
 SEC("sockops")
@@ -68,6 +66,7 @@ int dbw_msg(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st)
 		goto nostate;
+	conn_reannounce(msg, st);
 	verdict = tls_on_send(msg, st);
 	if (verdict >= 0)
 		return verdict; /* a TLS socket: judged on its plaintext, never captured as bytes */

@@ -55,7 +55,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DBW_GUARD_RULES + 1);
+	__uint(max_entries, DBW_GUARD_TEXTS);
 	__type(key, __u32);
 	__type(value, struct dbw_guard_text);
 } guard_text SEC(".maps");
@@ -100,7 +100,7 @@ struct guard_plan {
 	__u8 refuse; /* a statement must be blocked but cannot be rewritten */
 	__u8 tls; /* judging a TLS write's plaintext at ubuf: no cork, no rewrite */
 	__u8 opaque; /* TLS through a library not probed: the guard cannot read it */
-	__u8 pad;
+	__u8 down; /* no daemon, --fail-mode closed: every statement is refused */
 	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
@@ -312,6 +312,11 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 			approved = until && *until > bpf_ktime_get_ns();
 		}
 	}
+	if (p->down && (rule < 0 || approved)) {
+		/* neither audited nor approvable now: refused (rules that block still name themselves) */
+		rule = DBW_GUARD_DOWN;
+		approved = 0;
+	}
 	if (rule < 0 && !(p->lex.flags & (DBW_LEX_F_INCOMPLETE | DBW_LEX_F_UNTERMINATED)))
 		return 0;
 	if (p->nhits >= GUARD_MAX_HITS) {
@@ -331,7 +336,12 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	h->uid = p->actor.uid;
 	h->cgroup_id = p->actor.cgroup_id;
 	h->flags = p->early ? DBW_VERDICT_F_EARLY : 0;
-	if (rule >= 0) {
+	if (rule == DBW_GUARD_DOWN) {
+		cnt_add(DBW_CNT_DOWN_BLOCKED, 1);
+		h->slot = DBW_GUARD_DOWN;
+		h->action = DBW_ACT_BLOCK;
+		h->flags |= DBW_VERDICT_F_AGENT_DOWN;
+	} else if (rule >= 0) {
 		struct dbw_guard_rule *r = bpf_map_lookup_elem(&guard_rules, &rule);
 
 		h->slot = rule;
@@ -463,6 +473,7 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	struct dbw_guard_cfg *cfg = bpf_map_lookup_elem(&guard_cfg, &zero);
 	struct guard_plan *p;
 	__u64 *rules;
+	int down;
 
 	if (!cfg || !cfg->enabled) {
 		/* unfollowed bytes: a policy loaded later cannot frame this stream */
@@ -493,8 +504,11 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	/* until userspace has seen the connection: its port's rules, for its workload */
 	p->rules = rules ? *rules : st->rules & workload_rules(st->who.cgroup_id);
 	p->early = !rules;
+	p->down = 0;
 	if (!p->rules)
 		p->unparsed_block = 0; /* nothing to enforce here: nothing to fail closed for */
+	else
+		p->down = agent_fail_closed(&down);
 	return p;
 }
 
@@ -562,7 +576,7 @@ static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_p
 	v->verbs = h->verbs;
 	v->lex_flags = h->lex_flags;
 	v->action = h->action;
-	v->rule = h->slot == DBW_GUARD_UNPARSED ? DBW_GUARD_NO_RULE : h->slot;
+	v->rule = h->slot >= DBW_GUARD_RULES ? DBW_GUARD_NO_RULE : h->slot;
 	v->msg_type = h->type;
 	v->flags = h->flags;
 	v->pad = 0;
@@ -749,6 +763,24 @@ static __always_inline int tls_guard(struct sk_msg_md *msg, struct dbw_sk_state 
 }
 
 /*
+ * A send of a bound TLS socket that no library probe saw: part of a write
+ * already judged, or, with no daemon running (the probes went with it),
+ * plaintext nobody reads: counted then. It passes even under --fail-mode
+ * closed: a dropped send leaves the client waiting for an answer (no
+ * in-protocol error can be written into ciphertext, and no reset can be
+ * sent from here); closed mode refuses new connections instead.
+ */
+static __always_inline int tls_unseen(struct dbw_sk_state *st)
+{
+	int down;
+
+	agent_fail_closed(&down);
+	if (down)
+		cnt_add(DBW_CNT_DOWN_TLS_WRITES, 1);
+	return SK_PASS;
+}
+
+/*
  * Every send of a socket a TLS session writes through: bind the session on
  * its first write, judge each write once, never capture the ciphertext.
  * Returns -1 when the socket is not TLS (the plaintext path goes on), else
@@ -763,7 +795,9 @@ static __always_inline int tls_on_send(struct sk_msg_md *msg, struct dbw_sk_stat
 	c = tls_bind(st);
 	if (!st->tls)
 		return -1;
-	return c ? tls_guard(msg, st, c) : SK_PASS;
+	if (c)
+		return tls_guard(msg, st, c);
+	return tls_unseen(st);
 }
 
 #endif /* DBW_GUARD_BPF_H */

@@ -112,6 +112,30 @@ static __always_inline void cnt_add(__u32 idx, __u64 v)
 		__sync_fetch_and_add(p, v);
 }
 
+/* The daemon's heartbeat and --fail-mode (struct dbw_agent_meta). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_agent_meta);
+} agent_meta SEC(".maps");
+
+/*
+ * Is no daemon attached (its heartbeat stale or a clean stop), with
+ * --fail-mode closed? Then statements to connections with rules are
+ * refused: nothing could audit or approve them. *down says whether the
+ * daemon is gone at all, whatever the mode.
+ */
+static __always_inline int agent_fail_closed(int *down)
+{
+	__u32 zero = 0;
+	struct dbw_agent_meta *m = bpf_map_lookup_elem(&agent_meta, &zero);
+
+	*down = m &&
+		(!m->heartbeat_ns || bpf_ktime_get_ns() - m->heartbeat_ns > DBW_AGENT_STALE_NS);
+	return *down && m->fail_closed;
+}
+
 /*
  * Wake the daemon only once a batch has built up. A wakeup per record costs
  * a context switch per statement on the client's CPU (measured: a third of

@@ -105,6 +105,9 @@ enum dbw_counter {
 	DBW_CNT_TLS_BLOCKED = 30, /* TLS writes dropped by the guard (connection reset) */
 	DBW_CNT_TLS_SESS_FULL = 31, /* TLS session table update failed: session not captured */
 	DBW_CNT_EXEC_LOST = 32, /* EXEC record lost: ring buffer full (periodic rescan covers it) */
+	/* while no daemon ran (struct dbw_agent_meta): */
+	DBW_CNT_DOWN_BLOCKED = 33, /* statements and connects refused by --fail-mode closed */
+	DBW_CNT_DOWN_TLS_WRITES = 34, /* TLS writes not seen in plaintext (no library probes) */
 	DBW_CNT__MAX = 48,
 };
 
@@ -147,13 +150,19 @@ struct dbw_rec_conn_open {
 	struct dbw_identity who;
 	__u16 family; /* AF_INET or AF_INET6 */
 	__u8 proto; /* enum dbw_proto */
-	__u8 pad0;
+	__u8 flags; /* enum dbw_open_flags */
 	__u16 client_port; /* host byte order */
 	__u16 server_port; /* host byte order */
 	__u8 client_addr[16]; /* network order; IPv4 in the first 4 bytes */
 	__u8 server_addr[16];
 };
 _Static_assert(sizeof(struct dbw_rec_conn_open) == 24 + 40 + 8 + 32, "conn_open layout");
+
+enum dbw_open_flags {
+	/* not new: a connection an earlier daemon saw open, announced again to
+	 * the daemon that adopted the pinned programs (its stream goes on) */
+	DBW_OPEN_F_RESUMED = 1 << 0,
+};
 
 /*
  * One chunk of one direction of a connection.
@@ -304,8 +313,10 @@ struct dbw_sk_state {
 	__u32 msg_left; /* bytes of the current client message still to come */
 	__u64 rules; /* guard rules the port allows (before conn_rules is set) */
 	__u64 tls_ssl; /* the TLS library's session object (SSL *) bound to this socket */
+	__u32 gen; /* the daemon generation (dbw_agent_meta.gen) it was announced to */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8, "dbw_sk_state layout");
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8, "dbw_sk_state layout");
 
 /* TLS state of a socket (dbw_sk_state.tls). */
 enum dbw_tls_state {
@@ -352,6 +363,8 @@ _Static_assert(sizeof(struct dbw_rec_exec) == 24 + 8, "exec layout");
 #define DBW_GUARD_RULES	   64
 #define DBW_GUARD_TEXT	   384
 #define DBW_GUARD_UNPARSED DBW_GUARD_RULES /* text slot of the defaults.unparsed block */
+#define DBW_GUARD_DOWN	   (DBW_GUARD_RULES + 1) /* text slot of --fail-mode closed */
+#define DBW_GUARD_TEXTS	   (DBW_GUARD_RULES + 2)
 #define DBW_GUARD_NO_RULE  0xff
 
 enum dbw_action {
@@ -440,6 +453,8 @@ enum dbw_verdict_flags {
 	/* a TLS connection: a block cannot be rewritten (ciphertext), so the
 	 * write was dropped whole and the connection must be reset */
 	DBW_VERDICT_F_TLS = 1 << 4,
+	/* no daemon was running and --fail-mode is closed: refused */
+	DBW_VERDICT_F_AGENT_DOWN = 1 << 5,
 };
 
 /* The guard's decision about one Query/Parse message, when not a plain allow. */
@@ -456,5 +471,30 @@ struct dbw_rec_verdict {
 	__u64 shape; /* dbw_lex_result.shape */
 };
 _Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8 + 8, "verdict layout");
+
+/*
+ * The running daemon, for the programs that outlive it (pinned under
+ * bpffs). The daemon rewrites this entry several times a second; the
+ * kernel reads only heartbeat_ns and fail_closed: a heartbeat older than
+ * DBW_AGENT_STALE_NS (or 0: a clean stop) means no daemon is attached,
+ * and then statements to connections with rules are refused if
+ * fail_closed. A restarted daemon reads reported[] to report only the
+ * counter increases its predecessor had not reported.
+ */
+#define DBW_AGENT_STALE_NS (5ULL * 1000 * 1000 * 1000)
+
+struct dbw_agent_meta {
+	__u64 heartbeat_ns; /* bpf_ktime_get_ns() clock (CLOCK_MONOTONIC); 0: stopped */
+	__u32 pid;
+	/* one more per daemon that adopts the programs: a connection announced
+	 * to an older generation is announced again (DBW_OPEN_F_RESUMED) */
+	__u32 gen;
+	__u16 abi; /* DBW_ABI_VERSION */
+	__u8 fail_closed;
+	__u8 pad[5];
+	__u8 build[16]; /* digest of the BPF object: a restart adopts only its own build */
+	__u64 reported[DBW_CNT__MAX]; /* counters as the daemon last reported them */
+};
+_Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_meta layout");
 
 #endif /* DBWARDEN_ABI_H */

@@ -29,6 +29,10 @@
  * it: the kernel wakes the daemon only for large batches (see maps.bpf.h).
  */
 #define DBW_DRAIN_MS 10
+/* Heartbeat period: far below DBW_AGENT_STALE_NS, so a busy loop never looks dead. */
+#define DBW_HEARTBEAT_MS 250
+/* A pinned daemon's stop: how long it waits for answers to statements it saw sent. */
+#define DBW_HANDOVER_MS 500
 
 static volatile sig_atomic_t stop_requested, reload_requested;
 
@@ -62,6 +66,7 @@ static const struct {
 	{ DBW_CNT_LOAD_FAIL, "copy_failed" },
 	{ DBW_CNT_STORAGE_FAIL, "connection_not_watched" },
 	{ DBW_CNT_SOCKHASH_FAIL, "connection_not_watched" },
+	{ DBW_CNT_DOWN_TLS_WRITES, "agent_down_tls" },
 };
 
 /*
@@ -315,7 +320,7 @@ int agent_run(const struct agent_opts *o)
 				    .prometheus = status_prometheus,
 				    .status = status_json };
 	struct metrics *metrics = NULL;
-	uint64_t last[DBW_CNT__MAX] = { 0 }, last_check;
+	uint64_t last[DBW_CNT__MAX] = { 0 }, last_check, last_beat = 0;
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct stat sb;
 	int rc = 1, e;
@@ -376,6 +381,8 @@ int agent_run(const struct agent_opts *o)
 	co.nports = o->nports;
 	co.ringbuf_bytes = o->ringbuf_bytes;
 	co.tls = o->tls;
+	co.pin_dir = o->pin_dir;
+	co.fail_closed = o->fail_closed;
 	rctx.conns = conns;
 	if (o->record) {
 		rctx.record = fopen(o->record, "we");
@@ -409,6 +416,13 @@ int agent_run(const struct agent_opts *o)
 			fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
 	}
+	if (capture_adopted(cap, last))
+		conns_set_resuming(conns);
+	if (capture_adopted(cap, last))
+		fprintf(stderr,
+			"dbwarden: adopted the programs pinned in %s: they kept enforcing; "
+			"draining what they buffered\n",
+			capture_pin_dir(cap));
 	view.cgroup = cgroup;
 	view.cap = cap;
 	view.conns = conns;
@@ -445,7 +459,13 @@ int agent_run(const struct agent_opts *o)
 				fprintf(stderr, "dbwarden: SIGHUP: no --policy to read again\n");
 		}
 		emitter_flush(em);
+		/* out of the process: a successor need not read those records again */
+		capture_commit(cap);
 		tls_tick(rctx.tls);
+		if (now_ms() - last_beat >= DBW_HEARTBEAT_MS) {
+			capture_heartbeat(cap, last);
+			last_beat = now_ms();
+		}
 		if (now_ms() - last_check >= 1000) {
 			check_counters(cap, em, last);
 			last_check = now_ms();
@@ -455,11 +475,29 @@ int agent_run(const struct agent_opts *o)
 		fprintf(stderr, "dbwarden: signal %d, draining\n", (int)stop_requested);
 	/* no new connections; deliver every record already in the ring */
 	capture_stop_new(cap);
-	while (capture_poll(cap, 0) > 0)
-		;
+	if (capture_pin_dir(cap)) {
+		/* the kernel goes on: wait a little for the answers still due, the rest is
+		 * the successor's (it counts statements whose request it never saw) */
+		uint64_t until = now_ms() + DBW_HANDOVER_MS;
+
+		while (capture_poll(cap, DBW_DRAIN_MS) >= 0 && conns_pending(conns) &&
+		       now_ms() < until)
+			emitter_flush(em);
+	} else {
+		while (capture_poll(cap, 0) > 0)
+			;
+	}
 	check_counters(cap, em, last);
-	conns_flush_all(conns);
+	if (!capture_pin_dir(cap))
+		conns_flush_all(conns);
+	capture_heartbeat(cap, last); /* all reported: a successor starts from here */
 	emitter_flush(em);
+	capture_commit(cap);
+	if (capture_pin_dir(cap))
+		fprintf(stderr,
+			"dbwarden: the programs stay pinned in %s and keep enforcing the last "
+			"policy; `dbwarden stop --unpin` removes them\n",
+			capture_pin_dir(cap));
 	rc = 0;
 out:
 	if (conns) {

@@ -21,9 +21,12 @@ struct agent_opts {
 	bool tls; /* probe TLS libraries (--no-tls clears it) */
 	const char *metrics; /* --metrics ADDR:PORT: /metrics, /healthz, /readyz, /status */
 	struct k8s_opts k8s; /* --k8s-*, --node-name; NULL fields: in-cluster defaults */
+	const char *pin_dir; /* --pin-dir (default DBW_PIN_DIR); NULL: --no-pin */
+	bool fail_closed; /* --fail-mode closed */
 };
 
 #define DBW_API_DEFAULT "/run/dbwarden/api.sock"
+#define DBW_PIN_DIR	"/sys/fs/bpf/dbwarden"
 #define DBW_VERSION	"0.1.0"
 /* the port `dbwarden status` asks on by default, as the deployment files set --metrics */
 #define DBW_METRICS_PORT "9465"

@@ -3,21 +3,51 @@
  * Loader for bpf/dbwarden.bpf.c, libbpf-bootstrap style: open, set what must
  * be set before load, load, attach, with one err and goto cleanup.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/bpf.h>
+#include <linux/magic.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <openssl/sha.h>
 
 #include "capture.h"
 #include "dbwarden.skel.h"
+#include "statefile.h"
+
+/*
+ * The ring buffer, read directly (as libbpf does) so that the consumer
+ * position moves only when capture_commit() says the events made from the
+ * records are out of the process: a daemon killed in between leaves them in
+ * the ring for its successor instead of losing them.
+ */
+struct ring {
+	int epfd;
+	int map_fd;
+	size_t mask; /* data size - 1 */
+	unsigned long *consumer; /* the consumer page (shared, writable) */
+	const unsigned long *producer; /* the producer page, then the data twice */
+	const uint8_t *data;
+	unsigned long cons; /* read up to here; published by capture_commit */
+	size_t page;
+};
 
 struct capture {
 	struct dbwarden_bpf *skel;
-	struct ring_buffer *rb;
+	struct ring *rb;
 	int cgroup_fd;
 	int socks_fd;
 	int msg_attached;
@@ -25,6 +55,12 @@ struct capture {
 	void *ctx;
 	struct capture_port ports[CAPTURE_MAX_PORTS];
 	int nports;
+	/* pinning: "" when nothing is pinned */
+	char pin_dir[PATH_MAX - 64];
+	int pin_lock; /* flock on pin_dir: one daemon per pin directory */
+	bool adopted; /* the pinned programs of an earlier run of this build */
+	struct dbw_agent_meta meta; /* what this daemon tells the kernel */
+	struct dbw_agent_meta prev; /* adopted: what its predecessor last told it */
 };
 
 static const char *const counter_names[DBW_CNT__MAX] = {
@@ -61,6 +97,8 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_TLS_BLOCKED] = "tls_blocked",
 	[DBW_CNT_TLS_SESS_FULL] = "tls_sessions_full",
 	[DBW_CNT_EXEC_LOST] = "exec_lost",
+	[DBW_CNT_DOWN_BLOCKED] = "down_blocked",
+	[DBW_CNT_DOWN_TLS_WRITES] = "down_tls_writes",
 };
 
 const char *capture_counter_name(int idx)
@@ -78,124 +116,486 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ar
 	return vfprintf(stderr, fmt, args);
 }
 
-static int ring_cb(void *ctx, void *data, size_t size)
+static void ring_free(struct ring *r)
 {
-	struct capture *c = ctx;
+	if (!r)
+		return;
+	if (r->consumer)
+		munmap(r->consumer, r->page);
+	if (r->producer)
+		munmap((void *)r->producer, r->page + 2 * (r->mask + 1));
+	if (r->epfd >= 0)
+		close(r->epfd);
+	free(r);
+}
 
-	return c->on_record(c->ctx, data, size);
+/* Map the ring buffer map at fd of size bytes. NULL with errno set. */
+static struct ring *ring_open(int fd, size_t size)
+{
+	struct ring *r = calloc(1, sizeof(*r));
+	struct epoll_event ev = { .events = EPOLLIN };
+	void *p;
+
+	if (!r)
+		return NULL;
+	r->epfd = -1;
+	r->map_fd = fd;
+	r->page = sysconf(_SC_PAGESIZE);
+	r->mask = size - 1;
+	p = mmap(NULL, r->page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		goto fail;
+	r->consumer = p;
+	/* the data is mapped twice in a row: a record that wraps reads straight */
+	p = mmap(NULL, r->page + 2 * size, PROT_READ, MAP_SHARED, fd, r->page);
+	if (p == MAP_FAILED)
+		goto fail;
+	r->producer = p;
+	r->data = (const uint8_t *)p + r->page;
+	r->cons = __atomic_load_n(r->consumer, __ATOMIC_ACQUIRE);
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev))
+		goto fail;
+	return r;
+fail:
+	ring_free(r);
+	return NULL;
+}
+
+/*
+ * Hand every record the producer had committed when this call began to
+ * the callback (a bounded batch: the caller commits between batches).
+ * Returns the number of records, or -errno from the callback.
+ */
+static int ring_read(struct capture *c, struct ring *r)
+{
+	unsigned long prod = __atomic_load_n(r->producer, __ATOMIC_ACQUIRE);
+	int n = 0;
+
+	while (r->cons < prod) {
+		const uint32_t *hdr = (const uint32_t *)(r->data + (r->cons & r->mask));
+		uint32_t len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+
+		if (len & BPF_RINGBUF_BUSY_BIT)
+			break; /* reserved, not yet submitted: records after it wait too */
+		len &= ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+		if (!(*hdr & BPF_RINGBUF_DISCARD_BIT)) {
+			int e = c->on_record(c->ctx, (const uint8_t *)hdr + BPF_RINGBUF_HDR_SZ,
+					     len);
+
+			if (e < 0)
+				return e;
+			n++;
+		}
+		r->cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~7UL;
+	}
+	return n;
+}
+
+/* The pinned object called name in c's pin directory. */
+static void pin_path(const struct capture *c, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", c->pin_dir, name);
+}
+
+/* This build's BPF object digest: a restart adopts only pins of its own build. */
+static void build_digest(uint8_t out[16])
+{
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	size_t sz;
+	const void *elf = dbwarden_bpf__elf_bytes(&sz);
+
+	SHA256(elf, sz, h);
+	memcpy(out, h, 16);
+}
+
+/* The meta entry pinned in dir, if any. 0, or -1. */
+static int read_meta(const char *dir, struct dbw_agent_meta *m)
+{
+	char path[PATH_MAX];
+	__u32 zero = 0;
+	int fd, e;
+
+	snprintf(path, sizeof(path), "%s/agent_meta", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -1;
+	e = bpf_map_lookup_elem(fd, &zero, m);
+	close(fd);
+	return e ? -1 : 0;
+}
+
+/*
+ * Remove every object pinned in dir (links detach, maps go once no program
+ * holds them) and dir itself when rmdir_too. Returns the number removed.
+ */
+static int unpin_all(const char *dir, bool rmdir_too)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	/* links first: their programs let go of the maps */
+	for (int pass = 0; pass < 2; pass++) {
+		rewinddir(d);
+		while ((de = readdir(d))) {
+			char path[PATH_MAX];
+
+			if (de->d_name[0] == '.' || (!pass && strncmp(de->d_name, "link_", 5)))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (!unlink(path))
+				n++;
+		}
+	}
+	closedir(d);
+	if (rmdir_too)
+		rmdir(dir);
+	return n;
+}
+
+/*
+ * Take pin_dir: create it on bpffs, lock it (one daemon per directory),
+ * and decide whether to adopt what is pinned there (the same build) or
+ * to clear it (another build: its maps may not fit ours). 0 or -1.
+ */
+static int pin_prepare(struct capture *c, char *err, size_t errlen)
+{
+	struct statfs sfs;
+	int e = state_mkdirs(c->pin_dir);
+
+	if (e || statfs(c->pin_dir, &sfs) || sfs.f_type != BPF_FS_MAGIC) {
+		snprintf(err, errlen, "--pin-dir %s: %s", c->pin_dir,
+			 e ? strerror(-e) :
+			     "not a directory on bpffs (mount -t bpf bpf /sys/fs/bpf)");
+		return -1;
+	}
+	c->pin_lock = open(c->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->pin_lock < 0 || flock(c->pin_lock, LOCK_EX | LOCK_NB)) {
+		struct dbw_agent_meta m = {};
+
+		read_meta(c->pin_dir, &m);
+		snprintf(err, errlen,
+			 "another dbwarden agent (pid %u) is running with --pin-dir %s; stop it "
+			 "first (dbwarden stop), or give this one its own --pin-dir",
+			 m.pid, c->pin_dir);
+		if (c->pin_lock >= 0)
+			close(c->pin_lock);
+		c->pin_lock = -1;
+		c->pin_dir[0] = 0; /* not ours: leave it alone */
+		return -1;
+	}
+	if (read_meta(c->pin_dir, &c->prev))
+		return 0; /* nothing pinned yet */
+	if (c->prev.abi == DBW_ABI_VERSION && !memcmp(c->prev.build, c->meta.build, 16)) {
+		c->adopted = true;
+		/* connections its predecessors saw are announced again to this one */
+		c->meta.gen = c->prev.gen + 1 ? c->prev.gen + 1 : 1;
+		return 0;
+	}
+	fprintf(stderr,
+		"dbwarden: %s holds the programs of another dbwarden build: replacing them "
+		"(connections they watched are not watched any more)\n",
+		c->pin_dir);
+	unpin_all(c->pin_dir, false);
+	memset(&c->prev, 0, sizeof(c->prev));
+	return 0;
+}
+
+/* Open the object and load it, every map pinned in c->pin_dir if set. 0 or -errno. */
+static int load(struct capture *c, const struct capture_opts *o)
+{
+	struct bpf_map *m;
+
+	c->skel = dbwarden_bpf__open();
+	if (!c->skel)
+		return -errno;
+	if (o->ringbuf_bytes)
+		bpf_map__set_max_entries(c->skel->maps.events, o->ringbuf_bytes);
+	if (c->pin_dir[0]) {
+		bpf_object__for_each_map(m, c->skel->obj)
+		{
+			char path[PATH_MAX];
+
+			if (bpf_map__is_internal(m))
+				continue;
+			/* reused when pinned and compatible, else created and pinned */
+			pin_path(c, bpf_map__name(m), path, sizeof(path));
+			if (bpf_map__set_pin_path(m, path))
+				return -errno;
+		}
+	}
+	return dbwarden_bpf__load(c->skel);
+}
+
+/* Empty the map at fd: what an earlier run wrote for a policy it had. */
+static void map_clear(int fd, size_t key_size)
+{
+	uint8_t key[64], next[64];
+
+	if (key_size > sizeof(key))
+		return;
+	while (!bpf_map_get_next_key(fd, NULL, next)) {
+		memcpy(key, next, key_size);
+		if (bpf_map_delete_elem(fd, key))
+			break;
+	}
+}
+
+/*
+ * The link pinned as name: kept when adopted and still wanted (and, for a
+ * cgroup hook, on the same cgroup), else the old one is unpinned and
+ * attach() makes a new one, pinned when pinning. NULL with errno on error.
+ */
+static struct bpf_link *link_keep_or_attach(struct capture *c, const char *name, bool want,
+					    struct bpf_link *(*attach)(struct capture *c,
+								       struct bpf_program *p),
+					    struct bpf_program *prog, __u64 cgroup_id)
+{
+	char path[PATH_MAX];
+	struct bpf_link *l;
+
+	pin_path(c, name, path, sizeof(path));
+	if (c->pin_dir[0] && c->adopted) {
+		l = bpf_link__open(path);
+		if (l) {
+			struct bpf_link_info info = {};
+			__u32 len = sizeof(info);
+
+			if (want &&
+			    (!cgroup_id || (!bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) &&
+					    info.cgroup.cgroup_id == cgroup_id)))
+				return l;
+			bpf_link__unpin(l);
+			bpf_link__destroy(l);
+		}
+	}
+	if (!want)
+		return NULL;
+	l = attach(c, prog);
+	if (l && c->pin_dir[0] && bpf_link__pin(l, path)) {
+		int e = errno;
+
+		bpf_link__destroy(l);
+		errno = e;
+		return NULL;
+	}
+	return l;
+}
+
+static struct bpf_link *attach_plain(struct capture *c, struct bpf_program *p)
+{
+	return bpf_program__attach(p);
+}
+
+static struct bpf_link *attach_cgroup(struct capture *c, struct bpf_program *p)
+{
+	return bpf_program__attach_cgroup(p, c->cgroup_fd);
+}
+
+/* The ports map holds the configured ports and nothing else. 0 or -1. */
+static int set_ports(struct capture *c, char *err, size_t errlen)
+{
+	int fd = bpf_map__fd(c->skel->maps.ports);
+	__u16 key, next;
+	bool have = bpf_map_get_next_key(fd, NULL, &next) == 0;
+
+	/* an adopted map may hold ports an earlier run watched */
+	while (have) {
+		bool keep = false;
+
+		key = next;
+		have = bpf_map_get_next_key(fd, &key, &next) == 0;
+		for (int i = 0; i < c->nports; i++)
+			keep |= c->ports[i].port == key;
+		if (!keep)
+			bpf_map_delete_elem(fd, &key);
+	}
+	for (int i = 0; i < c->nports; i++) {
+		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto };
+		__u16 port = c->ports[i].port;
+
+		if (bpf_map_update_elem(fd, &port, &cfg, BPF_ANY)) {
+			snprintf(err, errlen, "cannot configure port %u: %s", port,
+				 strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 struct capture *capture_start(const struct capture_opts *o, char *err, size_t errlen)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	struct dbwarden_bpf *skel;
-	int e, ports_fd;
+	struct stat cg;
+	int e;
 
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	c->cgroup_fd = -1;
+	c->pin_lock = -1;
 	c->on_record = o->on_record;
 	c->ctx = o->ctx;
+	memcpy(c->ports, o->ports, sizeof(c->ports));
+	c->nports = o->nports;
+	c->meta.pid = getpid();
+	c->meta.abi = DBW_ABI_VERSION;
+	c->meta.fail_closed = o->fail_closed;
+	c->meta.gen = 1;
+	build_digest(c->meta.build);
 	libbpf_set_print(libbpf_log);
 
-	skel = c->skel = dbwarden_bpf__open();
-	if (!skel) {
-		snprintf(err, errlen, "cannot open BPF object: %s", strerror(errno));
-		goto fail;
+	if (o->pin_dir) {
+		snprintf(c->pin_dir, sizeof(c->pin_dir), "%s", o->pin_dir);
+		if (pin_prepare(c, err, errlen))
+			goto fail;
 	}
-	if (o->ringbuf_bytes)
-		bpf_map__set_max_entries(skel->maps.events, o->ringbuf_bytes);
-
-	e = dbwarden_bpf__load(skel);
+	e = load(c, o);
+	if (e && c->adopted) {
+		/* pinned maps that do not fit (another --ringbuf-mb): start afresh */
+		fprintf(stderr,
+			"dbwarden: cannot reuse the maps pinned in %s (%s): replacing them\n",
+			c->pin_dir, strerror(-e));
+		dbwarden_bpf__destroy(c->skel);
+		unpin_all(c->pin_dir, false);
+		c->adopted = false;
+		memset(&c->prev, 0, sizeof(c->prev));
+		e = load(c, o);
+	}
 	if (e) {
 		snprintf(err, errlen,
 			 "cannot load BPF programs: %s (LIBBPF_DEBUG=1 shows the verifier log)",
 			 strerror(-e));
 		goto fail;
 	}
-
-	ports_fd = bpf_map__fd(skel->maps.ports);
-	memcpy(c->ports, o->ports, sizeof(c->ports));
-	c->nports = o->nports;
-	for (int i = 0; i < o->nports; i++) {
-		struct dbw_port_cfg cfg = { .proto = o->ports[i].proto };
-		__u16 port = o->ports[i].port;
-
-		if (bpf_map_update_elem(ports_fd, &port, &cfg, BPF_ANY)) {
-			snprintf(err, errlen, "cannot configure port %u: %s", port,
-				 strerror(errno));
-			goto fail;
-		}
+	skel = c->skel;
+	/* alive before anything is attached: --fail-mode closed must not see a gap */
+	capture_heartbeat(c, (const uint64_t *)c->prev.reported);
+	if (set_ports(c, err, errlen))
+		goto fail;
+	if (c->adopted) {
+		/* rules an earlier policy computed: this run's policy writes its own */
+		map_clear(bpf_map__fd(skel->maps.conn_rules), sizeof(__u64));
+		map_clear(bpf_map__fd(skel->maps.workload_class), sizeof(__u64));
 	}
 
 	if (o->on_loaded && o->on_loaded(o->ctx, c, err, errlen))
 		goto fail;
 
-	c->rb = ring_buffer__new(bpf_map__fd(skel->maps.events), ring_cb, c, NULL);
+	c->rb = ring_open(bpf_map__fd(skel->maps.events), bpf_map__max_entries(skel->maps.events));
 	if (!c->rb) {
 		snprintf(err, errlen, "cannot open the ring buffer: %s", strerror(errno));
 		goto fail;
 	}
 
-	/* Programs on the sockhash first: a socket gets the programs present when it joins. */
+	/*
+	 * Programs on the sockhash first: a socket gets the programs present
+	 * when it joins. An adopted sockhash has its program already (the map
+	 * holds it; sockets in it keep the one they joined with).
+	 */
 	c->socks_fd = bpf_map__fd(skel->maps.socks);
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_fd, BPF_SK_MSG_VERDICT,
-			    0)) {
-		snprintf(err, errlen, "cannot attach sk_msg verdict: %s", strerror(errno));
-		goto fail;
+	if (!c->adopted) {
+		if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_fd,
+				    BPF_SK_MSG_VERDICT, 0)) {
+			snprintf(err, errlen, "cannot attach sk_msg verdict: %s", strerror(errno));
+			goto fail;
+		}
+		c->msg_attached = 1;
 	}
-	c->msg_attached = 1;
-	skel->links.dbw_recv = bpf_program__attach(skel->progs.dbw_recv);
+	skel->links.dbw_recv =
+		link_keep_or_attach(c, "link_recv", true, attach_plain, skel->progs.dbw_recv, 0);
 	if (!skel->links.dbw_recv) {
 		snprintf(err, errlen, "cannot attach the sock_recv_length tracepoint: %s",
 			 strerror(errno));
 		goto fail;
 	}
-
-	if (o->tls) {
-		/* execs first: a process started from now on is looked at for TLS libraries */
-		skel->links.dbw_exec = bpf_program__attach(skel->progs.dbw_exec);
-		if (!skel->links.dbw_exec) {
-			snprintf(err, errlen, "cannot attach the sched_process_exec tracepoint: %s",
-				 strerror(errno));
-			goto fail;
-		}
+	/* execs first: a process started from now on is looked at for TLS libraries */
+	skel->links.dbw_exec =
+		link_keep_or_attach(c, "link_exec", o->tls, attach_plain, skel->progs.dbw_exec, 0);
+	if (o->tls && !skel->links.dbw_exec) {
+		snprintf(err, errlen, "cannot attach the sched_process_exec tracepoint: %s",
+			 strerror(errno));
+		goto fail;
 	}
 
 	c->cgroup_fd = open(o->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (c->cgroup_fd < 0) {
+	if (c->cgroup_fd < 0 || fstat(c->cgroup_fd, &cg)) {
 		snprintf(err, errlen, "cannot open cgroup %s: %s", o->cgroup, strerror(errno));
 		goto fail;
 	}
-	/* links: the kernel detaches them when this process exits, whatever happens */
-	skel->links.dbw_sockops = bpf_program__attach_cgroup(skel->progs.dbw_sockops, c->cgroup_fd);
-	skel->links.dbw_connect4 =
-		bpf_program__attach_cgroup(skel->progs.dbw_connect4, c->cgroup_fd);
-	skel->links.dbw_connect6 =
-		bpf_program__attach_cgroup(skel->progs.dbw_connect6, c->cgroup_fd);
+	/* unpinned, the kernel detaches these links when this process exits, whatever happens */
+	skel->links.dbw_sockops = link_keep_or_attach(c, "link_sockops", true, attach_cgroup,
+						      skel->progs.dbw_sockops, cg.st_ino);
+	skel->links.dbw_connect4 = link_keep_or_attach(c, "link_connect4", true, attach_cgroup,
+						       skel->progs.dbw_connect4, cg.st_ino);
+	skel->links.dbw_connect6 = link_keep_or_attach(c, "link_connect6", true, attach_cgroup,
+						       skel->progs.dbw_connect6, cg.st_ino);
 	if (!skel->links.dbw_sockops || !skel->links.dbw_connect4 || !skel->links.dbw_connect6) {
 		snprintf(err, errlen, "cannot attach to cgroup %s: %s", o->cgroup, strerror(errno));
 		goto fail;
 	}
 	return c;
 fail:
+	if (c->pin_dir[0] && !c->adopted) {
+		/* a first start that failed leaves nothing behind */
+		char dir[sizeof(c->pin_dir)];
+
+		snprintf(dir, sizeof(dir), "%s", c->pin_dir);
+		c->pin_dir[0] = 0;
+		capture_close(c);
+		unpin_all(dir, true);
+		return NULL;
+	}
 	capture_close(c);
 	return NULL;
 }
 
+void capture_heartbeat(struct capture *c, const uint64_t *reported)
+{
+	struct timespec ts;
+	__u32 zero = 0;
+
+	if (!c->skel)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	c->meta.heartbeat_ns = (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if (reported)
+		memcpy(c->meta.reported, reported, sizeof(c->meta.reported));
+	bpf_map_update_elem(bpf_map__fd(c->skel->maps.agent_meta), &zero, &c->meta, BPF_ANY);
+}
+
+bool capture_adopted(const struct capture *c, uint64_t *reported)
+{
+	if (c->adopted)
+		memcpy(reported, c->prev.reported, sizeof(c->prev.reported));
+	return c->adopted;
+}
+
+const char *capture_pin_dir(const struct capture *c)
+{
+	return c->pin_dir[0] ? c->pin_dir : NULL;
+}
+
 int capture_poll(struct capture *c, int timeout_ms)
 {
-	int n = ring_buffer__poll(c->rb, timeout_ms);
+	struct epoll_event ev;
+	unsigned long prod = __atomic_load_n(c->rb->producer, __ATOMIC_ACQUIRE);
 
-	/* records are mostly submitted without a wakeup: always drain */
-	if (n >= 0) {
-		int m = ring_buffer__consume(c->rb);
+	/* records are mostly submitted without a wakeup: wait only when there are none */
+	if (c->rb->cons == prod && epoll_wait(c->rb->epfd, &ev, 1, timeout_ms) < 0)
+		return errno == EINTR ? 0 : -errno;
+	return ring_read(c, c->rb);
+}
 
-		n = m < 0 ? m : n + m;
-	}
-	return n;
+void capture_commit(struct capture *c)
+{
+	if (c && c->rb)
+		__atomic_store_n(c->rb->consumer, c->rb->cons, __ATOMIC_RELEASE);
 }
 
 int capture_counters(struct capture *c, uint64_t *out)
@@ -238,10 +638,10 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 					BPF_ANY))
 			return -errno;
 	}
-	for (__u32 i = 0; i <= DBW_GUARD_RULES; i++) {
-		const struct dbw_guard_text *t = i == DBW_GUARD_UNPARSED ? &g->unparsed_text :
-						 i < g->nrules		 ? &g->texts[i] :
-									   &g->unparsed_text;
+	for (__u32 i = 0; i < DBW_GUARD_TEXTS; i++) {
+		const struct dbw_guard_text *t = i == DBW_GUARD_DOWN ? &g->down_text :
+						 i < g->nrules	     ? &g->texts[i] :
+								       &g->unparsed_text;
 
 		if (bpf_map_update_elem(text_fd, &i, t, BPF_ANY))
 			return -errno;
@@ -336,7 +736,8 @@ void capture_stop_new(struct capture *c)
 {
 	struct dbwarden_bpf *skel = c->skel;
 
-	if (!skel)
+	/* pinned, the kernel goes on watching for the next daemon */
+	if (!skel || c->pin_dir[0])
 		return;
 	bpf_link__destroy(skel->links.dbw_exec);
 	skel->links.dbw_exec = NULL;
@@ -350,10 +751,27 @@ void capture_close(struct capture *c)
 {
 	if (!c)
 		return;
-	if (c->skel) {
+	if (c->skel && c->pin_dir[0]) {
+		struct bpf_link **links[] = { &c->skel->links.dbw_recv, &c->skel->links.dbw_exec,
+					      &c->skel->links.dbw_sockops,
+					      &c->skel->links.dbw_connect4,
+					      &c->skel->links.dbw_connect6 };
+
+		/* the pins hold the links: closing ours leaves them attached */
+		for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+			if (*links[i])
+				bpf_link__disconnect(*links[i]);
+		}
+		if (c->rb) {
+			/* started: the kernel now knows no daemon is attached */
+			c->meta.heartbeat_ns = 0;
+			__u32 zero = 0;
+
+			bpf_map_update_elem(bpf_map__fd(c->skel->maps.agent_meta), &zero, &c->meta,
+					    BPF_ANY);
+		}
+	} else if (c->skel) {
 		capture_stop_new(c);
-		if (c->rb)
-			ring_buffer__consume(c->rb);
 		/*
 		 * Detaching the verdict and then freeing the map takes every
 		 * socket out of it: they return to the plain TCP paths.
@@ -362,9 +780,81 @@ void capture_close(struct capture *c)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_fd,
 					 BPF_SK_MSG_VERDICT);
 	}
-	ring_buffer__free(c->rb);
+	ring_free(c->rb);
 	dbwarden_bpf__destroy(c->skel);
 	if (c->cgroup_fd >= 0)
 		close(c->cgroup_fd);
+	if (c->pin_lock >= 0)
+		close(c->pin_lock);
 	free(c);
+}
+
+/* Is pid a running dbwarden (a zombie has exited: its parent just has not reaped it)? */
+static bool is_dbwarden(pid_t pid)
+{
+	char path[64], stat[256] = "", *end;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(stat, sizeof(stat), f))
+		stat[0] = 0;
+	fclose(f);
+	/* "pid (comm) S ...": the comm may hold spaces, the state follows the last ')' */
+	end = strrchr(stat, ')');
+	return end && !strncmp(stat + strcspn(stat, "(") + 1, "dbwarden)", 9) && end[1] == ' ' &&
+	       end[2] != 'Z' && end[2] != 'X';
+}
+
+int capture_stop_pinned(const char *dir, bool unpin)
+{
+	struct dbw_agent_meta m = {};
+	int lock, n, rc = 1;
+
+	if (read_meta(dir, &m)) {
+		if (!unpin || !unpin_all(dir, true)) {
+			fprintf(stderr, "dbwarden: stop: nothing pinned in %s\n", dir);
+			return 1;
+		}
+		printf("removed the pins in %s\n", dir);
+		return 0;
+	}
+	if (m.heartbeat_ns && m.pid && is_dbwarden(m.pid)) {
+		if (kill(m.pid, SIGTERM)) {
+			fprintf(stderr, "dbwarden: stop: pid %u: %s\n", m.pid, strerror(errno));
+			return -1;
+		}
+		/* it drains the ring buffer and flushes its outputs first */
+		for (int i = 0; i < 300 && is_dbwarden(m.pid); i++)
+			usleep(100 * 1000);
+		if (is_dbwarden(m.pid)) {
+			fprintf(stderr, "dbwarden: stop: pid %u did not exit within 30 s\n", m.pid);
+			return -1;
+		}
+		printf("stopped dbwarden (pid %u)\n", m.pid);
+		rc = 0;
+	}
+	if (!unpin) {
+		if (rc)
+			fprintf(stderr, "dbwarden: stop: no agent is running for %s\n", dir);
+		else
+			printf("the programs stay pinned in %s, enforcing the last policy "
+			       "(--unpin removes them)\n",
+			       dir);
+		return rc;
+	}
+	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
+		fprintf(stderr, "dbwarden: stop: an agent still holds %s\n", dir);
+		if (lock >= 0)
+			close(lock);
+		return -1;
+	}
+	n = unpin_all(dir, true);
+	close(lock);
+	printf("removed %d pinned objects in %s: nothing of dbwarden is attached any more\n", n,
+	       dir);
+	return 0;
 }

@@ -26,6 +26,13 @@ struct capture_opts {
 	int nports;
 	size_t ringbuf_bytes; /* power of two */
 	bool tls; /* report execs (DBW_REC_EXEC) for the TLS library discovery */
+	/*
+	 * bpffs directory for the maps and links, so that the kernel goes on
+	 * enforcing and buffering when the daemon is gone; NULL: nothing
+	 * pinned, everything detaches with the process.
+	 */
+	const char *pin_dir;
+	bool fail_closed; /* no daemon: refuse statements to connections with rules */
 	/* called for every ring buffer record; returns 0 */
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
@@ -45,8 +52,16 @@ struct capture;
  */
 struct capture *capture_start(const struct capture_opts *o, char *err, size_t errlen);
 
-/* Wait up to timeout_ms for records and deliver them. Returns records or -errno. */
+/*
+ * Wait up to timeout_ms for records and deliver them (at most those present
+ * when the call began). Returns records or -errno. Records delivered stay
+ * in the ring buffer, for a successor if this daemon dies, until
+ * capture_commit().
+ */
 int capture_poll(struct capture *c, int timeout_ms);
+
+/* The events made from every record delivered so far are out: free their space. */
+void capture_commit(struct capture *c);
 
 /* Sum the per-CPU counters into out[DBW_CNT__MAX]. Returns 0 or -errno. */
 int capture_counters(struct capture *c, uint64_t *out);
@@ -54,8 +69,36 @@ int capture_counters(struct capture *c, uint64_t *out);
 /* Stop watching new connections (detach the cgroup hooks); records keep flowing. */
 void capture_stop_new(struct capture *c);
 
-/* Detach everything, deliver what is left in the ring buffer, free. */
+/*
+ * Deliver what is left in the ring buffer, free. Unpinned: detach
+ * everything. Pinned: the programs stay, and tell the kernel no daemon is
+ * attached any more (struct dbw_agent_meta).
+ */
 void capture_close(struct capture *c);
+
+/*
+ * Tell the programs the daemon is alive, and store what it has reported of
+ * each counter (reported[DBW_CNT__MAX]), for a successor. Cheap; call
+ * often (the kernel calls a daemon silent for DBW_AGENT_STALE_NS gone).
+ */
+void capture_heartbeat(struct capture *c, const uint64_t *reported);
+
+/*
+ * Adopted from an earlier run (pinned, same build): fills reported with
+ * the counters as that run last reported them and returns true.
+ */
+bool capture_adopted(const struct capture *c, uint64_t *reported);
+
+/* The pin directory, or NULL when nothing is pinned. */
+const char *capture_pin_dir(const struct capture *c);
+
+/*
+ * `dbwarden stop`: signal the daemon that pinned dir to stop (SIGTERM) and
+ * wait for it; with unpin, then remove every pinned object (programs
+ * detach). Prints what it did. Returns 0, 1 when there was nothing to do,
+ * or -1 with a reason on stderr.
+ */
+int capture_stop_pinned(const char *dir, bool unpin);
 
 /*
  * The guard's compiled policy (see struct dbw_guard_rule in the ABI):
@@ -68,6 +111,7 @@ struct capture_guard {
 	const struct dbw_guard_text *texts;
 	unsigned nrules;
 	struct dbw_guard_text unparsed_text;
+	struct dbw_guard_text down_text; /* --fail-mode closed, no daemon */
 	const uint64_t *port_rules; /* NULL: none */
 };
 

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "dbwarden_abi.h"
 #include "analyze.h"
@@ -34,6 +36,7 @@ struct conn {
 	bool reset_asked; /* the guard asked for a reset: once is enough */
 	bool unparsed;
 	bool partial; /* CONN_OPEN was lost: no tuple, identity from the sender */
+	bool resumed; /* first seen mid-stream: an earlier daemon read its start */
 	char client[64], server[64];
 	char db_user[64], database[64], app[64];
 	char exe[256], cgroup[256];
@@ -59,6 +62,10 @@ struct conn_table {
 	struct conn *lru_head, *lru_tail;
 	struct conn_stats st;
 	struct conn_guard_ops guard;
+	bool resuming; /* the programs were adopted: connections go on mid-stream */
+	struct sockdiag_sock *snap; /* sockets by cookie, for resume_lookup */
+	int nsnap;
+	uint64_t snap_ms;
 };
 
 static const char *proto_name(uint8_t p)
@@ -445,11 +452,26 @@ static void on_unparsed(void *ctx, const char *reason)
 	alert(c->t, c, "connection_unparsed", reason);
 }
 
+/* Stitcher callback: a statement answered whose request an earlier daemon read. */
+static void on_lost(void *ctx, uint64_t ts)
+{
+	struct conn *c = ctx;
+	json_t *ev = conn_event(c, "loss", ts);
+
+	c->t->st.lost_statements++;
+	if (ev)
+		json_object_set_new(ev, "loss",
+				    json_pack("{s:s, s:s, s:i}", "reason", "agent_restart",
+					      "counter", "statements_in_handover", "count", 1));
+	conn_emit(c, ev);
+}
+
 static const struct dbw_stitch_ops stitch_ops = {
 	.statement = on_statement,
 	.session = on_session,
 	.encrypted = on_encrypted,
 	.unparsed = on_unparsed,
+	.lost = on_lost,
 };
 
 static void conn_destroy(struct conn_table *t, struct conn *c)
@@ -529,11 +551,46 @@ static struct conn *conn_create(struct conn_table *t, uint64_t id, const struct 
 	return c;
 }
 
+/* Addresses and the reset tuple. */
+static void conn_set_tuple(struct conn *c, const struct sockdiag_tuple *tp)
+{
+	c->tuple = *tp;
+	format_addr(c->client, sizeof(c->client), tp->family, tp->client_addr, tp->client_port);
+	format_addr(c->server, sizeof(c->server), tp->family, tp->server_addr, tp->server_port);
+	conn_rebuild_json(c);
+}
+
+/* The tuple of a CONN_OPEN record. */
+static struct sockdiag_tuple open_tuple(const struct dbw_rec_conn_open *r)
+{
+	struct sockdiag_tuple tp = { .family = r->family,
+				     .client_port = r->client_port,
+				     .server_port = r->server_port,
+				     .cookie = r->hdr.conn_id };
+
+	memcpy(tp.client_addr, r->client_addr, 16);
+	memcpy(tp.server_addr, r->server_addr, 16);
+	return tp;
+}
+
 static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 {
 	struct conn *c = conn_find(t, r->hdr.conn_id);
+	bool resumed = r->flags & DBW_OPEN_F_RESUMED;
+	struct sockdiag_tuple tp = open_tuple(r);
 	json_t *ev;
 
+	if (resumed && c && !c->partial)
+		return; /* known already */
+	if (resumed && c) {
+		/* learnt from its data: now the actor and the tuple */
+		c->who = r->who;
+		c->partial = false;
+		conn_set_tuple(c, &tp);
+		conn_build_actor(c);
+		guard_changed(c);
+		return;
+	}
 	if (c) {
 		/* a cookie is never reused within a boot: a stale entry, replace it */
 		uint64_t bytes[2] = { c->expect[0], c->expect[1] };
@@ -543,18 +600,17 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 	c = conn_create(t, r->hdr.conn_id, &r->who, r->proto);
 	if (!c)
 		return;
-	format_addr(c->client, sizeof(c->client), r->family, r->client_addr, r->client_port);
-	format_addr(c->server, sizeof(c->server), r->family, r->server_addr, r->server_port);
-	c->tuple.family = r->family;
-	c->tuple.client_port = r->client_port;
-	c->tuple.server_port = r->server_port;
-	memcpy(c->tuple.client_addr, r->client_addr, 16);
-	memcpy(c->tuple.server_addr, r->server_addr, 16);
-	c->tuple.cookie = r->hdr.conn_id;
-	conn_rebuild_json(c);
+	conn_set_tuple(c, &tp);
 	conn_build_actor(c);
-	ev = conn_event(c, "connection_open", r->hdr.ts_ns);
-	conn_emit(c, ev);
+	if (resumed) {
+		/* its connection_open came from an earlier daemon; its stream goes on */
+		c->resumed = true;
+		if (c->pg)
+			pg_conn_resume(c->pg);
+	} else {
+		ev = conn_event(c, "connection_open", r->hdr.ts_ns);
+		conn_emit(c, ev);
+	}
 	guard_changed(c);
 }
 
@@ -618,6 +674,84 @@ static void conn_start_tls(struct conn *c)
 	conn_rebuild_json(c);
 }
 
+/* uid and gid (real) of pid, from /proc. 0 or -1. */
+static int proc_ids(uint32_t pid, uint32_t *uid, uint32_t *gid)
+{
+	char path[64], line[256];
+	int found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		found += sscanf(line, "Uid: %u", uid) == 1;
+		found += sscanf(line, "Gid: %u", gid) == 1;
+	}
+	fclose(f);
+	return found == 2 ? 0 : -1;
+}
+
+/* The cgroup v2 id (its directory's inode) of pid. 0 when unknown. */
+static uint64_t proc_cgroup_id(const struct identity *id, uint32_t pid)
+{
+	char path[PATH_MAX], line[PATH_MAX - 64];
+	uint64_t cgid = 0;
+	struct stat sb;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/cgroup", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		line[strcspn(line, "\n")] = 0;
+		snprintf(path, sizeof(path), "%s%s", identity_mount(id), line + 3);
+		if (!stat(path, &sb))
+			cgid = sb.st_ino;
+	}
+	fclose(f);
+	return cgid;
+}
+
+/*
+ * A connection an earlier daemon saw open (the programs were adopted):
+ * find its socket by cookie (sock_diag, one dump shared by the lookups of
+ * a moment) for the tuple and owner, and its sender's ids in /proc. 0, or
+ * -1 when the socket is gone.
+ */
+static int resume_lookup(struct conn_table *t, struct conn *c)
+{
+	struct timespec now;
+	uint64_t ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (uint64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < t->nsnap; i++) {
+			if (t->snap[i].t.cookie != c->id)
+				continue;
+			conn_set_tuple(c, &t->snap[i].t);
+			c->who.uid = t->snap[i].uid;
+			if (c->who.pid)
+				proc_ids(c->who.pid, &c->who.uid, &c->who.gid);
+			c->who.cgroup_id = c->who.pid ? proc_cgroup_id(t->id, c->who.pid) : 0;
+			return 0;
+		}
+		if (pass || (t->snap && ms - t->snap_ms < 100))
+			break;
+		free(t->snap);
+		t->nsnap = sockdiag_dump(&t->snap);
+		if (t->nsnap < 0)
+			t->nsnap = 0;
+		t->snap_ms = ms;
+	}
+	return -1;
+}
+
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */
 static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *r)
 {
@@ -639,8 +773,17 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 		return NULL;
 	c->partial = true;
 	conn_rebuild_json(c);
+	if (t->resuming && r->stream_off && !resume_lookup(t, c)) {
+		/* mid-stream after a restart: an earlier daemon saw it open */
+		c->partial = false;
+		c->resumed = true;
+		if (c->pg)
+			pg_conn_resume(c->pg);
+	}
 	conn_build_actor(c);
-	alert(t, c, "connection_partial", "connection_open record lost; identity incomplete");
+	if (c->partial)
+		alert(t, c, "connection_partial",
+		      "connection_open record lost; identity incomplete");
 	return c;
 }
 
@@ -666,6 +809,17 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		c = conn_adopt(t, r);
 	if (!c)
 		return;
+	if (c->partial && !c->expect[0] && !c->expect[1] && off && c->pg && !c->resumed) {
+		/* mid-stream: the programs outlived a daemon that read the start */
+		c->resumed = true;
+		pg_conn_resume(c->pg);
+	}
+	if (c->resumed && !c->expect[dir]) {
+		/* where this daemon's reading begins: no gap, and offsets as the kernel's */
+		c->expect[dir] = off;
+		if (c->pg)
+			pg_conn_resume_at(c->pg, dir, off);
+	}
 	lru_touch(t, c);
 	if (!(r->flags & DBW_DATA_F_TLS) != !c->tls_plain) {
 		if (c->tls_plain)
@@ -798,12 +952,28 @@ void conns_flush_all(struct conn_table *t)
 			pg_conn_close(c->pg, 0);
 }
 
+void conns_set_resuming(struct conn_table *t)
+{
+	t->resuming = true;
+}
+
+size_t conns_pending(const struct conn_table *t)
+{
+	size_t n = 0;
+
+	for (const struct conn *c = t->lru_head; c; c = c->lnext)
+		if (c->pg)
+			n += pg_conn_pending(c->pg);
+	return n;
+}
+
 void conns_free(struct conn_table *t)
 {
 	if (!t)
 		return;
 	while (t->lru_head)
 		conn_destroy(t, t->lru_head);
+	free(t->snap);
 	free(t->buckets);
 	free(t);
 }

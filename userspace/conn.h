@@ -35,6 +35,7 @@ struct conn_stats {
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
+	uint64_t lost_statements; /* answered, request read by an earlier daemon */
 };
 
 /* max_conns bounds the table; the least recently active entry is evicted past it. */
@@ -47,6 +48,12 @@ int conns_record(struct conn_table *t, const void *data, size_t size);
 
 /* Agent shutdown: report every statement still waiting for its answer. */
 void conns_flush_all(struct conn_table *t);
+
+/* The programs were adopted from an earlier daemon: connections seen mid-stream are expected. */
+void conns_set_resuming(struct conn_table *t);
+
+/* Statements seen sent whose answer has not come yet, over every connection. */
+size_t conns_pending(const struct conn_table *t);
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out);
 

@@ -113,6 +113,39 @@ static void jsonl_close(struct sink *s)
 	free(j);
 }
 
+/*
+ * A run killed in the middle of a write leaves its last event cut short:
+ * appending after it would glue the next event to the torn one. Cut the
+ * file back to its last whole line (that event is missing, and the
+ * unclean_restart alert says events may be).
+ */
+static void drop_torn_line(int fd, const char *path)
+{
+	char buf[4096];
+	off_t end = lseek(fd, 0, SEEK_END), pos = end;
+
+	while (pos > 0) {
+		size_t n = pos < (off_t)sizeof(buf) ? (size_t)pos : sizeof(buf);
+		ssize_t got = pread(fd, buf, n, pos - n);
+
+		if (got != (ssize_t)n)
+			return;
+		for (size_t i = n; i-- > 0;) {
+			if (buf[i] != '\n')
+				continue;
+			pos -= n - i - 1;
+			goto found;
+		}
+		pos -= n;
+	}
+found:
+	if (pos < end && !ftruncate(fd, pos))
+		fprintf(stderr,
+			"dbwarden: %s: removed a torn last line (%lld bytes) left by a run "
+			"that died while writing it\n",
+			path, (long long)(end - pos));
+}
+
 static struct sink *jsonl_sink_new(const char *spec, char *err, size_t errlen)
 {
 	struct jsonl_sink *j = calloc(1, sizeof(*j));
@@ -135,6 +168,7 @@ static struct sink *jsonl_sink_new(const char *spec, char *err, size_t errlen)
 			return NULL;
 		}
 		j->own = true;
+		drop_torn_line(fileno(j->out), spec + 5);
 	}
 	/* whole batches are written at once */
 	setvbuf(j->out, NULL, _IOFBF, 1 << 20);

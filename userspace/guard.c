@@ -105,9 +105,10 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 	uint64_t port_rules[CAPTURE_MAX_PORTS] = {};
 	struct capture_guard cg = { .rules = rules, .texts = texts, .port_rules = port_rules };
 
-	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
 	int e;
 
+	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
+	policy_down_text(&cg.down_text);
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
 		port_rules[i] = policy_port_rules(p, ports[i]);
 	e = capture_guard_load(g->cap, &cg);
@@ -344,7 +345,7 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 	};
 	struct policy_verdict v;
 	enum dbw_action action = DBW_ACT_ALLOW;
-	const char *rule = NULL, *approver = NULL;
+	const char *rule = NULL, *approver = NULL, *reason = NULL;
 	bool kernel_blocked = kv && kv->action >= DBW_ACT_APPROVAL;
 	struct approval *ap = NULL;
 	char approval_id[24] = "";
@@ -352,7 +353,12 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 
 	conn_of(ci, &pc);
 	policy_eval(g->pol, &pc, &ps, &v);
-	if (kernel_blocked) {
+	if (kernel_blocked && (kv->flags & DBW_VERDICT_F_AGENT_DOWN)) {
+		/* refused while no daemon ran (--fail-mode closed): by design, not a rule */
+		action = kv->action;
+		reason = "fail_closed";
+		out->confirms = true;
+	} else if (kernel_blocked) {
 		int r = kv->rule == DBW_GUARD_NO_RULE ? -1 : policy_kernel_rule(g->pol, kv->rule);
 
 		action = kv->action;
@@ -409,6 +415,8 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 		      kernel_blocked ? "kernel" : "none");
 	if (d && approver)
 		json_object_set_new(d, "approved_by", json_string(approver));
+	if (d && reason)
+		json_object_set_new(d, "reason", json_string(reason));
 	return d;
 }
 

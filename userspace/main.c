@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "policy.h"
 #include "status.h"
+#include "sys.h"
 #include "verify.h"
 
 static void usage(FILE *f)
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 		"  approve    let a statement held by a require_approval rule through\n"
 		"  approvals  list the statements held for approval\n"
 		"  status     what a running agent watches, its policy, connections, counters\n"
+		"  stop       stop the agent; --unpin also removes its pinned programs\n"
 		"  replay     feed a --record file through the userspace pipeline (benchmark)\n"
 		"  verify     prove an event stream complete: gaps, duplicates, hash chain, losses\n"
 		"  version    print the version\n"
@@ -39,7 +41,8 @@ static void usage(FILE *f)
 		"             [--kafka-brokers H:P,... --kafka-topic NAME] [--kafka-config K=V ...]\n"
 		"             [--kafka-config-file FILE] [--spool-max SIZE] [--state-dir DIR]\n"
 		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH]\n"
-		"             [--metrics ADDR:PORT] [--no-tls] [-v]\n"
+		"             [--metrics ADDR:PORT] [--no-tls] [--pin-dir DIR | --no-pin]\n"
+		"             [--fail-mode open|closed] [-v]\n"
 		"             [--k8s-api URL --k8s-ca FILE --k8s-token-file FILE] [--node-name N]\n"
 		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
 		"                      default 5432=postgres)\n"
@@ -52,6 +55,14 @@ static void usage(FILE *f)
 		"  --record PATH       also write every raw kernel record to PATH (for replay)\n"
 		"  --no-tls            do not probe TLS libraries (TLS connections stay opaque)\n"
 		"  --metrics ADDR:PORT serve /metrics (Prometheus), /healthz, /readyz, /status\n"
+		"  --pin-dir DIR       pin programs and maps on bpffs here (default " DBW_PIN_DIR
+		")\n"
+		"                      so that they keep enforcing and buffering when the agent\n"
+		"                      stops or dies; the next agent adopts them\n"
+		"  --no-pin            pin nothing: everything detaches when the agent exits\n"
+		"  --fail-mode MODE    while no agent runs: open (default) keeps the last policy's\n"
+		"                      blocks; closed also refuses every other statement to\n"
+		"                      connections the policy has rules for\n"
 		"  --k8s-api URL       the Kubernetes API (https://) for pod names, namespaces,\n"
 		"                      service accounts and labels (default in a pod: the\n"
 		"                      cluster's, with its service account)\n"
@@ -67,6 +78,7 @@ static void usage(FILE *f)
 		"dbwarden approvals [--socket PATH]\n"
 		"dbwarden status [--metrics ADDR:PORT] [--json]   (default 127.0.0.1:" DBW_METRICS_PORT
 		")\n"
+		"dbwarden stop [--unpin] [--pin-dir DIR]\n"
 		"dbwarden replay PATH [--repeat N] [--output SPEC ...] [--kafka-* ...] [--policy FILE]\n"
 		"dbwarden verify FILE|- | --kafka-brokers H:P,... --kafka-topic NAME [--kafka-config K=V ...]\n");
 }
@@ -144,11 +156,14 @@ static int cmd_run(int argc, char **argv)
 		{ "k8s-ca", required_argument, NULL, 'C' },
 		{ "k8s-token-file", required_argument, NULL, 'T' },
 		{ "node-name", required_argument, NULL, 'N' },
+		{ "pin-dir", required_argument, NULL, 'D' },
+		{ "no-pin", no_argument, NULL, 'U' },
+		{ "fail-mode", required_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct agent_opts o = { .ringbuf_bytes = 16 << 20, .tls = true };
+	struct agent_opts o = { .ringbuf_bytes = 16 << 20, .tls = true, .pin_dir = DBW_PIN_DIR };
 	unsigned long v;
 	int opt, e;
 
@@ -211,6 +226,27 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'N':
 			o.k8s.node = optarg;
+			break;
+		case 'D':
+			if (optarg[0] != '/') {
+				fprintf(stderr,
+					"dbwarden: --pin-dir %s: expected an absolute path\n",
+					optarg);
+				return 2;
+			}
+			o.pin_dir = optarg;
+			break;
+		case 'U':
+			o.pin_dir = NULL;
+			break;
+		case 'F':
+			if (strcmp(optarg, "open") && strcmp(optarg, "closed")) {
+				fprintf(stderr,
+					"dbwarden: --fail-mode %s: expected open or closed\n",
+					optarg);
+				return 2;
+			}
+			o.fail_closed = !strcmp(optarg, "closed");
 			break;
 		case 'v':
 			o.verbose++;
@@ -606,6 +642,41 @@ static int cmd_status(int argc, char **argv)
 	return rc;
 }
 
+static int cmd_stop(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "unpin", no_argument, NULL, 'u' },
+		{ "pin-dir", required_argument, NULL, 'D' },
+		{ 0 },
+	};
+	const char *dir = DBW_PIN_DIR;
+	bool unpin = false;
+	int opt, e;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (opt == 'u') {
+			unpin = true;
+		} else if (opt == 'D') {
+			dir = optarg;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "dbwarden: stop: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	e = sys_mount_bpffs();
+	if (e) {
+		fprintf(stderr, "dbwarden: stop: bpffs: %s\n", strerror(-e));
+		return 1;
+	}
+	e = capture_stop_pinned(dir, unpin);
+	return e < 0 ? 1 : e;
+}
+
 static int cmd_policy(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "check"))
@@ -628,6 +699,8 @@ int main(int argc, char **argv)
 		return cmd_replay(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "policy"))
 		return cmd_policy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "stop"))
+		return cmd_stop(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "approve"))
 		return cmd_approvals(argc - 1, argv + 1, true);
 	if (!strcmp(argv[1], "approvals"))

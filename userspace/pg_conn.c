@@ -92,6 +92,7 @@ struct pg_conn {
 	bool ssl_reply; /* the server's next byte answers SSLRequest/GSSENCRequest */
 	bool dead; /* encrypted or unparsed: nothing more is parsed */
 	bool q_error; /* an error ended the current simple Query */
+	bool resumed; /* read from the middle: answers may precede any request seen */
 	struct pend *q;
 	size_t qhead, qlen, qcap;
 	struct prep *preps; /* grown on demand: most connections prepare nothing */
@@ -599,6 +600,7 @@ static void frontend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts, ui
 		on_startup(c, body, s->kept);
 		return;
 	}
+	c->resumed = false; /* answers from now on are to requests seen here */
 	switch (s->h.type) {
 	case 'Q':
 		on_query(c, body, s->kept, full, s->truncated, ts, pid);
@@ -701,6 +703,13 @@ static struct pend *head_for_result(struct pg_conn *c)
 	return p && emits(p) ? p : NULL;
 }
 
+/* An answer with no request waiting: on a resumed connection, a statement lost in the handover. */
+static void lost(struct pg_conn *c, uint64_t ts)
+{
+	if (c->resumed && c->ops->lost)
+		c->ops->lost(c->ctx, ts);
+}
+
 static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 {
 	const uint8_t *body = body_of(s);
@@ -714,6 +723,8 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 		break;
 	case 'C':
 		p = head_for_result(c);
+		if (!p)
+			lost(c, ts);
 		if (p && pg_parse_tag(body, s->kept, &tag) == DBW_PARSE_OK) {
 			emit(c, p, DBW_STMT_OK, tag, NULL, ts);
 			q_pop(c);
@@ -760,6 +771,8 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 			q_pop(c);
 		break;
 	case 'E':
+		if (!p)
+			lost(c, ts);
 		if (!p || pg_parse_error(body, s->kept, code) != DBW_PARSE_OK)
 			break; /* e.g. a FATAL during authentication: no request waits */
 		if (p->kind == PK_STMT) {
@@ -969,6 +982,25 @@ void pg_conn_free(struct pg_conn *c)
 	free(c->s[0].buf);
 	free(c->s[1].buf);
 	free(c);
+}
+
+size_t pg_conn_pending(const struct pg_conn *c)
+{
+	return c->qlen;
+}
+
+void pg_conn_resume(struct pg_conn *c)
+{
+	c->startup = false;
+	c->resumed = true;
+}
+
+void pg_conn_resume_at(struct pg_conn *c, int dir, uint64_t off)
+{
+	struct pg_stream *s = &c->s[dir ? 1 : 0];
+
+	if (!s->pos && !s->hlen && !s->in_body)
+		s->pos = s->msg_off = off;
 }
 
 size_t pg_conn_mem(const struct pg_conn *c)

@@ -41,6 +41,20 @@ void pg_conn_gap(struct pg_conn *c, int dir, uint64_t len, uint64_t ts_ns);
 /* The connection closed: every request still waiting is reported UNKNOWN. */
 void pg_conn_close(struct pg_conn *c, uint64_t ts_ns);
 
+/* Requests still waiting for their answer. */
+size_t pg_conn_pending(const struct pg_conn *c);
+
+/*
+ * The daemon starts reading this connection in the middle (it adopted the
+ * programs of a predecessor that had read the start): no startup phase;
+ * until the client's next request, an answer completing a statement whose
+ * request was not seen here is reported through ops->lost.
+ */
+void pg_conn_resume(struct pg_conn *c);
+
+/* A resumed connection's reading of direction dir begins at stream offset off. */
+void pg_conn_resume_at(struct pg_conn *c, int dir, uint64_t off);
+
 /* Bytes currently held by this stitcher (for memory accounting). */
 size_t pg_conn_mem(const struct pg_conn *c);
 

@@ -1268,6 +1268,11 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 	return p->nkernel;
 }
 
+void policy_down_text(struct dbw_guard_text *t)
+{
+	replacement(t, "fail-mode closed", "no dbwarden agent is running to audit it", false);
+}
+
 /* ---- accessors and printing ----------------------------------------------------- */
 
 size_t policy_nrules(const struct policy *p)

@@ -117,6 +117,9 @@ bool policy_has_workload_selectors(const struct policy *p);
  * statements, the unparsed block's text and the guard config.
  * Returns the number of kernel rules.
  */
+/* The replacement text of statements refused by --fail-mode closed. */
+void policy_down_text(struct dbw_guard_text *t);
+
 unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 		       struct dbw_guard_text *texts, struct dbw_guard_text *unparsed,
 		       struct dbw_guard_cfg *cfg);

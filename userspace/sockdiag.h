@@ -15,4 +15,16 @@ struct sockdiag_tuple {
 /* Destroy the client's socket of that connection. 0 or -errno. */
 int sockdiag_destroy(const struct sockdiag_tuple *t);
 
+struct sockdiag_sock {
+	struct sockdiag_tuple t; /* seen from this host's side: client = local */
+	uint32_t uid; /* the socket's owner */
+};
+
+/*
+ * Every TCP socket of this network namespace (both families), for finding
+ * connections by cookie. Returns the count with *out malloc'ed (free it),
+ * or -errno.
+ */
+int sockdiag_dump(struct sockdiag_sock **out);
+
 #endif /* DBW_SOCKDIAG_H */

@@ -67,6 +67,11 @@ void status_prometheus(void *ctx, FILE *out)
 	counter(out, "connection_resets_total", "connections reset by the agent", st.resets);
 	counter(out, "guard_mismatches_total", "kernel blocks the exact parse did not confirm",
 		st.mismatches);
+	counter(out, "statements_lost_in_handover_total",
+		"statements answered after a restart whose request the previous daemon had read",
+		st.lost_statements);
+	gauge(out, "pinned", "1 when the programs are pinned and outlive the agent",
+	      capture_pin_dir(v->cap) != NULL);
 	if (v->guard) {
 		struct guard_info gi;
 
@@ -159,8 +164,18 @@ void status_json(void *ctx, FILE *out)
 		      (json_int_t)st.unparsed, "evicted", (json_int_t)st.evicted, "events",
 		      (json_int_t)emitter_seq(v->em), "policy", pol, "tls", tls, "counters",
 		      counters);
-	if (j)
+	if (j) {
+		uint64_t prev[DBW_CNT__MAX];
+		const char *dir = capture_pin_dir(v->cap);
+
+		/* what survives this daemon: see --pin-dir and --fail-mode */
+		json_object_set_new(j, "pinning",
+				    json_pack("{s:o, s:b, s:s, s:I}", "dir", json_str_or_null(dir),
+					      "adopted", capture_adopted(v->cap, prev), "fail_mode",
+					      v->o->fail_closed ? "closed" : "open",
+					      "lost_in_handover", (json_int_t)st.lost_statements));
 		json_dumpf(j, out, JSON_COMPACT);
+	}
 	json_decref(j);
 }
 
@@ -187,6 +202,17 @@ int status_render(const char *text, FILE *out)
 	json_array_foreach(json_object_get(j, "programs"), i, v)
 		fprintf(out, " %s", json_string_value(json_object_get(v, "name")));
 	fputc('\n', out);
+	p = json_object_get(j, "pinning");
+	if (json_is_string(json_object_get(p, "dir")))
+		fprintf(out,
+			"pinned in %s%s: they keep enforcing if the agent stops (fail-mode %s)\n",
+			json_string_value(json_object_get(p, "dir")),
+			json_is_true(json_object_get(p, "adopted")) ?
+				", adopted from an earlier run" :
+				"",
+			json_string_value(json_object_get(p, "fail_mode")));
+	else if (p)
+		fputs("not pinned: everything detaches when the agent exits\n", out);
 	p = json_object_get(j, "connections");
 	fprintf(out,
 		"connections: %lld open, %lld seen, %lld unparsed, %lld evicted; events %lld\n",

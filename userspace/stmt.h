@@ -73,6 +73,8 @@ struct dbw_stitch_ops {
 	void (*encrypted)(void *ctx);
 	/* parsing stopped for good on this connection; reason is a short token */
 	void (*unparsed)(void *ctx, const char *reason);
+	/* a statement was answered whose request an earlier daemon read (resumed) */
+	void (*lost)(void *ctx, uint64_t ts_ns);
 };
 
 #endif /* DBW_STMT_H */

@@ -130,12 +130,20 @@ class Agent:
         self.errf = open(self.errpath, "w")
         # the test's own agent.seq, hash chain and spool, kept across its restarts
         self.state = os.path.join(workdir, "state")
+        # pinned only when a test asks: the others prove that exit detaches everything
+        self.pin_dir = None
+        if "--pin-dir" in extra:
+            self.pin_dir = extra[list(extra).index("--pin-dir") + 1]
+        else:
+            extra = tuple(extra) + ("--no-pin",)
         self.cmd = list(prefix) + [DBW_BIN, "run", "--port", f"{port}=postgres",
                                    "--state-dir", self.state,
                                    "--output", f"file:{self.out}"] + list(extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf,
                                      env=dict(os.environ, **env) if env else None)
         self.rc = None
+        # an earlier agent of this test was killed: its seq may jump (events.load)
+        self.unclean = False
         self._wait_ready()
         # what it loaded, to prove after exit that it detached everything
         self.prog_ids = events.progs_of(self.proc.pid)
@@ -159,7 +167,7 @@ class Agent:
         """Poll the output (flushed every 10 ms) until pred(events) holds."""
         deadline = time.time() + timeout
         while True:
-            evs = events.load(self.out, growing=True)
+            evs = events.load(self.out, growing=True, unclean=self.unclean)
             if pred(evs):
                 return evs
             if time.time() > deadline:
@@ -178,7 +186,7 @@ class Agent:
                 raise AssertionError("agent did not exit within 60s of SIGINT")
             self.errf.close()
             self.check_sanitizers()
-        return events.load(self.out)
+        return events.load(self.out, unclean=self.unclean)
 
     def check_sanitizers(self):
         """Under `make e2e-san` the daemon is built with ASan+UBSan: any report fails the test."""
@@ -188,11 +196,18 @@ class Agent:
                 assert mark not in err, f"sanitizer report from the agent:\n{err[-6000:]}"
 
     def kill(self):
+        """SIGKILL, as the OOM killer does: pinned programs stay."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         if not self.errf.closed:
             self.errf.close()
+
+    def unpin(self):
+        """Remove what it pinned (dbwarden stop --unpin)."""
+        if self.pin_dir and os.path.isdir(self.pin_dir):
+            subprocess.run([DBW_BIN, "stop", "--unpin", "--pin-dir", self.pin_dir],
+                           capture_output=True, timeout=60)
 
 
 def serve(server):
@@ -225,6 +240,8 @@ def agents(tmp_path, default_port):
     yield start
     for a in started:
         a.kill()
+    for a in started:
+        a.unpin()
 
 
 def scratch_table(server):

@@ -32,7 +32,7 @@ class Events(list):
         return self.of("loss")
 
 
-def load(path, growing=False):
+def load(path, growing=False, unclean=False):
     """
     Parse the agent's output. growing: the agent is still writing, so a
     last line without its newline is not there yet.
@@ -53,19 +53,28 @@ def load(path, growing=False):
             evs.append(json.loads(line))
         except ValueError as e:
             raise AssertionError(f"line {i + 1} is not JSON ({e}): {line[:200]!r}")
-    check_envelope(evs)
+    check_envelope(evs, unclean)
     return evs
 
 
-def check_envelope(evs):
-    """Every event has the v1 envelope; agent.seq runs 1, 2, 3, ... with no gap."""
+def check_envelope(evs, unclean=False):
+    """
+    Every event has the v1 envelope; agent.seq runs 1, 2, 3, ... with no gap.
+    unclean: the agent was killed and restarted; seq may jump forward only to
+    an unclean_restart alert (the events the killed run had numbered but not
+    written out), never back.
+    """
+    skipped = 0
     for i, e in enumerate(evs):
         assert e.get("schema") == SCHEMA, e
         assert e.get("type") in TYPES, e
         assert isinstance(e.get("time"), str) and e["time"].endswith("Z"), e
         agent = e["agent"]
         assert agent["id"] and agent["node"], e
-        assert agent["seq"] == i + 1, f"agent.seq gap at line {i + 1}: {agent['seq']}"
+        if unclean and agent["seq"] > i + 1 + skipped and e["type"] == "alert" and \
+                e["alert"]["kind"] == "unclean_restart":
+            skipped = agent["seq"] - i - 1
+        assert agent["seq"] == i + 1 + skipped, f"agent.seq gap at line {i + 1}: {agent['seq']}"
         if e["type"] in ("statement", "connection_open", "connection_close"):
             c = e["connection"]
             assert c["protocol"] == "postgres" and c["id"], e

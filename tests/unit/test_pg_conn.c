@@ -377,6 +377,7 @@ struct rec {
 	int encrypted;
 	int unparsed;
 	char reason[64];
+	int lost;
 };
 
 static void rec_statement(void *ctx, const struct dbw_stmt *s)
@@ -443,11 +444,17 @@ static void rec_unparsed(void *ctx, const char *reason)
 	snprintf(r->reason, sizeof(r->reason), "%s", reason);
 }
 
+static void rec_lost(void *ctx, uint64_t ts)
+{
+	((struct rec *)ctx)->lost++;
+}
+
 static const struct dbw_stitch_ops rec_ops = {
 	.statement = rec_statement,
 	.session = rec_session,
 	.encrypted = rec_encrypted,
 	.unparsed = rec_unparsed,
+	.lost = rec_lost,
 };
 
 static void rec_free(struct rec *r)
@@ -1767,6 +1774,53 @@ static void test_close_pending_is_unknown(void **state)
 	rec_free(r);
 }
 
+/*
+ * A daemon that adopted the pinned programs reads a connection from the
+ * middle: no startup message; the answers to requests its predecessor read
+ * are each one lost statement, and everything after the next request is
+ * stitched as usual.
+ */
+static void test_resume_counts_answers_without_request(void **state)
+{
+	struct rec *r = calloc(1, sizeof(*r));
+	struct pg_conn *pc = pg_conn_new(&rec_ops, r);
+	struct wire w = {};
+
+	assert_non_null(r);
+	pg_conn_resume(pc);
+	/* the tail of a two-statement Query and an error of a third, then idle */
+	s_data_row(&w, "1");
+	s_complete(&w, "SELECT 1");
+	s_complete(&w, "UPDATE 3");
+	s_error(&w, "23505");
+	s_ready(&w, 'I');
+	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, w.p, w.n, 5, SERVER_PID);
+	assert_int_equal(r->lost, 3);
+	assert_int_equal(r->n, 0);
+	assert_int_equal(r->unparsed, 0);
+	/* a request seen here: its answer is its own, no loss */
+	w.n = 0;
+	c_query(&w, "SELECT 2");
+	pg_conn_feed(pc, DBW_DIR_TO_SERVER, w.p, w.n, 6, CLIENT_PID);
+	assert_int_equal(pg_conn_pending(pc), 2); /* the statement and the Query's end */
+	w.n = 0;
+	s_complete(&w, "SELECT 1");
+	s_ready(&w, 'I');
+	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, w.p, w.n, 7, SERVER_PID);
+	assert_int_equal(r->n, 1);
+	assert_string_equal(r->ev[0].text, "SELECT 2");
+	assert_int_equal(r->ev[0].status, DBW_STMT_OK);
+	assert_int_equal(pg_conn_pending(pc), 0);
+	/* a stray answer later is not a handover loss */
+	w.n = 0;
+	s_error(&w, "57P01");
+	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, w.p, w.n, 8, SERVER_PID);
+	assert_int_equal(r->lost, 3);
+	pg_conn_free(pc);
+	free(w.p);
+	rec_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1790,6 +1844,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_client),
 		cmocka_unit_test(test_garbage_after_startup),
 		cmocka_unit_test(test_close_pending_is_unknown),
+		cmocka_unit_test(test_resume_counts_answers_without_request),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
