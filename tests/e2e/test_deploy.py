@@ -110,7 +110,8 @@ def test_manifests_parse_and_carry_what_the_agent_needs():
     mounts = {m["mountPath"]: vols[m["name"]] for m in c["volumeMounts"]}
     for inside, host in (("/sys/fs/bpf", "/sys/fs/bpf"), ("/sys/kernel/btf", "/sys/kernel/btf"),
                          ("/sys/fs/cgroup", "/sys/fs/cgroup"), ("/host/proc", "/proc"),
-                         ("/etc/machine-id", "/etc/machine-id")):
+                         ("/etc/machine-id", "/etc/machine-id"),
+                         ("/var/lib/dbwarden", "/var/lib/dbwarden")):
         assert mounts[inside]["hostPath"]["path"] == host, inside
     # environment: whose pods, and where the host's /proc is
     env = {e["name"]: e for e in c["env"]}
