@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 import events
-from conftest import DBW_BIN, Postgres, agents, free_port, scratch_table, serve
+from conftest import DBW_BIN, Agent, Postgres, agents, free_port, scratch_table, serve
 
 
 @pytest.fixture
@@ -282,3 +282,26 @@ def test_tls_while_down_counted_and_refused_closed(tmp_path, tpg, pin_dir):
         for _ in gen:
             pass
         tpg.psql("-c", f"DROP TABLE IF EXISTS {tbl}", host=tpg.dir)
+
+
+def test_adopted_under_the_daemonsets_capabilities(tmp_path, pg, pin_dir):
+    """Pinning and adopting need nothing beyond the capabilities the DaemonSet grants."""
+    from test_deploy import CAPS, capped
+
+    a = Agent(str(tmp_path), pg.port, ("--pin-dir", pin_dir), prefix=capped(CAPS))
+    b = None
+    try:
+        a.kill()
+        b = Agent(str(tmp_path), pg.port, ("--pin-dir", pin_dir), prefix=capped(CAPS))
+        b.unclean = True
+        assert "adopted the programs pinned in" in b.stderr()
+        r, _ = pg.psql("-tAc", "SELECT 'capped'")
+        b.wait_for(lambda evs: any(e["statement"]["verb"] == "SELECT"
+                                   for e in evs.of("statement")))
+        b.stop()
+        assert b.rc == 0
+    finally:
+        a.kill()
+        if b:
+            b.kill()
+    assert os.path.exists(os.path.join(pin_dir, "link_sockops"))
