@@ -305,3 +305,26 @@ def test_adopted_under_the_daemonsets_capabilities(tmp_path, pg, pin_dir):
         if b:
             b.kill()
     assert os.path.exists(os.path.join(pin_dir, "link_sockops"))
+
+
+def test_another_build_replaces_the_pins(tmp_path, pg, pin_dir, start):
+    """
+    An upgrade: what is pinned comes from another build (its digest in
+    agent_meta differs), so the new agent replaces it instead of adopting
+    maps whose layout may differ, and watches new connections itself.
+    """
+    a = start("--pin-dir", pin_dir)
+    a.stop()
+    meta = os.path.join(pin_dir, "agent_meta")
+    cur = json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "pinned", meta],
+                                    capture_output=True, text=True, check=True).stdout)
+    value = [int(b, 16) for b in cur[0]["value"]]
+    value[24] ^= 0xff  # dbw_agent_meta.build: another build's digest
+    subprocess.run(["bpftool", "map", "update", "pinned", meta, "key", "0", "0", "0", "0",
+                    "value", *[str(b) for b in value]], check=True)
+    b = start("--pin-dir", pin_dir)
+    assert "holds the programs of another dbwarden build: replacing them" in b.stderr()
+    assert "adopted" not in b.stderr()
+    pg.psql("-tAc", "SELECT 'after the upgrade'")
+    b.wait_for(lambda evs: any(e["type"] == "statement" for e in evs))
+    b.stop()
