@@ -174,12 +174,12 @@ static int ring_read(struct capture *c, struct ring *r)
 
 	while (r->cons < prod) {
 		const uint32_t *hdr = (const uint32_t *)(r->data + (r->cons & r->mask));
-		uint32_t len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+		uint32_t word = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+		uint32_t len = word & ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
 
-		if (len & BPF_RINGBUF_BUSY_BIT)
+		if (word & BPF_RINGBUF_BUSY_BIT)
 			break; /* reserved, not yet submitted: records after it wait too */
-		len &= ~(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
-		if (!(*hdr & BPF_RINGBUF_DISCARD_BIT)) {
+		if (!(word & BPF_RINGBUF_DISCARD_BIT)) {
 			int e = c->on_record(c->ctx, (const uint8_t *)hdr + BPF_RINGBUF_HDR_SZ,
 					     len);
 
@@ -414,9 +414,12 @@ static int set_ports(struct capture *c, char *err, size_t errlen)
 			bpf_map_delete_elem(fd, &key);
 	}
 	for (int i = 0; i < c->nports; i++) {
-		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto };
+		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto }, old;
 		__u16 port = c->ports[i].port;
 
+		/* adopted: the last policy's rules stay in force until this run's is loaded */
+		if (!bpf_map_lookup_elem(fd, &port, &old) && old.proto == cfg.proto)
+			cfg.rules = old.rules;
 		if (bpf_map_update_elem(fd, &port, &cfg, BPF_ANY)) {
 			snprintf(err, errlen, "cannot configure port %u: %s", port,
 				 strerror(errno));
