@@ -416,13 +416,14 @@ int agent_run(const struct agent_opts *o)
 			fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
 	}
-	if (capture_adopted(cap, last))
+	if (capture_adopted(cap, last)) {
+		/* counters from where the predecessor reported them; streams mid-way */
 		conns_set_resuming(conns);
-	if (capture_adopted(cap, last))
 		fprintf(stderr,
 			"dbwarden: adopted the programs pinned in %s: they kept enforcing; "
 			"draining what they buffered\n",
 			capture_pin_dir(cap));
+	}
 	view.cgroup = cgroup;
 	view.cap = cap;
 	view.conns = conns;
