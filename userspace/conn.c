@@ -16,6 +16,7 @@
 #include "identity.h"
 #include "pg_conn.h"
 #include "policy.h"
+#include "redis_conn.h"
 #include "sockdiag.h"
 #include "stmt.h"
 
@@ -46,7 +47,8 @@ struct conn {
 	json_t *j_conn; /* cached "connection" object */
 	json_t *j_actor; /* cached "actor" object */
 	char *tail; /* both, serialised: the end of each of its events */
-	struct pg_conn *pg;
+	const struct stitcher_class *sc; /* its protocol's stitcher, NULL: not parsed */
+	void *stitcher;
 };
 
 struct conn_table {
@@ -61,7 +63,60 @@ struct conn_table {
 	struct conn_guard_ops guard;
 };
 
-static const char *proto_name(uint8_t p)
+/*
+ * One protocol's stitcher behind one face: the table feeds bytes and gaps,
+ * the stitcher calls back struct dbw_stitch_ops.
+ */
+struct stitcher_class {
+	void *(*create)(const struct dbw_stitch_ops *ops, void *ctx);
+	void (*destroy)(void *s);
+	void (*feed)(void *s, int dir, const uint8_t *buf, size_t len, uint64_t ts, uint32_t pid);
+	void (*gap)(void *s, int dir, uint64_t len, uint64_t ts);
+	void (*close)(void *s, uint64_t ts);
+};
+
+/* Typed wrappers of a stitcher named P (P_conn_new, P_conn_feed, ...). */
+#define STITCHER(P)                                                                         \
+	static void *P##_create(const struct dbw_stitch_ops *ops, void *ctx)                \
+	{                                                                                   \
+		return P##_conn_new(ops, ctx);                                              \
+	}                                                                                   \
+	static void P##_destroy(void *s)                                                    \
+	{                                                                                   \
+		P##_conn_free(s);                                                           \
+	}                                                                                   \
+	static void P##_feed(void *s, int dir, const uint8_t *b, size_t n, uint64_t ts,     \
+			     uint32_t pid)                                                  \
+	{                                                                                   \
+		P##_conn_feed(s, dir, b, n, ts, pid);                                       \
+	}                                                                                   \
+	static void P##_gap(void *s, int dir, uint64_t n, uint64_t ts)                      \
+	{                                                                                   \
+		P##_conn_gap(s, dir, n, ts);                                                \
+	}                                                                                   \
+	static void P##_close(void *s, uint64_t ts)                                         \
+	{                                                                                   \
+		P##_conn_close(s, ts);                                                      \
+	}                                                                                   \
+	static const struct stitcher_class P##_class = { P##_create, P##_destroy, P##_feed, \
+							 P##_gap, P##_close }
+
+STITCHER(pg);
+STITCHER(redis);
+
+/* The stitcher of a protocol, NULL when it is not parsed. */
+static const struct stitcher_class *stitcher_of(uint8_t proto)
+{
+	switch (proto) {
+	case DBW_PROTO_POSTGRES:
+		return &pg_class;
+	case DBW_PROTO_REDIS:
+		return &redis_class;
+	}
+	return NULL;
+}
+
+const char *dbw_proto_name(uint8_t p)
 {
 	switch (p) {
 	case DBW_PROTO_POSTGRES:
@@ -72,6 +127,17 @@ static const char *proto_name(uint8_t p)
 		return "redis";
 	}
 	return "unknown";
+}
+
+int dbw_proto_parse(const char *name)
+{
+	if (!strcmp(name, "postgres") || !strcmp(name, "postgresql"))
+		return DBW_PROTO_POSTGRES;
+	if (!strcmp(name, "mysql") || !strcmp(name, "mariadb"))
+		return DBW_PROTO_MYSQL;
+	if (!strcmp(name, "redis"))
+		return DBW_PROTO_REDIS;
+	return -1;
 }
 
 static size_t bucket_of(const struct conn_table *t, uint64_t id)
@@ -151,7 +217,7 @@ static void conn_rebuild_json(struct conn *c)
 	json_decref(c->j_conn);
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
 	c->j_conn = json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o}", "id", id, "protocol",
-			      proto_name(c->proto), "tls", c->tls, "client",
+			      dbw_proto_name(c->proto), "tls", c->tls, "client",
 			      json_str_or_null(c->client), "server", json_str_or_null(c->server),
 			      "db_user", json_str_or_null(c->db_user), "database",
 			      json_str_or_null(c->database), "application_name",
@@ -358,7 +424,10 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 	struct sql_analysis a;
 	json_t *ev, *objs, *types, *dec;
 
-	sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
+	if (s->analysis)
+		a = *s->analysis;
+	else
+		sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
 	dec = decide(c, s, &a, &out);
 	{
 		int act = policy_action(json_string_value(json_object_get(dec, "action")));
@@ -461,7 +530,8 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	if (*pp)
 		*pp = c->hnext;
 	lru_unlink(t, c);
-	pg_conn_free(c->pg);
+	if (c->sc)
+		c->sc->destroy(c->stitcher);
 	json_decref(c->j_conn);
 	json_decref(c->j_actor);
 	workload_release(&c->wl);
@@ -478,8 +548,8 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 {
 	json_t *ev;
 
-	if (c->pg)
-		pg_conn_close(c->pg, ts);
+	if (c->stitcher)
+		c->sc->close(c->stitcher, ts);
 	if (c->tls && !c->tls_plain)
 		on_unparsed(c, "encrypted: no plaintext seen (TLS library not probed)");
 	for (unsigned i = 0; i < c->nverdicts; i++)
@@ -518,8 +588,9 @@ static struct conn *conn_create(struct conn_table *t, uint64_t id, const struct 
 	c->t = t;
 	c->who = *who;
 	c->proto = proto;
-	if (proto == DBW_PROTO_POSTGRES)
-		c->pg = pg_conn_new(&stitch_ops, c);
+	c->sc = stitcher_of(proto);
+	if (c->sc)
+		c->stitcher = c->sc->create(&stitch_ops, c);
 	b = bucket_of(t, id);
 	c->hnext = t->buckets[b];
 	t->buckets[b] = c;
@@ -611,9 +682,9 @@ static void conn_start_tls(struct conn *c)
 	c->tls_plain = true;
 	c->tls = true;
 	c->expect[0] = c->expect[1] = 0;
-	if (c->proto == DBW_PROTO_POSTGRES) {
-		pg_conn_free(c->pg);
-		c->pg = pg_conn_new(&stitch_ops, c);
+	if (c->sc) {
+		c->sc->destroy(c->stitcher);
+		c->stitcher = c->sc->create(&stitch_ops, c);
 	}
 	conn_rebuild_json(c);
 }
@@ -677,8 +748,8 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 
 		t->st.gaps++;
 		t->st.gap_bytes += gap;
-		if (c->pg)
-			pg_conn_gap(c->pg, dir, gap, r->hdr.ts_ns);
+		if (c->stitcher)
+			c->sc->gap(c->stitcher, dir, gap, r->hdr.ts_ns);
 	} else if (off < c->expect[dir]) {
 		uint64_t dup = c->expect[dir] - off;
 
@@ -689,8 +760,8 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		off += dup;
 	}
 	c->expect[dir] = off + len;
-	if (c->pg)
-		pg_conn_feed(c->pg, dir, p, len, r->hdr.ts_ns, r->pid);
+	if (c->stitcher)
+		c->sc->feed(c->stitcher, dir, p, len, r->hdr.ts_ns, r->pid);
 	else if (!c->unparsed)
 		on_unparsed(c, "protocol_not_supported");
 }
@@ -712,8 +783,8 @@ static void on_close(struct conn_table *t, const struct dbw_rec_conn_close *r)
 
 			t->st.gaps++;
 			t->st.gap_bytes += gap;
-			if (c->pg)
-				pg_conn_gap(c->pg, dir, gap, r->hdr.ts_ns);
+			if (c->stitcher)
+				c->sc->gap(c->stitcher, dir, gap, r->hdr.ts_ns);
 		}
 	}
 	{
@@ -794,8 +865,8 @@ void conns_flush_all(struct conn_table *t)
 	/* pending requests of live connections become UNKNOWN statements; the
 	 * connections themselves stay open, so no connection_close is invented */
 	for (struct conn *c = t->lru_head; c; c = c->lnext)
-		if (c->pg)
-			pg_conn_close(c->pg, 0);
+		if (c->stitcher)
+			c->sc->close(c->stitcher, 0);
 }
 
 void conns_free(struct conn_table *t)

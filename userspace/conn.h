@@ -37,6 +37,11 @@ struct conn_stats {
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
 };
 
+/* "postgres", "mysql", "redis" for an enum dbw_proto; "unknown" else. */
+const char *dbw_proto_name(uint8_t proto);
+/* enum dbw_proto of a name (postgres[ql], mysql, mariadb, redis), or -1. */
+int dbw_proto_parse(const char *name);
+
 /* max_conns bounds the table; the least recently active entry is evicted past it. */
 struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql_analyzer *an,
 			     size_t max_conns);

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include "agent.h"
+#include "conn.h"
 #include "analyze.h"
 #include "metrics.h"
 #include "policy.h"
@@ -41,8 +42,9 @@ static void usage(FILE *f)
 		"             [--policy FILE] [--ringbuf-mb N] [--max-conns N] [--record PATH]\n"
 		"             [--metrics ADDR:PORT] [--no-tls] [-v]\n"
 		"             [--k8s-api URL --k8s-ca FILE --k8s-token-file FILE] [--node-name N]\n"
-		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
-		"                      default 5432=postgres)\n"
+		"  --port N=PROTO      watch TCP connections to server port N speaking PROTO\n"
+		"                      (postgres, mysql or mariadb, redis; N alone: postgres;\n"
+		"                      repeatable; default 5432=postgres 3306=mysql 6379=redis)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
 		"                      directory (default: the whole host)\n" OUTPUT_USAGE
 		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
@@ -96,19 +98,20 @@ static int parse_port(const char *arg, struct agent_opts *o)
 	eq = strchr(buf, '=');
 	if (eq) {
 		*eq = 0;
-		if (!strcmp(eq + 1, "postgres") || !strcmp(eq + 1, "postgresql")) {
-			proto = DBW_PROTO_POSTGRES;
-		} else {
+		int pr = dbw_proto_parse(eq + 1);
+
+		if (pr <= 0) {
 			fprintf(stderr,
-				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres)\n",
+				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres, "
+				"mysql, mariadb, redis)\n",
 				arg, eq + 1);
 			return -1;
 		}
+		proto = pr;
 	}
 	if (parse_uint(buf, 1, 65535, &port)) {
 		fprintf(stderr,
-			"dbwarden: --port %s: expected PORT[=postgres] with PORT in 1..65535\n",
-			arg);
+			"dbwarden: --port %s: expected PORT[=PROTO] with PORT in 1..65535\n", arg);
 		return -1;
 	}
 	for (int i = 0; i < o->nports; i++) {
@@ -233,8 +236,11 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (output_check(&o.out, STATE_DIR_DEFAULT))
 		return 2;
-	if (!o.nports)
+	if (!o.nports) {
 		parse_port("5432=postgres", &o);
+		parse_port("3306=mysql", &o);
+		parse_port("6379=redis", &o);
+	}
 	return agent_run(&o);
 }
 

@@ -122,8 +122,9 @@ void status_json(void *ctx, FILE *out)
 	conns_stats(v->conns, &st);
 	ports = json_array();
 	for (int i = 0; i < v->o->nports; i++)
-		json_array_append_new(ports, json_pack("{s:i, s:s}", "port", v->o->ports[i].port,
-						       "protocol", "postgres"));
+		json_array_append_new(ports,
+				      json_pack("{s:i, s:s}", "port", v->o->ports[i].port,
+						"protocol", dbw_proto_name(v->o->ports[i].proto)));
 	counters = json_object();
 	if (!capture_counters(v->cap, cnt))
 		for (int i = 0; i < DBW_CNT__MAX; i++)

@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+Redis capture with real clients (redis-cli, python3-redis: RESP2 and RESP3,
+pipelines, MULTI/EXEC, inline commands): one event per command, verb =
+command name, objects = keys, no value in any event.
+"""
+import os
+import socket
+import time
+
+import pytest
+import redis
+
+import events
+from conftest import Redis, agents, serve
+
+
+@pytest.fixture(scope="module")
+def rd():
+    yield from serve(Redis())
+
+
+@pytest.fixture
+def agent(tmp_path, rd):
+    yield from agents(tmp_path, rd.port, proto="redis")
+
+
+def test_redis_cli_commands_one_event_each(rd, agent):
+    a = agent()
+    _, pid = rd.cli("SET", "user:1", "lit_redis_alice@example.com")
+    _, pid2 = rd.cli("GET", "user:1")
+    _, pid3 = rd.cli("DEL", "user:1", "user:2")
+    evs = a.stop()
+    assert a.rc == 0
+    st = [e for e in evs.statements(pid=pid) if e["statement"]["verb"] == "SET"]
+    assert len(st) == 1
+    e = st[0]
+    assert e["statement"]["text"] == "SET user:1 ?"
+    assert e["statement"]["objects"] == ["user:1"]
+    assert e["outcome"]["status"] == "ok" and e["outcome"]["tag"] == "OK"
+    assert e["connection"]["protocol"] == "redis"
+    assert e["connection"]["server"] == f"127.0.0.1:{rd.port}"
+    assert e["actor"]["pid"] == pid and e["actor"]["comm"] == "redis-cli"
+    assert len(e["statement"]["fingerprint"]) == 16
+    g = [e for e in evs.statements(pid=pid2) if e["statement"]["verb"] == "GET"]
+    assert len(g) == 1 and g[0]["statement"]["text"] == "GET user:1"
+    assert g[0]["outcome"]["tag"] == "bulk"
+    d = [e for e in evs.statements(pid=pid3) if e["statement"]["verb"] == "DEL"]
+    assert d[0]["statement"]["objects"] == ["user:1", "user:2"]
+    assert d[0]["outcome"]["tag"] == "integer"
+    events.assert_no_literals(evs, ["lit_redis_alice", "example.com"])
+    events.assert_no_loss(evs, a)
+
+
+def test_python_redis_pipeline_and_transaction(rd, agent):
+    a = agent()
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    p = r.pipeline(transaction=False)
+    for i in range(50):
+        p.set(f"pl:{i}", f"lit_pipe_{i:03d}_zz")
+    p.get("pl:7")
+    p.incr("counter:1")
+    p.lpush("list:1", "lit_list_value_q")
+    p.hset("h:1", mapping={"f1": "lit_hash_value_w"})
+    p.execute()
+    t = r.pipeline(transaction=True)
+    t.set("tx:1", "lit_tx_value_1")
+    t.incr("tx:1")  # a WRONGTYPE-style error inside EXEC: not an integer
+    t.get("tx:1")
+    t.execute(raise_on_error=False)
+    try:
+        r.execute_command("NOSUCHCOMMAND", "lit_unknown_arg")
+    except redis.ResponseError:
+        pass
+    pid = os.getpid()
+    r.close()
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    verbs = [e["statement"]["verb"] for e in st]
+    assert verbs.count("SET") == 51
+    sets = [e for e in st if e["statement"]["verb"] == "SET"]
+    assert all(e["statement"]["text"].startswith("SET ") for e in sets)
+    assert sets[0]["statement"]["text"] == "SET pl:0 ?"
+    # the same shape whatever the digits of the key
+    assert len({e["statement"]["fingerprint"] for e in sets[:50]}) == 1
+    assert "LPUSH" in verbs and "HSET" in verbs and "INCRBY" in verbs
+    # MULTI/EXEC: the queued commands carry EXEC's outcome for each
+    i = verbs.index("MULTI")
+    assert verbs[i:i + 5] == ["MULTI", "SET", "INCRBY", "GET", "EXEC"]
+    assert st[i + 1]["outcome"]["status"] == "ok"
+    assert st[i + 2]["outcome"]["status"] == "error" and st[i + 2]["outcome"]["tag"] == "ERR"
+    assert st[i + 3]["outcome"]["status"] == "ok"
+    assert st[i + 4]["outcome"]["rows"] == 3
+    unk = [e for e in st if e["statement"]["verb"] == "NOSUCHCOMMAND"]
+    assert unk and unk[0]["outcome"]["status"] == "error"
+    lits = [f"lit_pipe_{i:03d}_zz" for i in range(50)]
+    events.assert_no_literals(evs, lits + ["lit_list_value_q", "lit_hash_value_w",
+                                           "lit_tx_value_1", "lit_unknown_arg"])
+    events.assert_no_loss(evs, a)
+
+
+def test_resp3_hello_and_select(rd, agent):
+    rd.cli("HSET", "h:3", "f1", "lit_resp3_hval")
+    a = agent()
+    _, pid = rd.cli("-3", "-n", "3", "SET", "r3:k", "lit_resp3_val")
+    _, pid2 = rd.cli("-3", "HGETALL", "h:3")
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    verbs = [e["statement"]["verb"] for e in st]
+    assert "HELLO" in verbs and "SELECT" in verbs
+    s = [e for e in st if e["statement"]["verb"] == "SET"][0]
+    assert s["connection"]["database"] == "3"
+    h = [e for e in evs.statements(pid=pid2) if e["statement"]["verb"] == "HGETALL"][0]
+    assert h["outcome"]["tag"] == "map" and h["outcome"]["rows"] == 1
+    events.assert_no_literals(evs, ["lit_resp3_val", "lit_resp3_hval"])
+
+
+def test_inline_commands(rd, agent):
+    a = agent()
+    with socket.create_connection(("127.0.0.1", rd.port)) as s:
+        s.sendall(b'SET inl:1 "lit inline value"\r\nGET inl:1\r\nPING\r\n')
+        buf = b""
+        while buf.count(b"\r\n") < 4:
+            buf += s.recv(4096)
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    assert [e["statement"]["text"] for e in st] == ["SET inl:1 ?", "GET inl:1", "PING"]
+    assert [e["outcome"]["status"] for e in st] == ["ok"] * 3
+    events.assert_no_literals(evs, ["lit inline value"])
+
+
+def test_large_value_streams_without_loss(rd, agent):
+    a = agent()
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    big = b"lit_big_" + b"x" * (3 << 20)
+    r.set("big:1", big)
+    assert r.get("big:1") == big
+    pid = os.getpid()
+    r.close()
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert [e["statement"]["text"] for e in st if e["statement"]["verb"] in ("SET", "GET")] == \
+        ["SET big:1 ?", "GET big:1"]
+    events.assert_no_literals(evs, ["lit_big_"])
