@@ -405,7 +405,16 @@ _Static_assert(sizeof(struct dbw_rec_exec) == 24 + 8, "exec layout");
 #define DBW_GUARD_RULES	   64
 #define DBW_GUARD_TEXT	   384
 #define DBW_GUARD_UNPARSED DBW_GUARD_RULES /* text slot of the defaults.unparsed block */
-#define DBW_GUARD_NO_RULE  0xff
+/*
+ * The guard_text map holds one set of DBW_GUARD_TEXT_SLOTS texts per
+ * protocol, in enum dbw_proto order from PostgreSQL: key = slot +
+ * (proto - DBW_PROTO_POSTGRES) * DBW_GUARD_TEXT_SLOTS. A PostgreSQL text
+ * is a DO block, a MySQL one a SIGNAL statement, a Redis one a whole EVAL
+ * command (RESP) whose script returns the rule's error.
+ */
+#define DBW_GUARD_TEXT_SLOTS (DBW_GUARD_RULES + 1)
+#define DBW_GUARD_PROTOS     3
+#define DBW_GUARD_NO_RULE    0xff
 
 enum dbw_action {
 	DBW_ACT_ALLOW = 0,

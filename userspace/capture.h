@@ -68,6 +68,9 @@ struct capture_guard {
 	const struct dbw_guard_text *texts;
 	unsigned nrules;
 	struct dbw_guard_text unparsed_text;
+	/* MySQL's then Redis' texts, DBW_GUARD_TEXT_SLOTS each (the rules',
+	 * then the unparsed block's); NULL: PostgreSQL's serve all */
+	const struct dbw_guard_text *proto_texts;
 	const uint64_t *port_rules; /* NULL: none */
 };
 

@@ -268,6 +268,7 @@ static void conn_info_of(const struct conn *c, struct conn_info *ci)
 	ci->client = c->client;
 	ci->server = c->server;
 	ci->server_port = c->tuple.server_port;
+	ci->proto = c->proto;
 	ci->db_user = c->db_user;
 	ci->database = c->database;
 	ci->application_name = c->app;

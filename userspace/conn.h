@@ -65,6 +65,7 @@ struct conn_info {
 	const struct workload *wl; /* container and pod */
 	const char *client, *server;
 	uint16_t server_port;
+	uint8_t proto; /* enum dbw_proto */
 	const char *db_user, *database, *application_name;
 };
 

@@ -102,11 +102,19 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 {
 	static struct dbw_guard_rule rules[DBW_GUARD_RULES];
 	static struct dbw_guard_text texts[DBW_GUARD_RULES];
+	static struct dbw_guard_text more[(DBW_GUARD_PROTOS - 1) * DBW_GUARD_TEXT_SLOTS];
 	uint64_t port_rules[CAPTURE_MAX_PORTS] = {};
-	struct capture_guard cg = { .rules = rules, .texts = texts, .port_rules = port_rules };
+	struct capture_guard cg = {
+		.rules = rules, .texts = texts, .proto_texts = more, .port_rules = port_rules
+	};
+	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
-	int e;
+	for (int pr = DBW_PROTO_MYSQL; pr <= DBW_PROTO_REDIS; pr++) {
+		struct dbw_guard_text *set = &more[(pr - DBW_PROTO_MYSQL) * DBW_GUARD_TEXT_SLOTS];
+
+		policy_kernel_texts(p, pr, set, &set[DBW_GUARD_UNPARSED]);
+	}
 
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
 		port_rules[i] = policy_port_rules(p, ports[i]);
@@ -306,6 +314,7 @@ static void conn_of(const struct conn_info *ci, struct policy_conn *pc)
 	pc->cgroup = ci->cgroup;
 	pc->server = ci->server;
 	pc->server_port = ci->server_port;
+	pc->proto = ci->proto;
 	pc->database = ci->database;
 	pc->db_user = ci->db_user;
 	if (ci->wl)
@@ -341,6 +350,7 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 		.nobjects = a->nobjects,
 		.without_where = a->without_where,
 		.parsed = a->parsed,
+		.space = ci->proto == DBW_PROTO_REDIS ? DBW_SPACE_REDIS : DBW_SPACE_SQL,
 	};
 	struct policy_verdict v;
 	enum dbw_action action = DBW_ACT_ALLOW;

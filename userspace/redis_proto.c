@@ -545,6 +545,11 @@ static int spec_cmp(const void *a, const void *b)
 	return strcasecmp(a, ((const struct cmd_spec *)b)->name);
 }
 
+const char *redis_container(size_t i)
+{
+	return i < sizeof(containers) / sizeof(containers[0]) ? containers[i] : NULL;
+}
+
 bool redis_has_subcommand(const char *cmd)
 {
 	for (size_t i = 0; i < sizeof(containers) / sizeof(containers[0]); i++)

@@ -165,6 +165,9 @@ const char *redis_verb_entry(size_t i, int *cls);
 /* Unit tests: the key table is in the order bsearch needs. */
 bool redis_cmd_table_sorted(void);
 
+/* Entry i of the containers' table (CONFIG, CLIENT, ...), NULL past it. */
+const char *redis_container(size_t i);
+
 /* Is cmd a container whose first argument is a subcommand (CONFIG, CLIENT, ...)? */
 bool redis_has_subcommand(const char *cmd);
 

@@ -142,3 +142,108 @@ def test_large_value_streams_without_loss(rd, agent):
     assert [e["statement"]["text"] for e in st if e["statement"]["verb"] in ("SET", "GET")] == \
         ["SET big:1 ?", "GET big:1"]
     events.assert_no_literals(evs, ["lit_big_"])
+
+
+REDIS_POLICY = """\
+version: 1
+defaults: {action: allow, unparsed: block}
+targets:
+  - {name: cache, protocol: redis, address: "127.0.0.1:%d", labels: {env: test}}
+rules:
+  - name: no-flush
+    match: {target: {env: test}, verb: [FLUSHALL, FLUSHDB]}
+    action: block
+    message: "flushing is not allowed"
+  - name: no-config-set
+    match: {verb: ["CONFIG SET", DEBUG, SHUTDOWN]}
+    action: block
+  - name: no-keys-star
+    match: {verb: [KEYS], objects: ["*"]}
+    action: block
+  - name: no-sql-drop
+    match: {verb: [DROP]}
+    action: block
+"""
+
+BLOCKED = "blocked by dbwarden rule"
+
+
+@pytest.fixture
+def rpolicy(tmp_path, rd):
+    path = tmp_path / "policy.yaml"
+    path.write_text(REDIS_POLICY % rd.port)
+    return str(path)
+
+
+def test_guard_blocks_redis_cli_and_session_goes_on(rd, agent, rpolicy):
+    rd.cli("SET", "keep:1", "v")
+    a = agent("--policy", rpolicy)
+    cases = [
+        (["FLUSHALL"], "no-flush"),
+        (["flushdb", "ASYNC"], "no-flush"),
+        (["CONFIG", "SET", "maxmemory", "1"], "no-config-set"),
+        (["config", "set", "save", ""], "no-config-set"),
+        (["DEBUG", "SLEEP", "0"], "no-config-set"),
+        (["KEYS", "*"], "no-keys-star"),
+    ]
+    for args, rule in cases:
+        res, _ = rd.cli(*args, check=False)
+        assert f"ERR {BLOCKED} {rule}" in res.stdout + res.stderr, (args, res)
+    # one session: blocked commands answered in order, the rest run
+    res, pid = rd.cli(input="SET s:1 a\nFLUSHALL\nGET s:1\nKEYS *\nKEYS s:*\nCONFIG GET maxmemory\n"
+                            "PING\n")
+    out = [l for l in res.stdout.splitlines() if l]  # redis-cli adds a blank line after errors
+    assert out[0] == "OK"
+    assert BLOCKED in out[1]
+    assert out[2] == "a"
+    assert BLOCKED in out[3]
+    assert out[4] == "s:1"
+    assert out[-1] == "PONG"
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    assert r.get("keep:1") == b"v"  # nothing was flushed
+    assert r.config_get("maxmemory")["maxmemory"] == "0"
+    # pipelined and inside MULTI: the blocked command fails alone
+    p = r.pipeline(transaction=False)
+    p.set("pp:1", "x")
+    p.flushall()
+    p.get("pp:1")
+    got = p.execute(raise_on_error=False)
+    assert got[0] is True and isinstance(got[1], redis.ResponseError) and got[2] == b"x"
+    assert BLOCKED in str(got[1])
+    t = r.pipeline(transaction=True)
+    t.set("tx:2", "y")
+    t.flushdb()
+    t.get("tx:2")
+    got = t.execute(raise_on_error=False)
+    assert got[0] is True and isinstance(got[1], redis.ResponseError) and got[2] == b"y"
+    assert r.dbsize() > 0
+    r.close()
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    fl = [e for e in st if e["statement"]["verb"] == "FLUSHALL"][0]
+    assert fl["decision"]["action"] == "block" and fl["decision"]["rule"] == "no-flush"
+    assert fl["decision"]["enforced_by"] == "kernel"
+    assert fl["outcome"]["status"] == "error"
+    ks = [e for e in st if e["statement"]["verb"] == "KEYS"]
+    assert [e["decision"]["action"] for e in ks] == ["block", "allow"]
+    assert not evs.of("alert"), evs.of("alert")
+
+
+def test_guard_allows_lookalikes(rd, agent, rpolicy):
+    a = agent("--policy", rpolicy)
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    r.set("FLUSHALL", "CONFIG SET")
+    assert r.get("FLUSHALL") == b"CONFIG SET"
+    r.set("k", "FLUSHALL")
+    assert r.keys("k") == [b"k"]
+    assert r.config_get("maxmemory")
+    assert r.echo("KEYS *") == b"KEYS *"
+    r.set("big:2", b"x" * (2 << 20))
+    assert r.strlen("big:2") == 2 << 20
+    r.delete("drop")
+    r.close()
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    assert all(e["decision"]["action"] == "allow" for e in st), \
+        [(e["statement"]["text"], e["decision"]) for e in st if e["decision"]["action"] != "allow"]
+    assert not evs.of("alert"), evs.of("alert")
