@@ -190,6 +190,11 @@ $(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) $< -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lpthread -ldl -o $@
 
+# A binary-protocol MySQL client (libmariadb)
+$(OUTPUT)/tests/mysql_prepared: tests/helpers/mysql_prepared.c | $(OUTPUT)/tests
+	$(call msg,HELPER,$@)
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/mariadb $< -lmariadb -o $@
+
 # Small real clients and helpers the end-to-end tests drive (libpq, the
 # Kafka mock cluster, ...).
 $(OUTPUT)/tests/%: tests/helpers/%.c | $(OUTPUT)/tests

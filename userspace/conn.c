@@ -14,6 +14,8 @@
 #include "conn.h"
 #include "event.h"
 #include "identity.h"
+#include "mysql_conn.h"
+#include "mysql_sql.h"
 #include "pg_conn.h"
 #include "policy.h"
 #include "redis_conn.h"
@@ -55,6 +57,7 @@ struct conn_table {
 	struct emitter *em;
 	struct identity *id;
 	struct sql_analyzer *an;
+	struct mysql_analyzer *my; /* MySQL text: libpg_query does not read it */
 	struct conn **buckets;
 	size_t nbuckets; /* power of two */
 	size_t max_conns;
@@ -102,6 +105,7 @@ struct stitcher_class {
 							 P##_gap, P##_close }
 
 STITCHER(pg);
+STITCHER(mysql);
 STITCHER(redis);
 
 /* The stitcher of a protocol, NULL when it is not parsed. */
@@ -110,6 +114,8 @@ static const struct stitcher_class *stitcher_of(uint8_t proto)
 	switch (proto) {
 	case DBW_PROTO_POSTGRES:
 		return &pg_class;
+	case DBW_PROTO_MYSQL:
+		return &mysql_class;
 	case DBW_PROTO_REDIS:
 		return &redis_class;
 	}
@@ -427,6 +433,8 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 
 	if (s->analysis)
 		a = *s->analysis;
+	else if (c->proto == DBW_PROTO_MYSQL)
+		mysql_analyze(t->my, s->text, s->text_len, s->truncated, &a);
 	else
 		sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
 	dec = decide(c, s, &a, &out);
@@ -854,7 +862,10 @@ struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql
 	while (t->nbuckets < t->max_conns)
 		t->nbuckets <<= 1;
 	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-	if (!t->buckets) {
+	t->my = mysql_analyzer_new();
+	if (!t->buckets || !t->my) {
+		mysql_analyzer_free(t->my);
+		free(t->buckets);
 		free(t);
 		return NULL;
 	}
@@ -876,6 +887,7 @@ void conns_free(struct conn_table *t)
 		return;
 	while (t->lru_head)
 		conn_destroy(t, t->lru_head);
+	mysql_analyzer_free(t->my);
 	free(t->buckets);
 	free(t);
 }

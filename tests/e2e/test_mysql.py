@@ -1,0 +1,168 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+MySQL / MariaDB capture with real clients (the mariadb command-line client,
+PyMySQL text and executemany, libmariadb's binary protocol): one event per
+statement, verbs, objects, outcomes (rows, errno, SQLSTATE), the session's
+user and database, and no literal value in any event.
+"""
+import os
+import subprocess
+import uuid
+
+import pymysql
+import pytest
+
+import events
+from conftest import MariaDB, agents, helper, serve
+
+
+@pytest.fixture(scope="module")
+def my():
+    yield from serve(MariaDB())
+
+
+@pytest.fixture
+def agent(tmp_path, my):
+    yield from agents(tmp_path, my.port, proto="mysql")
+
+
+@pytest.fixture
+def table(my):
+    name = f"m_{uuid.uuid4().hex[:8]}"
+    my.sql_socket(f"CREATE TABLE shop.{name} (id int primary key, v varchar(64)); "
+                  f"INSERT INTO shop.{name} VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d'),(5,'e')")
+    yield name
+    my.sql_socket(f"DROP TABLE IF EXISTS shop.{name}")
+
+
+def connect(my, **kw):
+    args = dict(host="127.0.0.1", port=my.port, user="app", password="app-secret-pw",
+                database="shop", autocommit=True)
+    args.update(kw)
+    return pymysql.connect(**args)
+
+
+def test_mariadb_client_statements_one_event_each(my, agent, table):
+    a = agent()
+    sql = (f"SELECT v FROM {table} WHERE id = 4242001;\n"
+           f"INSERT INTO {table} VALUES (77, 'lit_my_alice@example.com');\n"
+           f"UPDATE `{table}` SET v = \"lit_my_dq\" WHERE id = 77;\n"
+           f"SELECT * FROM {table} t JOIN {table} u ON t.id = u.id WHERE t.v <> 'lit_my_x';\n"
+           f"DELETE FROM {table} WHERE id = 77;\n"
+           f"SELECT * FROM no_such_table_here;\n")
+    res, pid = my.client(input=sql, check=False)
+    evs = a.stop()
+    assert a.rc == 0
+    st = [e for e in evs.statements(pid=pid) if "version_comment" not in e["statement"]["text"]]
+    texts = [e["statement"]["text"] for e in st]
+    assert texts == [
+        f"SELECT v FROM {table} WHERE id = ?",
+        f"INSERT INTO {table} VALUES (?, ?)",
+        f"UPDATE `{table}` SET v = ? WHERE id = ?",
+        f"SELECT * FROM {table} t JOIN {table} u ON t.id = u.id WHERE t.v <> ?",
+        f"DELETE FROM {table} WHERE id = ?",
+        "SELECT * FROM no_such_table_here",
+    ], texts
+    assert [e["statement"]["verb"] for e in st] == ["SELECT", "INSERT", "UPDATE", "SELECT",
+                                                    "DELETE", "SELECT"]
+    assert st[0]["statement"]["objects"] == [table]
+    assert st[0]["outcome"]["status"] == "ok" and st[0]["outcome"]["rows"] == 0
+    assert st[1]["outcome"]["rows"] == 1 and st[1]["outcome"]["tag"] == "OK"
+    assert st[3]["outcome"]["rows"] == 6 and st[3]["outcome"]["tag"] == "ROWS"
+    assert st[4]["outcome"]["rows"] == 1
+    err = st[5]["outcome"]
+    assert err["status"] == "error" and err["sqlstate"] == "42S02" and err["tag"] == "ERR 1146"
+    for e in st:
+        c = e["connection"]
+        assert c["protocol"] == "mysql" and c["db_user"] == "root" and c["database"] == "shop"
+        assert e["actor"]["pid"] == pid
+        assert len(e["statement"]["fingerprint"]) == 16
+    events.assert_no_literals(evs, ["4242001", "lit_my_alice", "example.com", "lit_my_dq",
+                                    "lit_my_x"])
+    events.assert_no_loss(evs, a)
+
+
+def test_pymysql_text_executemany_and_multi_statements(my, agent, table):
+    a = agent()
+    conn = connect(my, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    cur = conn.cursor()
+    cur.execute(f"SELECT id, v FROM {table} WHERE v IN (%s, %s) ORDER BY id",
+                ("lit_py_in1", "e"))
+    assert cur.fetchall() == ((5, "e"),)
+    rows = [(100 + i, f"lit_many_{i:02d}") for i in range(10)]
+    cur.executemany(f"INSERT INTO {table} (id, v) VALUES (%s, %s)", rows)
+    cur.execute(f"SELECT 1; SELECT count(*) FROM {table}; UPDATE {table} SET v = 'lit_multi_u' "
+                f"WHERE id > 100")
+    while cur.nextset():
+        pass
+    with pytest.raises(pymysql.err.ProgrammingError):
+        cur.execute(f"SELECT 1; SELEKT 'lit_bad_syntax'; SELECT 2")
+        while cur.nextset():  # the error comes with the second result
+            pass
+    cur.execute("USE information_schema")
+    cur.execute("SELECT 1")
+    conn.close()
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    texts = [e["statement"]["text"] for e in st]
+    assert f"SELECT id, v FROM {table} WHERE v IN (?, ?) ORDER BY id" in texts
+    # executemany: one multi-row INSERT built by the client
+    ins = [e for e in st if e["statement"]["verb"] == "INSERT"]
+    assert len(ins) == 1 and ins[0]["outcome"]["rows"] == 10
+    assert ins[0]["statement"]["text"].startswith(f"INSERT INTO {table} (id, v) VALUES (?, ?)")
+    i = texts.index("SELECT ?")
+    assert texts[i:i + 3] == ["SELECT ?", f"SELECT count(*) FROM {table}",
+                              f"UPDATE {table} SET v = ? WHERE id > ?"]
+    assert st[i + 1]["outcome"]["rows"] == 1 and st[i + 2]["outcome"]["rows"] == 9
+    j = texts.index("SELEKT ?")
+    assert st[j]["outcome"]["status"] == "error" and st[j]["outcome"]["sqlstate"] == "42000"
+    assert st[j + 1]["outcome"]["status"] == "skipped"
+    assert st[j - 1]["outcome"]["status"] == "ok"
+    assert st[-1]["connection"]["database"] == "information_schema"
+    assert st[0]["connection"]["db_user"] == "app"
+    lits = [v for _, v in rows] + ["lit_py_in1", "lit_multi_u", "lit_bad_syntax",
+                                   "app-secret-pw"]
+    events.assert_no_literals(evs, lits)
+    events.assert_no_loss(evs, a)
+
+
+def test_prepared_statements_binary_protocol(my, agent, table):
+    a = agent()
+    r = subprocess.run([helper("mysql_prepared"), "127.0.0.1", str(my.port), "app",
+                        "app-secret-pw", "shop", table], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["actor"]["comm"] == "mysql_prepared"]
+    ex = [e for e in st if e["statement"]["mode"] == "extended"]
+    assert [e["statement"]["text"] for e in ex] == [
+        f"SELECT v FROM {table} WHERE id = ?",
+        f"SELECT v FROM {table} WHERE id = ?",
+        f"INSERT INTO {table} VALUES (?, ?)",
+    ]
+    assert ex[0]["statement"]["params"]["count"] == 1
+    assert ex[0]["outcome"]["rows"] == 1 and ex[1]["outcome"]["rows"] == 0
+    assert ex[2]["outcome"]["rows"] == 1
+    assert ex[0]["statement"]["prepared"] == ex[1]["statement"]["prepared"]
+    bad = [e for e in st if e["outcome"]["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["outcome"]["tag"] == "ERR 1146"
+    events.assert_no_literals(evs, ["lit_prep_secret", "31337001"])
+    events.assert_no_loss(evs, a)
+
+
+def test_mysql_comments_and_quoting_normalized(my, agent, table):
+    a = agent()
+    conn = connect(my)
+    cur = conn.cursor()
+    cur.execute(f"SELECT /* lit_c1 */ id FROM {table} # lit_c2\n WHERE v = 'it''s lit_q1' "
+                f"OR v = \"lit_q2 \\\" x\" -- lit_c3\n")
+    cur.execute(f"SELECT /*!40001 SQL_NO_CACHE */ id, x'4142', _utf8mb4'lit_q3', 0x1F, "
+                f"1.5e3 FROM `{table}` WHERE id = 1")
+    conn.close()
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    texts = [e["statement"]["text"] for e in st]
+    assert f"SELECT id FROM {table} WHERE v = ? OR v = ?" in texts
+    assert f"SELECT SQL_NO_CACHE id, ?, ?, ?, ? FROM `{table}` WHERE id = ?" in texts
+    events.assert_no_literals(evs, ["lit_c1", "lit_c2", "lit_c3", "lit_q1", "lit_q2",
+                                    "lit_q3", "4142"])
