@@ -292,6 +292,8 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	}
 	if (type == 'Q' && !partial && n == text_len) {
 		qlen = n - 1; /* a Query ends with its NUL */
+	} else if (type == 'M' || type == 'm') {
+		qlen = n; /* a MySQL command's text has no NUL: the packet ends it */
 	} else {
 		/* a Parse's text is followed by its parameter types */
 		qlen = n;
@@ -299,7 +301,7 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		if (qlen < n)
 			text_len = qlen + 1;
 	}
-	sql_lex(qlen, &p->lex);
+	sql_lex_mode(qlen, type == 'M' || type == 'm', &p->lex);
 	if (partial || (qlen == n && n < text_len))
 		p->lex.flags |= DBW_LEX_F_INCOMPLETE;
 	guard_verdict(off, text_off, text_len, type);
@@ -406,6 +408,106 @@ static __always_inline int src_copy(struct sk_msg_md *msg, struct guard_plan *p,
 	if (data + n > end)
 		return -1;
 	return bpf_probe_read_kernel(buf, n, data) ? -1 : 0;
+}
+
+#define MYSQL_COM_QUERY	       0x03
+#define MYSQL_COM_STMT_PREPARE 0x16
+#define MYSQL_CLIENT_COMPRESS  0x20
+#define MYSQL_CLIENT_SSL       0x800
+
+/*
+ * One packet of the walk of a MySQL client stream at p->off: the
+ * HandshakeResponse (an SSLRequest hands the connection to TLS, the
+ * compressed protocol cannot be read), then commands: COM_QUERY and
+ * COM_STMT_PREPARE texts are lexed with MySQL's rules and judged; every
+ * other packet is skipped by its length. Global: the walk loop stays
+ * small. Returns as guard_step.
+ */
+__noinline int mysql_guard_step(struct sk_msg_md *msg)
+{
+	struct guard_plan *p = plan_get();
+	__u32 o, len, total;
+	__u8 hdr[8];
+	__u8 type;
+
+	if (!p || !msg)
+		return STEP_DONE;
+	o = p->off;
+	if (o >= p->size)
+		return STEP_DONE;
+	if (p->phase == DBW_MY_TLS_NEXT) {
+		/* the ClientHello: as for PostgreSQL, readable only through a probed library */
+		p->phase = DBW_PG_OFF;
+		p->off = p->size;
+		if (tls_in_library())
+			return STEP_DONE;
+		p->opaque = 1;
+		goto lost;
+	}
+	if (o + 8 > p->size) {
+		/* a header, a command byte: all a packet needs to be judged (a
+		 * COM_QUIT or COM_PING is 5 bytes: past the end then, it is done) */
+		if (o + 5 <= p->size) {
+			if (src_peek(msg, p, o, hdr, 5))
+				goto lost;
+			len = hdr[0] | hdr[1] << 8 | hdr[2] << 16;
+			if (o + 4 + len <= p->size) {
+				p->off = o + 4 + len;
+				return STEP_MORE;
+			}
+		}
+		p->cork = o + 8;
+		if (p->tls)
+			goto lost;
+		return STEP_CORK;
+	}
+	if (src_peek(msg, p, o, hdr, 8))
+		goto lost;
+	len = hdr[0] | hdr[1] << 8 | hdr[2] << 16;
+	total = len + 4;
+	if (p->phase == DBW_PG_STARTUP) {
+		if (hdr[3] == 1 && len >= 4) {
+			__u32 caps = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (__u32)hdr[7] << 24;
+
+			if (len == 32 && (caps & MYSQL_CLIENT_SSL))
+				p->phase = DBW_MY_TLS_NEXT;
+			else if (caps & MYSQL_CLIENT_COMPRESS)
+				goto lost; /* compressed packets: nothing to read */
+			else
+				p->phase = DBW_PG_NORMAL;
+		}
+	} else if (hdr[3] == 0 && len >= 1 &&
+		   (hdr[4] == MYSQL_COM_QUERY || hdr[4] == MYSQL_COM_STMT_PREPARE)) {
+		type = hdr[4] == MYSQL_COM_QUERY ? 'M' : 'm';
+		if (len == 1)
+			goto next; /* an empty text: the server answers an error */
+		if (o + total > p->size) {
+			if (total <= GUARD_MAX_CORK && !p->tls) {
+				p->cork = o + total;
+				return STEP_CORK;
+			}
+			/* too long to hold back: judge what is here */
+			__u32 n = p->nhits;
+
+			guard_check(msg, o, p->size - o, type, 1);
+			if (p->nhits > n &&
+			    p->hits[n & (GUARD_MAX_HITS - 1)].action >= DBW_ACT_APPROVAL)
+				p->refuse = 1; /* part of a packet cannot be rewritten */
+		} else {
+			guard_check(msg, o, total, type, 0);
+		}
+	}
+next:
+	if (o + total > p->size) {
+		p->left = o + total - p->size;
+		p->off = p->size;
+		return STEP_DONE;
+	}
+	p->off = o + total;
+	return STEP_MORE;
+lost:
+	p->lost = 1;
+	return STEP_DONE;
 }
 
 /*
@@ -518,6 +620,8 @@ __noinline int guard_step(struct sk_msg_md *msg)
 		return STEP_DONE;
 	if (p->proto == DBW_PROTO_REDIS)
 		return resp_guard_step(msg);
+	if (p->proto == DBW_PROTO_MYSQL)
+		return mysql_guard_step(msg);
 	o = p->off;
 	if (o >= p->size)
 		return STEP_DONE;
@@ -618,8 +722,8 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 			st->phase = DBW_PG_OFF;
 		return NULL;
 	}
-	if (st->phase == DBW_PG_OFF ||
-	    (st->proto != DBW_PROTO_POSTGRES && st->proto != DBW_PROTO_REDIS))
+	if (st->phase == DBW_PG_OFF || st->proto < DBW_PROTO_POSTGRES ||
+	    st->proto > DBW_PROTO_REDIS)
 		return NULL;
 	p = plan_get();
 	if (!p)
@@ -774,6 +878,24 @@ __noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h, __u32 p
 	}
 	if (proto == DBW_PROTO_REDIS)
 		return 0; /* a whole command replaced: no length word */
+	if (proto == DBW_PROTO_MYSQL) {
+		/* the packet's 3-byte little-endian payload length, at its start */
+		if (msg_peek(msg, h->off, lenb, 4))
+			return -1;
+		newlen = (lenb[0] | lenb[1] << 8 | lenb[2] << 16) + delta;
+		if (newlen >= 0xffffff)
+			return -1;
+		if (bpf_msg_pull_data(msg, h->off, h->off + 3, 0))
+			return -1;
+		data = msg->data;
+		end = msg->data_end;
+		if (data + 3 > end)
+			return -1;
+		data[0] = newlen;
+		data[1] = newlen >> 8;
+		data[2] = newlen >> 16;
+		return 0;
+	}
 	/* the length word counts itself and everything after the type byte */
 	len_off = h->off + 1;
 	if (msg_peek(msg, len_off, lenb, 4))

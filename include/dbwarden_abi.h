@@ -343,6 +343,7 @@ enum dbw_pg_phase {
 	DBW_PG_STARTUP = 0, /* startup-phase messages (no type byte) */
 	DBW_PG_NORMAL = 1, /* typed messages */
 	DBW_PG_OFF = 2, /* encrypted, or framing lost: the guard cannot read it */
+	DBW_MY_TLS_NEXT = 3, /* MySQL: SSLRequest sent, a TLS ClientHello comes next */
 };
 
 /* Per-socket state kept in sk_storage from connect() to close. */

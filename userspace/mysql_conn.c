@@ -31,6 +31,7 @@ struct mtext {
 	size_t len;
 	uint64_t full_len;
 	bool truncated;
+	uint64_t req_off; /* client stream offset of the command that carried it */
 	char data[]; /* len bytes + NUL */
 };
 
@@ -358,6 +359,7 @@ static void on_command(struct mysql_conn *c, struct mstream *s)
 		p->text = text_new(b + 1, n - 1, s->full - 1, s->truncated);
 		if (!p->text)
 			break;
+		p->text->req_off = p->req_off;
 		if (com == MYSQL_COM_QUERY && c->multi) {
 			p->nstmts =
 				mysql_split(p->text->data, p->text->len, p->spans, MYSQL_MAX_STMTS);
@@ -382,6 +384,8 @@ static void on_command(struct mysql_conn *c, struct mstream *s)
 			if (pr) {
 				p->text = text_get(pr->text);
 				p->nparams = pr->nparams;
+				/* the kernel judged the text at its prepare: its verdict is there */
+				p->req_off = pr->text->req_off;
 			}
 		}
 		if (p->text) {

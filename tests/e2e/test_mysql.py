@@ -166,3 +166,135 @@ def test_mysql_comments_and_quoting_normalized(my, agent, table):
     assert f"SELECT SQL_NO_CACHE id, ?, ?, ?, ? FROM `{table}` WHERE id = ?" in texts
     events.assert_no_literals(evs, ["lit_c1", "lit_c2", "lit_c3", "lit_q1", "lit_q2",
                                     "lit_q3", "4142"])
+
+
+MY_POLICY = """\
+version: 1
+defaults: {action: allow, unparsed: block}
+targets:
+  - {name: maria, protocol: mariadb, address: "127.0.0.1:%d", labels: {env: test}}
+rules:
+  - name: no-destructive-ddl
+    match: {target: {env: test}, verb: [DROP, TRUNCATE]}
+    action: block
+    message: "destructive DDL is not allowed here"
+  - name: delete-without-where
+    match: {verb: [DELETE, UPDATE], without_where: true}
+    action: block
+  - name: no-flushall
+    match: {verb: [FLUSHALL]}
+    action: block
+"""
+
+BLOCKED = "blocked by dbwarden rule"
+
+# MySQL spellings that must be blocked.
+MY_EVASIONS = [
+    ("DROP TABLE {t}", "no-destructive-ddl"),
+    ("drop table `{t}`", "no-destructive-ddl"),
+    ("dRoP\t\n TaBlE {t}", "no-destructive-ddl"),
+    ("/* x */DROP/* y */TABLE {t}", "no-destructive-ddl"),
+    ("DROP # comment\nTABLE {t}", "no-destructive-ddl"),
+    ("DROP -- comment\nTABLE {t}", "no-destructive-ddl"),
+    ("/*! DROP TABLE {t} */", "no-destructive-ddl"),
+    ("/*!50000 DROP */ TABLE {t}", "no-destructive-ddl"),
+    ("/*M! DROP TABLE {t} */", "no-destructive-ddl"),
+    ("/* /* not nested in MySQL */ DROP TABLE {t}", "no-destructive-ddl"),
+    ("SELECT 1--1\n; DROP TABLE {t}", "no-destructive-ddl"),
+    ("SELECT 'a\\\\'; DROP TABLE {t}", "no-destructive-ddl"),
+    ("SELECT \"x\"; TRUNCATE {t}", "no-destructive-ddl"),
+    ("TRUNCATE TABLE shop.{t}", "no-destructive-ddl"),
+    ("DELETE FROM {t}", "delete-without-where"),
+    ("UPDATE {t} SET v = 'x'", "delete-without-where"),
+    ("delete from `{t}` limit 1", "delete-without-where"),
+]
+
+MY_ALLOWED = [
+    "SELECT 'DROP TABLE {t}'",
+    "SELECT \"DROP TABLE {t}\"",
+    "SELECT 1 AS `drop`",
+    "SELECT 1 # DROP TABLE {t}",
+    "SELECT 1 -- DROP TABLE {t}",
+    "SELECT /* DROP TABLE {t} */ 1",
+    "SELECT 'it\\'s; DROP TABLE {t}'",
+    "SELECT 'a\\' ; DROP TABLE {t}; -- '",
+    "DELETE FROM {t} WHERE id = 42",
+    "UPDATE {t} SET v = 'y' WHERE id = 7",
+    "INSERT INTO {t} VALUES (1000, 'drop table')",
+    "SELECT count(*) FROM {t} WHERE v <> 'delete from x'",
+    "SELECT $$DROP",
+]
+
+
+@pytest.fixture
+def mpolicy(tmp_path, my):
+    path = tmp_path / "policy.yaml"
+    path.write_text(MY_POLICY % my.port)
+    return str(path)
+
+
+def test_guard_blocks_mysql_corpus_session_alive(my, agent, table, mpolicy):
+    a = agent("--policy", mpolicy)
+    conn = connect(my, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+    cur = conn.cursor()
+    for sql, rule in MY_EVASIONS:
+        q = sql.format(t=table)
+        with pytest.raises(pymysql.err.MySQLError) as ei:
+            cur.execute(q)
+            while cur.nextset():
+                pass
+        code, msg = ei.value.args[0], ei.value.args[1]
+        assert code == 1142 and f"{BLOCKED} {rule}" in msg, (q, ei.value.args)
+        # the session goes on, the table is still there
+        cur.execute(f"SELECT count(*) FROM {table}")
+        assert cur.fetchone()[0] == 5, q
+    for sql in MY_ALLOWED:
+        q = sql.format(t=table)
+        try:
+            cur.execute(q)
+            while cur.nextset():
+                pass
+        except pymysql.err.MySQLError as e:
+            assert BLOCKED not in str(e), (q, e)
+    conn.close()
+    # the mariadb client reports the error and goes on with the next statement
+    res, pid = my.client("--force", input=f"SELECT 1;\nDROP TABLE {table};\nSELECT 'still here';\n",
+                         check=False)
+    assert "ERROR 1142 (42000)" in res.stderr and BLOCKED in res.stderr, res.stderr
+    assert "still here" in res.stdout
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    blocked = [e for e in st if e["decision"]["action"] == "block"]
+    assert len(blocked) >= len(MY_EVASIONS)
+    assert all(e["decision"]["enforced_by"] == "kernel" for e in blocked)
+    # the message's first statement carries the error, the rest of it was never run
+    assert all(e["outcome"]["status"] in ("error", "skipped") for e in blocked)
+    counts = [e for e in st if e["statement"]["text"].startswith("SELECT count(*) FROM")]
+    assert counts and all(e["decision"]["action"] == "allow" for e in counts)
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"] == "guard_mismatch"], \
+        evs.of("alert")
+    my.sql_socket(f"SELECT count(*) FROM shop.{table}")
+
+
+def test_guard_blocks_prepare(my, agent, table, mpolicy):
+    a = agent("--policy", mpolicy)
+    r = subprocess.run([helper("mysql_prepared"), "127.0.0.1", str(my.port), "app",
+                        "app-secret-pw", "shop", table], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr  # nothing of it is blocked
+    r = subprocess.run([helper("mysql_prepared"), "127.0.0.1", str(my.port), "app",
+                        "app-secret-pw", "shop", table, f"DELETE FROM {table}"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"1142 42000 {BLOCKED} delete-without-where"), r.stdout
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["actor"]["comm"] == "mysql_prepared"]
+    # the prepare was rewritten: the statement prepared raises the rule's error when run
+    ex = [e for e in st if e["statement"]["mode"] == "extended"]
+    assert [e["decision"]["action"] for e in ex[:3]] == ["allow"] * 3
+    assert ex[3]["statement"]["text"] == f"DELETE FROM {table}"
+    assert ex[3]["outcome"]["status"] == "error" and ex[3]["outcome"]["tag"] == "ERR 1142"
+    assert ex[3]["decision"]["action"] == "block"
+    assert ex[3]["decision"]["rule"] == "delete-without-where"
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"] == "guard_mismatch"]
+    my.sql_socket(f"SELECT count(*) FROM shop.{table}")

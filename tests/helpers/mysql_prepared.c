@@ -4,6 +4,9 @@
  * COM_STMT_PREPARE, COM_STMT_EXECUTE twice with a bound parameter,
  * COM_STMT_RESET, an INSERT with two parameters, COM_STMT_CLOSE, and a
  * prepare that fails. Usage: mysql_prepared HOST PORT USER PASSWORD DB TABLE
+ * With a seventh argument SQL: prepare SQL and execute it, print "errno
+ * sqlstate message" of the first that fails, then run SELECT 1 on the same
+ * connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +53,7 @@ int main(int argc, char **argv)
 	int id = 31337001, r1, r2;
 	unsigned int ssl = 0;
 
-	if (argc != 7) {
+	if (argc != 7 && argc != 8) {
 		fprintf(stderr, "usage: mysql_prepared HOST PORT USER PASSWORD DB TABLE\n");
 		return 2;
 	}
@@ -59,6 +62,19 @@ int main(int argc, char **argv)
 	if (!mysql_real_connect(m, argv[1], argv[3], argv[4], argv[5], atoi(argv[2]), NULL, 0))
 		return fail(m, "connect");
 	st = mysql_stmt_init(m);
+	if (argc == 8) {
+		if (mysql_stmt_prepare(st, argv[7], strlen(argv[7])) || mysql_stmt_execute(st))
+			printf("%u %s %s\n", mysql_stmt_errno(st), mysql_stmt_sqlstate(st),
+			       mysql_stmt_error(st));
+		else
+			printf("executed\n");
+		mysql_stmt_close(st);
+		if (mysql_query(m, "SELECT 1"))
+			return fail(m, "select after the prepare");
+		mysql_free_result(mysql_store_result(m));
+		mysql_close(m);
+		return 0;
+	}
 	snprintf(q, sizeof(q), "SELECT v FROM %s WHERE id = ?", argv[6]);
 	if (mysql_stmt_prepare(st, q, strlen(q)))
 		return fail(m, "prepare");
