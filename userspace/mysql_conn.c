@@ -212,11 +212,9 @@ static void report(struct mysql_conn *c, struct mpend *p, size_t i, enum dbw_stm
 		.mode = p->execute ? DBW_MODE_EXTENDED : DBW_MODE_SIMPLE,
 		.nparams = p->nparams,
 	};
-	char idbuf[16];
+	char idbuf[16], use[96];
 
 	if (p->com == MYSQL_COM_INIT_DB) {
-		char use[96];
-
 		snprintf(use, sizeof(use), "USE `%s`", p->db);
 		st.text = use;
 		st.text_len = strlen(use);
