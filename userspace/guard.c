@@ -333,6 +333,27 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 }
 
 /*
+ * Does a statement with this verb run code the guard never reads: SQL
+ * built on the server (DO, EXECUTE, CALL; MySQL's PREPARE ... FROM a
+ * string), or a Redis script (which may call any command)?
+ */
+static bool dynamic(uint8_t proto, const char *verb)
+{
+	static const char *const sql[] = { "DO", "EXECUTE", "CALL", NULL };
+	static const char *const my[] = { "EXECUTE", "CALL", "PREPARE", NULL };
+	static const char *const rd[] = { "EVAL",  "EVALSHA",  "EVAL_RO", "EVALSHA_RO",
+					  "FCALL", "FCALL_RO", NULL };
+	const char *const *set = proto == DBW_PROTO_REDIS ? rd :
+				 proto == DBW_PROTO_MYSQL ? my :
+							    sql;
+
+	for (; *set; set++)
+		if (!strcmp(verb, *set))
+			return true;
+	return false;
+}
+
+/*
  * conn_guard_ops.decide: the event's decision is what happened (the
  * kernel's verdict, or allow); the exact parse is evaluated too, and a
  * difference is an alert (and a reset if the policy says so).
@@ -404,11 +425,10 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 	} else {
 		rule = v.name;
 	}
-	if (!out->alert_kind && policy_conn_rules(g->pol, &pc) &&
-	    (!strcmp(a->verb, "DO") || !strcmp(a->verb, "EXECUTE") || !strcmp(a->verb, "CALL"))) {
+	if (!out->alert_kind && policy_conn_rules(g->pol, &pc) && dynamic(ci->proto, a->verb)) {
 		/* SQL built at run time on the server: neither side can read it */
-		snprintf(out->alert, sizeof(out->alert), "%s runs SQL the guard cannot see",
-			 a->verb);
+		snprintf(out->alert, sizeof(out->alert), "%s runs %s the guard cannot see", a->verb,
+			 ci->proto == DBW_PROTO_REDIS ? "a script" : "SQL");
 		out->alert_kind = "dynamic_sql";
 	}
 	if (ap)

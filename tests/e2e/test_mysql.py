@@ -298,3 +298,12 @@ def test_guard_blocks_prepare(my, agent, table, mpolicy):
     assert ex[3]["decision"]["rule"] == "delete-without-where"
     assert not [e for e in evs.of("alert") if e["alert"]["kind"] == "guard_mismatch"]
     my.sql_socket(f"SELECT count(*) FROM shop.{table}")
+
+
+def test_policy_test_cli_reads_mysql(mpolicy):
+    from conftest import DBW_BIN
+    r = subprocess.run([DBW_BIN, "policy", "test", mpolicy, "--protocol", "mysql", "--sql",
+                        "/*!50000 DELETE */ FROM `t` # where x"], capture_output=True, text=True)
+    assert r.returncode == 0, r
+    assert "verdict: block rule: delete-without-where" in r.stdout, r.stdout
+    assert "statement: DELETE FROM `t` verb: DELETE" in r.stdout, r.stdout

@@ -247,3 +247,27 @@ def test_guard_allows_lookalikes(rd, agent, rpolicy):
     assert all(e["decision"]["action"] == "allow" for e in st), \
         [(e["statement"]["text"], e["decision"]) for e in st if e["decision"]["action"] != "allow"]
     assert not evs.of("alert"), evs.of("alert")
+
+
+def test_script_is_flagged_not_blocked(rd, agent, rpolicy):
+    a = agent("--policy", rpolicy)
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    assert r.eval("return redis.call('PING')", 0) == b"PONG"
+    r.close()
+    evs = a.stop()
+    al = [e for e in evs.of("alert") if e["alert"]["kind"] == "dynamic_sql"]
+    assert len(al) == 1 and "EVAL runs a script" in al[0]["alert"]["detail"]
+    ev = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "EVAL"][0]
+    assert ev["statement"]["text"] == "EVAL ? ?"
+
+
+def test_policy_test_cli_reads_redis(rd, rpolicy):
+    from conftest import DBW_BIN
+    import subprocess
+    r = subprocess.run([DBW_BIN, "policy", "test", rpolicy, "--protocol", "redis",
+                        "--target", f"127.0.0.1:{rd.port}", "--sql", "flushdb async"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "verdict: block rule: no-flush" in r.stdout, r
+    r = subprocess.run([DBW_BIN, "policy", "test", rpolicy, "--protocol", "redis",
+                        "--sql", "KEYS user:*"], capture_output=True, text=True)
+    assert "verdict: allow" in r.stdout and "statement: KEYS user:* verb: KEYS" in r.stdout, r
