@@ -466,10 +466,11 @@ __noinline int mysql_guard_step(struct sk_msg_md *msg)
 	len = hdr[0] | hdr[1] << 8 | hdr[2] << 16;
 	total = len + 4;
 	if (p->phase == DBW_PG_STARTUP) {
-		if (hdr[3] == 1 && len >= 4) {
+		/* seq 1; seq 2 in a TLS library's plaintext, after the SSLRequest */
+		if ((hdr[3] == 1 || hdr[3] == 2) && len >= 4) {
 			__u32 caps = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (__u32)hdr[7] << 24;
 
-			if (len == 32 && (caps & MYSQL_CLIENT_SSL))
+			if (hdr[3] == 1 && len == 32 && (caps & MYSQL_CLIENT_SSL))
 				p->phase = DBW_MY_TLS_NEXT;
 			else if (caps & MYSQL_CLIENT_COMPRESS)
 				goto lost; /* compressed packets: nothing to read */

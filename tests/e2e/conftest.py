@@ -244,9 +244,13 @@ class Redis:
 
 
 class MariaDB:
-    """A throwaway MariaDB server on 127.0.0.1: root without a password over TCP."""
+    """
+    A throwaway MariaDB server on 127.0.0.1: root without a password over TCP.
+    ssl=True: TLS on, with a self-signed certificate made here.
+    """
 
-    def __init__(self):
+    def __init__(self, ssl=False):
+        self.ssl = ssl
         self.dir = tempfile.mkdtemp(prefix="dbw-maria-")
         os.chmod(self.dir, 0o755)
         self.data = os.path.join(self.dir, "data")
@@ -256,6 +260,15 @@ class MariaDB:
 
     def start(self):
         shutil.chown(self.dir, "mysql", "mysql")
+        tls = []
+        if self.ssl:
+            crt, key = os.path.join(self.dir, "server.crt"), os.path.join(self.dir, "server.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "2", "-subj", "/CN=localhost", "-keyout", key, "-out", crt],
+                           check=True, capture_output=True)
+            shutil.chown(crt, "mysql", "mysql")
+            shutil.chown(key, "mysql", "mysql")
+            tls = [f"--ssl-cert={crt}", f"--ssl-key={key}"]
         subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql",
                         f"--datadir={self.data}", "--auth-root-authentication-method=normal",
                         "--skip-test-db"], check=True, capture_output=True)
@@ -263,7 +276,8 @@ class MariaDB:
             ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.data}",
              f"--port={self.port}", f"--socket={self.sock}", "--bind-address=127.0.0.1",
              "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin",
-             f"--log-error={os.path.join(self.dir, 'log')}", "--innodb-flush-log-at-trx-commit=0"],
+             f"--log-error={os.path.join(self.dir, 'log')}", "--innodb-flush-log-at-trx-commit=0"]
+            + tls,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -307,3 +307,45 @@ def test_policy_test_cli_reads_mysql(mpolicy):
     assert r.returncode == 0, r
     assert "verdict: block rule: delete-without-where" in r.stdout, r.stdout
     assert "statement: DELETE FROM `t` verb: DELETE" in r.stdout, r.stdout
+
+
+@pytest.fixture(scope="module")
+def my_tls():
+    yield from serve(MariaDB(ssl=True))
+
+
+def test_tls_pymysql_captured_and_guarded(my_tls, tmp_path):
+    """PyMySQL over TLS (Python's ssl: OpenSSL): plaintext from the probes, DROP refused."""
+    import ssl
+    path = tmp_path / "policy.yaml"
+    path.write_text(MY_POLICY % my_tls.port)
+    my_tls.sql_socket("CREATE TABLE IF NOT EXISTS shop.tls1 (id int primary key, v text); "
+                      "INSERT IGNORE INTO shop.tls1 VALUES (1, 'a')")
+    gen = agents(tmp_path, my_tls.port, proto="mysql")
+    start = next(gen)
+    try:
+        a = start("--policy", str(path))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = connect(my_tls, ssl=ctx)
+        cur = conn.cursor()
+        cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+        assert cur.fetchone()[1]
+        cur.execute("SELECT v FROM tls1 WHERE v = 'lit_tls_secret'")
+        # a blocked write cannot be rewritten under TLS: dropped, the connection reset
+        with pytest.raises(pymysql.err.MySQLError):
+            cur.execute("DROP TABLE tls1")
+        conn.close()
+        evs = a.stop()
+    finally:
+        for _ in gen:
+            pass
+    st = evs.statements(pid=os.getpid())
+    assert [e["statement"]["text"] for e in st] == [
+        "SHOW STATUS LIKE ?", "SELECT v FROM tls1 WHERE v = ?", "DROP TABLE tls1"]
+    assert all(e["connection"]["tls"] for e in st)
+    assert st[2]["decision"]["action"] == "block" and st[2]["outcome"]["status"] == "blocked"
+    assert st[0]["connection"]["db_user"] == "app"
+    events.assert_no_literals(evs, ["lit_tls_secret"])
+    my_tls.sql_socket("SELECT count(*) FROM shop.tls1")
