@@ -442,6 +442,7 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 		int act = policy_action(json_string_value(json_object_get(dec, "action")));
 
 		t->st.by_action[act < 0 ? DBW_ACT_ALLOW : act]++;
+		t->st.by_proto[c->proto & 3][act < 0 ? DBW_ACT_ALLOW : act]++;
 	}
 	objs = json_array();
 	for (size_t i = 0; i < a.nobjects; i++)

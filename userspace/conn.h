@@ -35,6 +35,7 @@ struct conn_stats {
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
+	uint64_t by_proto[4][4]; /* ... per protocol (enum dbw_proto) and decision */
 };
 
 /* "postgres", "mysql", "redis" for an enum dbw_proto; "unknown" else. */
