@@ -62,7 +62,8 @@ struct mstream {
 	bool in_body;
 	uint32_t len; /* payload bytes of the current packet */
 	uint32_t have; /* of them seen */
-	uint8_t seq;
+	uint8_t seq; /* the current packet's */
+	uint8_t seq0; /* the logical payload's first packet's */
 	bool cont; /* this packet continues a payload of 0xffffff bytes */
 	bool truncated; /* stored payload is a prefix (capture gap or cap) */
 	uint8_t *buf;
@@ -326,7 +327,7 @@ static void on_command(struct mysql_conn *c, struct mstream *s)
 
 	if (s->cont || !n)
 		return;
-	if (s->seq != 0)
+	if (s->seq0 != 0)
 		return; /* LOCAL INFILE data, or another packet of a command */
 	com = b[0];
 	switch (com) {
@@ -610,7 +611,7 @@ static void on_packet(struct mysql_conn *c, int dir, struct mstream *s)
 	}
 	switch (c->phase) {
 	case PH_GREETING:
-		if (s->seq != 2) {
+		if (s->seq0 != 2) {
 			unparsed(c, "client_spoke_first");
 			return;
 		}
@@ -687,6 +688,7 @@ void mysql_conn_feed(struct mysql_conn *c, int dir, const uint8_t *buf, size_t l
 			if (!s->cont) {
 				uint32_t cap = dir == DBW_DIR_TO_SERVER ? DBW_MAX_MSG : SERVER_KEEP;
 
+				s->seq0 = h.seq;
 				s->kept = 0;
 				s->full = 0;
 				s->truncated = false;

@@ -172,6 +172,8 @@ static void test_objects_and_flags(void **state)
 /* ---- the stitcher ------------------------------------------------------------------ */
 
 struct seen {
+	bool truncated[8];
+	uint64_t full[8];
 	char text[8][96];
 	int status[8];
 	char tag[8][24];
@@ -191,6 +193,8 @@ static void on_stmt(void *ctx, const struct dbw_stmt *st)
 		snprintf(s->tag[s->n], 24, "%s", st->tag);
 		snprintf(s->sqlstate[s->n], 6, "%s", st->sqlstate);
 		s->rows[s->n] = st->rows;
+		s->truncated[s->n] = st->truncated;
+		s->full[s->n] = st->text_full_len;
 	}
 	s->n++;
 }
@@ -341,6 +345,34 @@ static void test_stitch_prepared_cached_metadata(void **state)
 	mysql_conn_free(c);
 }
 
+/* A 16 MiB statement: a packet of 0xffffff bytes, then its continuation (seq 1). */
+static void test_stitch_16mib_packet(void **state)
+{
+	struct seen s = {};
+	struct mysql_conn *c = logged_in(&s);
+	size_t big = 0xffffff;
+	uint8_t *pkt = malloc(4 + big);
+
+	assert_non_null(pkt);
+	memcpy(pkt, "\xff\xff\xff\x00\x03SELECT '", 12);
+	memset(pkt + 12, 'x', 4 + big - 12);
+	/* fed in pieces, with a gap in the middle (a send larger than the kernel copies) */
+	mysql_conn_feed(c, DBW_DIR_TO_SERVER, pkt, 100000, 4, 9);
+	mysql_conn_gap(c, DBW_DIR_TO_SERVER, 1000000, 4);
+	mysql_conn_feed(c, DBW_DIR_TO_SERVER, pkt + 1100000, 4 + big - 1100000, 4, 9);
+	mysql_conn_feed(c, DBW_DIR_TO_SERVER, FIX("\x03\x00\x00\x01xx'"), 4, 9);
+	free(pkt);
+	assert_int_equal(s.n, 0);
+	mysql_conn_feed(c, DBW_DIR_TO_CLIENT, FIX("\x07\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00"),
+			5, 0);
+	assert_int_equal(s.n, 1);
+	assert_true(s.truncated[0]);
+	assert_int_equal(s.full[0], big - 1 + 3);
+	assert_int_equal(s.status[0], DBW_STMT_OK);
+	assert_int_equal(s.unparsed, 0);
+	mysql_conn_free(c);
+}
+
 static void test_stitch_ssl_request(void **state)
 {
 	struct seen s = {};
@@ -372,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_stitch_query_result_set),
 		cmocka_unit_test(test_stitch_multi_statement_error),
 		cmocka_unit_test(test_stitch_prepared_cached_metadata),
+		cmocka_unit_test(test_stitch_16mib_packet),
 		cmocka_unit_test(test_stitch_ssl_request),
 	};
 
