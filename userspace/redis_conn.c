@@ -27,6 +27,7 @@ struct rpend {
 	uint32_t pid;
 	/* AUTH / HELLO AUTH: the user it logs in as; SELECT: the database */
 	char user[64], db[24];
+	uint64_t replies; /* (UN)SUBSCRIBE: one reply per channel named */
 };
 
 struct redis_conn {
@@ -44,6 +45,7 @@ struct redis_conn {
 	struct rpend *queued; /* MULTI: commands answered +QUEUED, in order */
 	size_t nqueued, queued_cap;
 	char user[64], db[24];
+	uint64_t swallow; /* replies still due to a (UN)SUBSCRIBE already reported */
 };
 
 static void unparsed(struct redis_conn *c, const char *reason)
@@ -235,6 +237,8 @@ static void on_command(struct redis_conn *c, const struct redis_cmd *cmd, uint64
 		for (uint32_t i = 2; i + 2 < cmd->nargs; i++)
 			if (!strcasecmp(cmd->args[i].data, "AUTH"))
 				snprintf(p->user, sizeof(p->user), "%s", cmd->args[i + 1].data);
+	} else if (strstr(rs.verb, "SUBSCRIBE") && cmd->argc > 2) {
+		p->replies = cmd->argc - 1;
 	} else if (!strcmp(rs.verb, "SELECT") && cmd->nargs == 2) {
 		snprintf(p->db, sizeof(p->db), "%s", cmd->args[1].data);
 	}
@@ -290,6 +294,10 @@ static void on_reply(struct redis_conn *c, const struct redis_reply *r, uint64_t
 
 	if (r->push)
 		return; /* out of band: pub/sub messages, invalidations */
+	if (c->swallow && !r->top.error) {
+		c->swallow--; /* SUBSCRIBE a b: the reply for b */
+		return;
+	}
 	if (!c->qlen)
 		return; /* a subscriber's message (RESP2) or a reply to nothing seen */
 	p = c->q[c->qhead];
@@ -309,6 +317,8 @@ static void on_reply(struct redis_conn *c, const struct redis_reply *r, uint64_t
 		if (changed)
 			session(c);
 	}
+	if (p.replies > 1 && !r->top.error)
+		c->swallow += p.replies - 1;
 	if (!strcmp(r->status, "QUEUED")) {
 		queued_push(c, &p);
 		return;

@@ -271,3 +271,24 @@ def test_policy_test_cli_reads_redis(rd, rpolicy):
     r = subprocess.run([DBW_BIN, "policy", "test", rpolicy, "--protocol", "redis",
                         "--sql", "KEYS user:*"], capture_output=True, text=True)
     assert "verdict: allow" in r.stdout and "statement: KEYS user:* verb: KEYS" in r.stdout, r
+
+
+def test_acl_user_is_the_session_user_and_passwords_stay(rd, agent):
+    rd.cli("ACL", "SETUSER", "appuser", "on", ">lit-redis-pw-77", "~*", "&*", "+@all")
+    a = agent()
+    res, pid = rd.cli("--user", "appuser", "--pass", "lit-redis-pw-77", "--no-auth-warning",
+                      "SET", "acl:1", "v1")
+    assert res.stdout.strip() == "OK"
+    r = redis.Redis(host="127.0.0.1", port=rd.port, username="appuser",
+                    password="lit-redis-pw-77")
+    r.get("acl:1")
+    r.close()
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    auth = [e for e in st if e["statement"]["verb"] == "AUTH"]
+    assert auth and auth[0]["statement"]["text"] == "AUTH ? ?"
+    s = [e for e in st if e["statement"]["verb"] == "SET"][0]
+    assert s["connection"]["db_user"] == "appuser"
+    g = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "GET"][0]
+    assert g["connection"]["db_user"] == "appuser"
+    events.assert_no_literals(evs, ["lit-redis-pw-77"])

@@ -273,6 +273,25 @@ static void test_stitch_multi_exec(void **state)
 	redis_conn_free(c);
 }
 
+/* SUBSCRIBE a b: two replies, one statement; the PING after it gets its own */
+static void test_stitch_subscribe(void **state)
+{
+	static const uint8_t req[] = "*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$1\r\nb\r\n"
+				     "*1\r\n$4\r\nPING\r\n";
+	static const uint8_t rep[] = "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
+				     "*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
+				     "*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+	struct seen s = {};
+	struct redis_conn *c = redis_conn_new(&ops, &s);
+
+	redis_conn_feed(c, DBW_DIR_TO_SERVER, FIX(req), 1, 7);
+	redis_conn_feed(c, DBW_DIR_TO_CLIENT, FIX(rep), 2, 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.text[0], "SUBSCRIBE a b");
+	assert_string_equal(s.text[1], "PING");
+	redis_conn_free(c);
+}
+
 static void test_stitch_close_and_garbage(void **state)
 {
 	struct seen s = {};
@@ -299,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_long_value_skip),
 		cmocka_unit_test(test_stitch_multi_exec),
+		cmocka_unit_test(test_stitch_subscribe),
 		cmocka_unit_test(test_stitch_close_and_garbage),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
