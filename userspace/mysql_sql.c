@@ -208,13 +208,11 @@ size_t mysql_split(const char *text, size_t len, struct mysql_span *spans, size_
 	bool any = false;
 
 	for (;;) {
-		size_t before = l.i;
 		struct tok t = next_tok(&l);
 
 		if (t.kind == T_END || t.kind == T_SEMI) {
 			size_t end = t.kind == T_SEMI ? (size_t)(t.p - text) : len;
 
-			(void)before;
 			if (any) {
 				if (count < max) {
 					spans[count].off = start;
@@ -554,8 +552,6 @@ int mysql_analyze(struct mysql_analyzer *a, const char *text, size_t len, bool t
 	}
 	out->normalized = a->norm;
 	out->verb = a->verb;
-	if (!out->verbs && strcmp(a->verb, "UNKNOWN"))
-		out->verbs = 0;
 	out->without_where = (!strcmp(a->verb, "UPDATE") || !strcmp(a->verb, "DELETE")) && !where;
 	out->parsed = !truncated && !w.l.unterminated && !w.cut && a->norm[0];
 	if (w.cut) {
