@@ -349,3 +349,31 @@ def test_tls_pymysql_captured_and_guarded(my_tls, tmp_path):
     assert st[0]["connection"]["db_user"] == "app"
     events.assert_no_literals(evs, ["lit_tls_secret"])
     my_tls.sql_socket("SELECT count(*) FROM shop.tls1")
+
+
+def test_require_approval_for_mysql(my, agent, table, tmp_path):
+    import re
+    from conftest import DBW_BIN
+    policy = tmp_path / "approval.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: wipe-needs-approval\n"
+                      "    match: {verb: [DELETE], without_where: true}\n"
+                      "    action: require_approval\n    message: ask a DBA\n")
+    a = agent("--policy", str(policy))
+    api = str(tmp_path / "api.sock")
+    conn = connect(my)
+    cur = conn.cursor()
+    with pytest.raises(pymysql.err.MySQLError) as ei:
+        cur.execute(f"DELETE FROM {table}")
+    code, msg = ei.value.args
+    m = re.search(r"approval id ([0-9a-f]{12}): blocked by dbwarden rule wipe-needs-approval: "
+                  r"ask a DBA", msg)
+    assert code == 1142 and m, ei.value.args
+    ok = subprocess.run([DBW_BIN, "approve", m.group(1), "--socket", api], capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    cur.execute(f"DELETE FROM {table}")
+    assert cur.rowcount == 5
+    conn.close()
+    evs = a.stop()
+    d = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "DELETE"]
+    assert [e["decision"]["action"] for e in d] == ["require_approval", "allow"]

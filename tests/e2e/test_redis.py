@@ -292,3 +292,33 @@ def test_acl_user_is_the_session_user_and_passwords_stay(rd, agent):
     g = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "GET"][0]
     assert g["connection"]["db_user"] == "appuser"
     events.assert_no_literals(evs, ["lit-redis-pw-77"])
+
+
+def test_require_approval_for_redis(rd, agent, tmp_path):
+    import re
+    import subprocess
+    from conftest import DBW_BIN
+    policy = tmp_path / "approval.yaml"
+    policy.write_text("version: 1\nrules:\n  - name: flush-needs-approval\n"
+                      "    match: {verb: [FLUSHDB]}\n    action: require_approval\n")
+    a = agent("--policy", str(policy))
+    api = str(tmp_path / "api.sock")
+    r = redis.Redis(host="127.0.0.1", port=rd.port, db=5)
+    r.set("ap:1", "v")
+    with pytest.raises(redis.ResponseError) as ei:
+        r.flushdb()
+    m = re.search(r"approval id ([0-9a-f]{12}): blocked by dbwarden rule flush-needs-approval",
+                  str(ei.value))
+    assert m, str(ei.value)
+    aid = m.group(1)
+    assert r.get("ap:1") == b"v"
+    ok = subprocess.run([DBW_BIN, "approve", aid, "--socket", api], capture_output=True,
+                        text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert r.flushdb() is True  # the same actor, the same command: it passes now
+    assert r.get("ap:1") is None
+    r.close()
+    evs = a.stop()
+    fl = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "FLUSHDB"]
+    assert [e["decision"]["action"] for e in fl] == ["require_approval", "allow"]
+    assert fl[0]["decision"]["approval_id"] == aid
