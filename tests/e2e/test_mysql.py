@@ -377,3 +377,27 @@ def test_require_approval_for_mysql(my, agent, table, tmp_path):
     evs = a.stop()
     d = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "DELETE"]
     assert [e["decision"]["action"] for e in d] == ["require_approval", "allow"]
+
+
+def test_tls_mariadb_client_captured(my_tls, tmp_path):
+    """The mariadb client over TLS (libmariadb on OpenSSL here)."""
+    gen = agents(tmp_path, my_tls.port, proto="mysql")
+    start = next(gen)
+    try:
+        a = start()
+        cmd = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(my_tls.port), "-u",
+               "app", "-papp-secret-pw", "-D", "shop", "--ssl", "--batch",
+               "-e", "SHOW STATUS LIKE 'Ssl_version'; SELECT 'lit_tls_cli' AS x"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert "TLS" in out
+        evs = a.stop()
+    finally:
+        for _ in gen:
+            pass
+    st = evs.statements(pid=p.pid)
+    texts = [e["statement"]["text"] for e in st]
+    assert "SHOW STATUS LIKE ?" in texts and "SELECT ? AS x" in texts, texts
+    assert all(e["connection"]["tls"] for e in st)
+    events.assert_no_literals(evs, ["lit_tls_cli", "app-secret-pw"])
