@@ -322,3 +322,33 @@ def test_require_approval_for_redis(rd, agent, tmp_path):
     fl = [e for e in evs.statements(pid=os.getpid()) if e["statement"]["verb"] == "FLUSHDB"]
     assert [e["decision"]["action"] for e in fl] == ["require_approval", "allow"]
     assert fl[0]["decision"]["approval_id"] == aid
+
+
+def test_guard_follows_commands_across_sends(rd, agent, rpolicy):
+    """A blocked command written a few bytes at a time, after a long value spanning sends."""
+    import time
+    a = agent("--policy", rpolicy)
+    big = b"v" * 300000
+    with socket.create_connection(("127.0.0.1", rd.port)) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cmd = b"*3\r\n$3\r\nSET\r\n$5\r\nsp:b1\r\n$%d\r\n" % len(big) + big + b"\r\n"
+        for i in range(0, len(cmd), 65536):
+            s.sendall(cmd[i:i + 65536])
+            time.sleep(0.01)
+        flush = b"*1\r\n$8\r\nFLUSHALL\r\n"
+        for i in range(len(flush)):
+            s.sendall(flush[i:i + 1])
+            time.sleep(0.005)
+        s.sendall(b"*2\r\n$3\r\nGET\r\n$5\r\nsp:b1\r\n")
+        buf = b""
+        deadline = time.time() + 10
+        while (b"+OK\r\n" not in buf or BLOCKED.encode() not in buf
+               or not buf.endswith(big + b"\r\n")) and time.time() < deadline:
+            buf += s.recv(1 << 20)
+    assert buf.startswith(b"+OK\r\n-ERR " + BLOCKED.encode() + b" no-flush"), buf[:200]
+    assert buf.endswith(b"$300000\r\n" + big + b"\r\n")
+    evs = a.stop()
+    st = evs.statements(pid=os.getpid())
+    assert [e["statement"]["text"] for e in st] == ["SET sp:b1 ?", "FLUSHALL", "GET sp:b1"]
+    assert [e["decision"]["action"] for e in st] == ["allow", "block", "allow"]
+    assert not evs.of("alert"), evs.of("alert")
