@@ -95,6 +95,7 @@ SAN_OBJS := $(patsubst userspace/%.c,$(SAN)/us/%.o,$(LIB_SRCS))
 SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 # the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
+	   tests/e2e/test_mysql.py tests/e2e/test_redis.py \
 	   tests/e2e/test_bad_input.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
@@ -189,6 +190,11 @@ $(OUTPUT)/tests/test_%: tests/unit/test_%.c $(OUTPUT)/libdbw.a $(HDRS) | $(OUTPU
 $(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) $< -Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic -lpthread -ldl -o $@
+
+# A binary-protocol MySQL client (libmariadb)
+$(OUTPUT)/tests/mysql_prepared: tests/helpers/mysql_prepared.c | $(OUTPUT)/tests
+	$(call msg,HELPER,$@)
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/mariadb $< -lmariadb -o $@
 
 # Small real clients and helpers the end-to-end tests drive (libpq, the
 # Kafka mock cluster, ...).

@@ -209,6 +209,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 	}
 	bpf_map_delete_elem(&rx_state, &key);
 	bpf_map_delete_elem(&conn_rules, &key);
+	bpf_map_delete_elem(&resp_walk, &key);
 	tls_on_close(st);
 }
 

@@ -26,6 +26,7 @@
 
 #include "maps.bpf.h"
 #include "lexer.bpf.h"
+#include "resp.bpf.h"
 #include "tls.bpf.h"
 
 #define PG_SSL_REQUEST	  80877103u
@@ -55,7 +56,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DBW_GUARD_TEXTS);
+	__uint(max_entries, DBW_GUARD_TEXT_SLOTS *DBW_GUARD_PROTOS);
 	__type(key, __u32);
 	__type(value, struct dbw_guard_text);
 } guard_text SEC(".maps");
@@ -100,7 +101,11 @@ struct guard_plan {
 	__u8 refuse; /* a statement must be blocked but cannot be rewritten */
 	__u8 tls; /* judging a TLS write's plaintext at ubuf: no cork, no rewrite */
 	__u8 opaque; /* TLS through a library not probed: the guard cannot read it */
+	__u8 proto; /* enum dbw_proto of the connection */
 	__u8 down; /* no daemon, --fail-mode closed: every statement is refused */
+	__u8 pad1[3];
+	__u32 relems; /* Redis: elements of the current command still to walk */
+	__u32 pad2;
 	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
@@ -158,8 +163,11 @@ static __always_inline __u32 be32(const __u8 *b)
  * relations than the lexer keeps may name a rule's object: it holds then.
  */
 static __always_inline int rule_holds(const struct dbw_guard_rule *r,
-				      const struct dbw_lex_result *lx)
+				      const struct dbw_lex_result *lx, __u8 space)
 {
+	/* verbs of the other protocol's set: the rule means other statements */
+	if (r->space && r->space != space)
+		return 0;
 	if (r->verbs && !(r->verbs & lx->verbs))
 		return 0;
 	if (r->without_where && !(lx->flags & DBW_LEX_F_WITHOUT_WHERE))
@@ -187,16 +195,18 @@ static __always_inline int rule_holds(const struct dbw_guard_rule *r,
 __noinline int guard_eval(__u64 rules)
 {
 	struct guard_plan *p = plan_get();
+	__u8 space;
 
 	if (!p)
 		return -1;
+	space = p->proto == DBW_PROTO_REDIS ? DBW_SPACE_REDIS : DBW_SPACE_SQL;
 	for (__u32 i = 0; i < DBW_GUARD_RULES; i++) {
 		struct dbw_guard_rule *r;
 
 		if (!(rules & (1ULL << i)))
 			continue;
 		r = bpf_map_lookup_elem(&guard_rules, &i);
-		if (r && rule_holds(r, &p->lex))
+		if (r && rule_holds(r, &p->lex, space))
 			return i;
 	}
 	return -1;
@@ -217,6 +227,8 @@ static long find_nul(__u32 i, void *ctx)
 	return 0;
 }
 
+__noinline int guard_verdict(__u32 off, __u32 text_off, __u32 text_len, __u8 type);
+
 /*
  * Classify the Query/Parse message whose first total bytes are at off in
  * this send (partial: the message goes on past the send) and record a hit
@@ -227,10 +239,8 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 {
 	struct guard_plan *p = plan_get();
 	__u32 text_off = off + 5, text_len, n, qlen;
-	struct guard_hit *h;
 	__u8 *buf = lex_text();
 	__u8 *data, *end;
-	int rule, approved;
 
 	if (!p || !buf || !msg)
 		return -1;
@@ -284,6 +294,8 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 	}
 	if (type == 'Q' && !partial && n == text_len) {
 		qlen = n - 1; /* a Query ends with its NUL */
+	} else if (type == 'M' || type == 'm') {
+		qlen = n; /* a MySQL command's text has no NUL: the packet ends it */
 	} else {
 		/* a Parse's text is followed by its parameter types */
 		qlen = n;
@@ -291,9 +303,30 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		if (qlen < n)
 			text_len = qlen + 1;
 	}
-	sql_lex(qlen, &p->lex);
+	sql_lex_mode(qlen, type == 'M' || type == 'm', &p->lex);
 	if (partial || (qlen == n && n < text_len))
 		p->lex.flags |= DBW_LEX_F_INCOMPLETE;
+	guard_verdict(off, text_off, text_len, type);
+	return 0;
+unreadable:
+	p->lost = 1;
+	return 0;
+}
+
+/*
+ * Evaluate the rules on what the lexer read (p->lex) for the statement
+ * whose message starts at off, its text at text_off for text_len bytes,
+ * and record a hit when the guard must act. Global: verified once.
+ * Returns 1 when the hit blocks (a rewrite is due), else 0.
+ */
+__noinline int guard_verdict(__u32 off, __u32 text_off, __u32 text_len, __u8 type)
+{
+	struct guard_plan *p = plan_get();
+	struct guard_hit *h;
+	int rule, approved;
+
+	if (!p)
+		return 0;
 	cnt_add(DBW_CNT_GUARD_CHECKED, 1);
 
 	rule = guard_eval(p->rules);
@@ -323,7 +356,7 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		/* more verdicts in one send than we keep: refuse it if this one blocks */
 		if ((rule >= 0 && !approved) || p->unparsed_block)
 			p->refuse = 1;
-		return 0;
+		return 1;
 	}
 	h = &p->hits[p->nhits & (GUARD_MAX_HITS - 1)];
 	h->off = off;
@@ -359,13 +392,231 @@ __noinline int guard_check(struct sk_msg_md *msg, __u32 off, __u32 total, __u8 t
 		h->action = p->unparsed_block ? DBW_ACT_BLOCK : DBW_ACT_ALLOW;
 	}
 	p->nhits++;
-	return 0;
-unreadable:
-	p->lost = 1;
-	return 0;
+	return h->action >= DBW_ACT_APPROVAL;
 }
 
 enum { STEP_DONE = 0, STEP_MORE = 1, STEP_CORK = 2 };
+
+/*
+ * Copy n (<= RESP_WINDOW) bytes at off of what the plan walks into the
+ * lexer buffer. 0 or -1.
+ */
+static __always_inline int src_copy(struct sk_msg_md *msg, struct guard_plan *p, __u32 off, __u32 n)
+{
+	__u8 *buf = lex_text();
+	__u8 *data, *end;
+
+	if (!buf || n > RESP_WINDOW)
+		return -1;
+	n &= 2 * RESP_WINDOW - 1;
+	if (n > RESP_WINDOW || !n)
+		return -1;
+	if (p->tls)
+		return bpf_probe_read_user(buf, n, (void *)(p->ubuf + off)) ? -1 : 0;
+	if (bpf_msg_pull_data(msg, off, off + n, 0))
+		return -1;
+	data = msg->data;
+	end = msg->data_end;
+	if (data + n > end)
+		return -1;
+	return bpf_probe_read_kernel(buf, n, data) ? -1 : 0;
+}
+
+#define MYSQL_COM_QUERY	       0x03
+#define MYSQL_COM_STMT_PREPARE 0x16
+#define MYSQL_CLIENT_COMPRESS  0x20
+#define MYSQL_CLIENT_SSL       0x800
+
+/*
+ * One packet of the walk of a MySQL client stream at p->off: the
+ * HandshakeResponse (an SSLRequest hands the connection to TLS, the
+ * compressed protocol cannot be read), then commands: COM_QUERY and
+ * COM_STMT_PREPARE texts are lexed with MySQL's rules and judged; every
+ * other packet is skipped by its length. Global: the walk loop stays
+ * small. Returns as guard_step.
+ */
+__noinline int mysql_guard_step(struct sk_msg_md *msg)
+{
+	struct guard_plan *p = plan_get();
+	__u32 o, len, total;
+	__u8 hdr[8];
+	__u8 type;
+
+	if (!p || !msg)
+		return STEP_DONE;
+	o = p->off;
+	if (o >= p->size)
+		return STEP_DONE;
+	if (p->phase == DBW_MY_TLS_NEXT) {
+		/* the ClientHello: as for PostgreSQL, readable only through a probed library */
+		p->phase = DBW_PG_OFF;
+		p->off = p->size;
+		if (tls_in_library())
+			return STEP_DONE;
+		p->opaque = 1;
+		goto lost;
+	}
+	if (o + 8 > p->size) {
+		/* a header, a command byte: all a packet needs to be judged (a
+		 * COM_QUIT or COM_PING is 5 bytes: past the end then, it is done) */
+		if (o + 5 <= p->size) {
+			if (src_peek(msg, p, o, hdr, 5))
+				goto lost;
+			len = hdr[0] | hdr[1] << 8 | hdr[2] << 16;
+			if (o + 4 + len <= p->size) {
+				p->off = o + 4 + len;
+				return STEP_MORE;
+			}
+		}
+		p->cork = o + 8;
+		if (p->tls)
+			goto lost;
+		return STEP_CORK;
+	}
+	if (src_peek(msg, p, o, hdr, 8))
+		goto lost;
+	len = hdr[0] | hdr[1] << 8 | hdr[2] << 16;
+	total = len + 4;
+	if (p->phase == DBW_PG_STARTUP) {
+		/* seq 1; seq 2 in a TLS library's plaintext, after the SSLRequest */
+		if ((hdr[3] == 1 || hdr[3] == 2) && len >= 4) {
+			__u32 caps = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (__u32)hdr[7] << 24;
+
+			if (hdr[3] == 1 && len == 32 && (caps & MYSQL_CLIENT_SSL))
+				p->phase = DBW_MY_TLS_NEXT;
+			else if (caps & MYSQL_CLIENT_COMPRESS)
+				goto lost; /* compressed packets: nothing to read */
+			else
+				p->phase = DBW_PG_NORMAL;
+		}
+	} else if (hdr[3] == 0 && len >= 1 &&
+		   (hdr[4] == MYSQL_COM_QUERY || hdr[4] == MYSQL_COM_STMT_PREPARE)) {
+		type = hdr[4] == MYSQL_COM_QUERY ? 'M' : 'm';
+		if (len == 1)
+			goto next; /* an empty text: the server answers an error */
+		if (o + total > p->size) {
+			if (total <= GUARD_MAX_CORK && !p->tls) {
+				p->cork = o + total;
+				return STEP_CORK;
+			}
+			/* too long to hold back: judge what is here */
+			__u32 n = p->nhits;
+
+			guard_check(msg, o, p->size - o, type, 1);
+			if (p->nhits > n &&
+			    p->hits[n & (GUARD_MAX_HITS - 1)].action >= DBW_ACT_APPROVAL)
+				p->refuse = 1; /* part of a packet cannot be rewritten */
+		} else {
+			guard_check(msg, o, total, type, 0);
+		}
+	}
+next:
+	if (o + total > p->size) {
+		p->left = o + total - p->size;
+		p->off = p->size;
+		return STEP_DONE;
+	}
+	p->off = o + total;
+	return STEP_MORE;
+lost:
+	p->lost = 1;
+	return STEP_DONE;
+}
+
+/*
+ * One step of the walk of a Redis stream at p->off: the header of the
+ * next element of a command that spans sends, or a whole command (read,
+ * classified, judged). Global: the walk loop stays small. Returns as
+ * guard_step.
+ */
+__noinline int resp_guard_step(struct sk_msg_md *msg)
+{
+	struct guard_plan *p = plan_get();
+	__u32 o, n, hdr = 0, nel = 0, k, total;
+	__u8 *b = lex_text();
+	__u64 len = 0;
+	int r;
+
+	if (!p || !msg || !b)
+		return STEP_DONE;
+	o = p->off;
+	if (o >= p->size)
+		return STEP_DONE;
+	n = p->size - o;
+	if (p->relems) {
+		/* "$<len>\r\n", then len bytes and CRLF */
+		if (n > RESP_LINE_MAX)
+			n = RESP_LINE_MAX;
+		if (src_copy(msg, p, o, n) || b[0] != '$')
+			goto lost;
+		for (k = 1; k < RESP_LINE_MAX; k++) {
+			__u8 c;
+
+			if (k >= n)
+				goto more; /* the line goes on in the next send */
+			c = b[k];
+			if (c == '\n')
+				break;
+			if (c == '\r')
+				continue;
+			if (c < '0' || c > '9' || len > (1u << 30))
+				goto lost;
+			len = len * 10 + (c - '0');
+		}
+		if (k >= RESP_LINE_MAX)
+			goto lost;
+		total = k + 1 + len + 2;
+		p->relems--;
+		if (o + total > p->size) {
+			p->left = o + total - p->size;
+			p->off = p->size;
+			return STEP_DONE;
+		}
+		p->off = o + total;
+		return STEP_MORE;
+	}
+	if (n > RESP_WINDOW)
+		n = RESP_WINDOW;
+	if (src_copy(msg, p, o, n))
+		goto lost;
+	r = resp_classify(n, &p->lex, &hdr, &nel);
+	if (r < 0)
+		goto lost;
+	if (r > 0) {
+		/* the whole command is here: judged, and rewritten if blocked */
+		guard_verdict(o, o, r, 'R');
+		p->off = o + r;
+		return STEP_MORE;
+	}
+	if (!hdr) {
+		/* an inline line not ended: it must end (Redis reads lines whole) */
+		if (n < RESP_WINDOW)
+			goto more;
+		goto lost;
+	}
+	if ((p->lex.flags & DBW_LEX_F_INCOMPLETE) && n < RESP_WINDOW)
+		goto more; /* not even the name and subcommand: they are coming */
+	if (guard_verdict(o, o, 0, 'R')) {
+		/* to block, but not whole here: hold it back if it may fit */
+		if (n < RESP_WINDOW && !p->tls) {
+			p->nhits--;
+			goto more;
+		}
+		p->refuse = 1; /* too long to rewrite: the send is refused */
+	}
+	/* walk its elements from the first on */
+	p->relems = nel;
+	p->off = o + hdr;
+	return STEP_MORE;
+more:
+	if (p->tls)
+		goto lost; /* a TLS write cannot be held back */
+	p->cork = p->size + 1;
+	return STEP_CORK;
+lost:
+	p->lost = 1;
+	return STEP_DONE;
+}
 
 /*
  * One message of the walk at p->off. Global: the walk loop stays small.
@@ -380,6 +631,10 @@ __noinline int guard_step(struct sk_msg_md *msg)
 
 	if (!p || !msg)
 		return STEP_DONE;
+	if (p->proto == DBW_PROTO_REDIS)
+		return resp_guard_step(msg);
+	if (p->proto == DBW_PROTO_MYSQL)
+		return mysql_guard_step(msg);
 	o = p->off;
 	if (o >= p->size)
 		return STEP_DONE;
@@ -481,11 +736,19 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 			st->phase = DBW_PG_OFF;
 		return NULL;
 	}
-	if (st->phase == DBW_PG_OFF || st->proto != DBW_PROTO_POSTGRES)
+	if (st->phase == DBW_PG_OFF || st->proto < DBW_PROTO_POSTGRES ||
+	    st->proto > DBW_PROTO_REDIS)
 		return NULL;
 	p = plan_get();
 	if (!p)
 		return NULL;
+	p->proto = st->proto;
+	p->relems = 0;
+	if (st->proto == DBW_PROTO_REDIS) {
+		__u32 *w = bpf_map_lookup_elem(&resp_walk, &st->conn_id);
+
+		p->relems = w ? *w : 0;
+	}
 	p->base = base;
 	p->size = size;
 	p->tls = 0;
@@ -588,7 +851,7 @@ static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_p
  * Replace the text of hit h with its rule's replacement (DBW_GUARD_TEXT
  * bytes, NUL included) and fix the message length. 0 or -1.
  */
-__noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
+__noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h, __u32 proto)
 {
 	__u32 slot, old, len_off, newlen;
 	struct dbw_guard_text *t;
@@ -596,9 +859,10 @@ __noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
 	__u8 lenb[4];
 	int delta;
 
-	if (!msg || !h)
+	if (!msg || !h || proto < DBW_PROTO_POSTGRES || proto > DBW_PROTO_REDIS)
 		return -1;
-	slot = h->slot;
+	/* each protocol has its own replacement texts */
+	slot = h->slot + (proto - DBW_PROTO_POSTGRES) * DBW_GUARD_TEXT_SLOTS;
 	t = bpf_map_lookup_elem(&guard_text, &slot);
 	if (!t)
 		return -1;
@@ -629,6 +893,26 @@ __noinline int guard_rewrite(struct sk_msg_md *msg, struct guard_hit *h)
 			id >>= 4;
 		}
 	}
+	if (proto == DBW_PROTO_REDIS)
+		return 0; /* a whole command replaced: no length word */
+	if (proto == DBW_PROTO_MYSQL) {
+		/* the packet's 3-byte little-endian payload length, at its start */
+		if (msg_peek(msg, h->off, lenb, 4))
+			return -1;
+		newlen = (lenb[0] | lenb[1] << 8 | lenb[2] << 16) + delta;
+		if (newlen >= 0xffffff)
+			return -1;
+		if (bpf_msg_pull_data(msg, h->off, h->off + 3, 0))
+			return -1;
+		data = msg->data;
+		end = msg->data_end;
+		if (data + 3 > end)
+			return -1;
+		data[0] = newlen;
+		data[1] = newlen >> 8;
+		data[2] = newlen >> 16;
+		return 0;
+	}
 	/* the length word counts itself and everything after the type byte */
 	len_off = h->off + 1;
 	if (msg_peek(msg, len_off, lenb, 4))
@@ -656,6 +940,14 @@ static __always_inline int guard_commit(struct dbw_sk_state *st, struct guard_pl
 {
 	st->phase = p->phase;
 	st->msg_left = p->left;
+	if (p->proto == DBW_PROTO_REDIS) {
+		__u32 w = p->relems;
+
+		if (w)
+			bpf_map_update_elem(&resp_walk, &st->conn_id, &w, BPF_ANY);
+		else
+			bpf_map_delete_elem(&resp_walk, &st->conn_id);
+	}
 	if (p->early)
 		cnt_add(DBW_CNT_GUARD_EARLY, 1);
 	if (p->lost) {
@@ -701,7 +993,7 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 			continue;
 		h = &p->hits[i];
 		if (h->action >= DBW_ACT_APPROVAL) {
-			if (guard_rewrite(msg, h)) {
+			if (guard_rewrite(msg, h, p->proto)) {
 				h->flags |= DBW_VERDICT_F_FAILED;
 				cnt_add(DBW_CNT_GUARD_FAILED, 1);
 				verdict = SK_DROP;

@@ -23,6 +23,12 @@
  * flagged INCOMPLETE or UNTERMINATED: the policy's defaults.unparsed
  * decides then, never a guess.
  *
+ * MySQL / MariaDB (sql_lex_mode, mysql set): '...' and "..." are strings
+ * with backslash escapes, `...` a quoted identifier, # starts a line
+ * comment and -- only before a space or control byte, block comments do
+ * not nest, / *! ... * / and / *M! ... * / are code (their delimiters are
+ * skipped), and there are no dollar quotes.
+ *
  * Known gaps (documented in the README): standard_conforming_strings=off
  * (a backslash escaping a quote in '...') is not modelled; CTE names read in
  * FROM are reported as objects.
@@ -65,6 +71,9 @@ enum lex_mode {
 	M_BLOCK, /* / * comment * /, nested */
 	M_NUM, /* number or $n */
 	M_SKIP, /* the second byte of a two-byte token; then mode = resume */
+	M_DASH2, /* MySQL: the second '-' of "--": a comment only before a space */
+	M_SLASH, /* MySQL: the '*' of a comment opener: "!" makes it code */
+	M_EXECV, /* MySQL: the version number after / *! (its contents are code) */
 };
 
 /* Keyword classes: verbs carry their enum dbw_verb in the low byte. */
@@ -101,6 +110,10 @@ struct lex_state {
 	__u8 stmt_open; /* a statement has started since the last ';' */
 	__u8 obj_dot; /* a '.' follows a relation name: the next word goes on with it */
 	__u8 resume; /* mode after M_SKIP */
+	__u8 mysql; /* MySQL / MariaDB rules (below) instead of PostgreSQL's */
+	__u8 quote; /* the byte that closes the current quoted run */
+	__u8 exec; /* MySQL: executable comments open (their closing * / is skipped) */
+	__u8 pad0;
 	__u16 block_depth;
 	__u16 ww; /* per depth: an UPDATE/DELETE waiting for its WHERE */
 	__u64 word; /* first 8 letters, lower case */
@@ -477,21 +490,51 @@ __noinline int normal_byte(struct lex_state *s, __u8 c, __u8 next)
 	if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
 		return 0;
 	if (c == '-' && next == '-') {
-		s->mode = M_LINE;
+		/* MySQL: "1--1" is arithmetic; the next byte decides */
+		s->mode = s->mysql ? M_DASH2 : M_LINE;
 		return 0;
 	}
 	if (c == '/' && next == '*') {
 		s->block_depth = 1;
 		s->mode = M_SKIP;
-		s->resume = M_BLOCK;
+		s->resume = s->mysql ? M_SLASH : M_BLOCK;
 		return 0;
+	}
+	if (s->mysql) {
+		if (c == '#') {
+			s->mode = M_LINE;
+			return 0;
+		}
+		if (c == '*' && next == '/' && s->exec) {
+			/* the end of an executable comment */
+			s->exec--;
+			s->mode = M_SKIP;
+			s->resume = M_NORMAL;
+			return 0;
+		}
 	}
 	if (s->obj_pending && !s->obj_dot && c != '.')
 		obj_done(s);
 	/* the shape: words as read, every literal as one '?', punctuation as is */
 	s->res.shape = fnv(s->res.shape, word_start(c) ? lower(c) :
-					 c == '\'' || c == '$' || (c >= '0' && c <= '9') ? '?' :
-											   c);
+					 c == '\'' || c == '$' || (c >= '0' && c <= '9') ||
+							 (c == '"' && s->mysql) ?
+							 '?' :
+							 c);
+	if (s->mysql && (c == '"' || c == '\'' || c == '`')) {
+		/* strings with backslash escapes, or a `quoted` name */
+		s->quote = c;
+		if (c == '`') {
+			s->mode = M_QWORD;
+			s->word_len = 0;
+			s->h = s->obj_pending ? s->obj_h : DBW_FNV_OFFSET;
+			return 0;
+		}
+		s->mode = M_ESTR;
+		stmt_begin(s);
+		s->verb_pos = 0;
+		return 0;
+	}
 	if (word_start(c)) {
 		s->mode = M_WORD;
 		s->word = lower(c);
@@ -501,11 +544,13 @@ __noinline int normal_byte(struct lex_state *s, __u8 c, __u8 next)
 	}
 	switch (c) {
 	case '"':
+		s->quote = '"';
 		s->mode = M_QWORD;
 		s->word_len = 0;
 		s->h = s->obj_pending ? s->obj_h : DBW_FNV_OFFSET;
 		return 0;
 	case '\'':
+		s->quote = '\'';
 		s->mode = s->was_e ? M_ESTR : M_STR;
 		stmt_begin(s);
 		s->verb_pos = 0;
@@ -513,6 +558,8 @@ __noinline int normal_byte(struct lex_state *s, __u8 c, __u8 next)
 	case '$':
 		stmt_begin(s);
 		s->verb_pos = 0;
+		if (s->mysql)
+			return 0; /* no dollar quotes */
 		if (next >= '0' && next <= '9') {
 			s->mode = M_NUM;
 			return 0;
@@ -606,12 +653,12 @@ static long lex_step(__u32 i, void *ctx)
 		normal_byte(s, c, next);
 		return 0;
 	case M_QWORD:
-		if (c == '"' && next == '"') {
-			/* "" is a quote inside the name */
-			s->h = fnv(s->h, '"');
+		if (c == s->quote && next == s->quote) {
+			/* "" is a quote inside the name (`` in MySQL) */
+			s->h = fnv(s->h, c);
 			s->mode = M_SKIP;
 			s->resume = M_QWORD;
-		} else if (c == '"') {
+		} else if (c == s->quote) {
 			s->mode = M_NORMAL;
 			word_end(s, 1);
 		} else {
@@ -628,12 +675,43 @@ static long lex_step(__u32 i, void *ctx)
 		}
 		return 0;
 	case M_ESTR:
-		if (c == '\\' || (c == '\'' && next == '\'')) {
+		if (c == '\\' || (c == s->quote && next == s->quote)) {
 			s->mode = M_SKIP;
 			s->resume = M_ESTR;
-		} else if (c == '\'') {
+		} else if (c == s->quote) {
 			s->mode = M_NORMAL;
 		}
+		return 0;
+	case M_DASH2:
+		/* at the second '-': a comment when a space or control byte (or the end) follows */
+		if (next <= ' ') {
+			s->mode = M_LINE;
+			return 0;
+		}
+		s->mode = M_NORMAL;
+		stmt_begin(s);
+		s->verb_pos = 0;
+		return 0;
+	case M_SLASH:
+		/* the byte after / *: '!' (or "M!") opens code, anything else a comment */
+		if (c == '!' || (c == 'M' && next == '!')) {
+			if (s->exec < 255)
+				s->exec++;
+			s->mode = c == 'M' ? M_SKIP : M_EXECV;
+			s->resume = M_EXECV;
+			return 0;
+		}
+		s->mode = M_BLOCK;
+		if (c == '*' && next == '/') {
+			s->mode = M_SKIP;
+			s->resume = M_NORMAL;
+		}
+		return 0;
+	case M_EXECV:
+		if (c >= '0' && c <= '9')
+			return 0;
+		s->mode = M_NORMAL;
+		normal_byte(s, c, next);
 		return 0;
 	case M_SKIP:
 		s->mode = s->resume;
@@ -681,12 +759,14 @@ static long lex_step(__u32 i, void *ctx)
 			s->mode = M_NORMAL;
 		return 0;
 	case M_BLOCK:
-		/* PostgreSQL nests block comments */
+		/* PostgreSQL nests block comments, MySQL does not */
 		if (c == '*' && next == '/') {
 			s->block_depth--;
+			if (s->mysql)
+				s->block_depth = 0;
 			s->mode = M_SKIP;
 			s->resume = s->block_depth ? M_BLOCK : M_NORMAL;
-		} else if (c == '/' && next == '*') {
+		} else if (c == '/' && next == '*' && !s->mysql) {
 			s->block_depth++;
 			s->mode = M_SKIP;
 			s->resume = M_BLOCK;
@@ -709,10 +789,11 @@ static long lex_step(__u32 i, void *ctx)
 }
 
 /*
- * Lex the first len bytes of lex_text() into out. Returns 0, or -1 when the
- * buffer is unavailable (out then says INCOMPLETE).
+ * Lex the first len bytes of lex_text() into out, with MySQL's rules when
+ * mysql is set. Returns 0, or -1 when the buffer is unavailable (out then
+ * says INCOMPLETE).
  */
-__noinline int sql_lex(__u32 len, struct dbw_lex_result *out)
+__noinline int sql_lex_mode(__u32 len, __u32 mysql, struct dbw_lex_result *out)
 {
 	struct lex_state s = {};
 
@@ -728,6 +809,7 @@ __noinline int sql_lex(__u32 len, struct dbw_lex_result *out)
 		len = DBW_LEX_MAX;
 	}
 	s.len = len;
+	s.mysql = !!mysql;
 	s.verb_pos = 1;
 	s.res.shape = DBW_FNV_OFFSET;
 	bpf_loop(len, lex_step, &s, 0);
@@ -739,6 +821,8 @@ __noinline int sql_lex(__u32 len, struct dbw_lex_result *out)
 	case M_NUM:
 	case M_LINE:
 	case M_DTAG:
+	case M_DASH2:
+	case M_EXECV:
 		break;
 	default:
 		s.res.flags |= DBW_LEX_F_UNTERMINATED;
@@ -746,6 +830,12 @@ __noinline int sql_lex(__u32 len, struct dbw_lex_result *out)
 	stmt_end(&s);
 	__builtin_memcpy(out, &s.res, sizeof(*out));
 	return 0;
+}
+
+/* PostgreSQL's rules. */
+static __always_inline int sql_lex(__u32 len, struct dbw_lex_result *out)
+{
+	return sql_lex_mode(len, 0, out);
 }
 
 #endif /* DBW_LEXER_BPF_H */

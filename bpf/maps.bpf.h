@@ -45,6 +45,17 @@ struct {
 	__type(value, struct dbw_rx_state);
 } rx_state SEC(".maps");
 
+/*
+ * conn_id -> elements of the current Redis command the guard has not
+ * walked yet (a command spanning sends; resp.bpf.h). Deleted at close.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} resp_walk SEC(".maps");
+
 /* Watched server ports (host order) -> protocol. Filled by userspace. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -239,6 +239,59 @@ enum dbw_verb {
 	DBW_VERB__MAX = 31,
 };
 
+/*
+ * Redis command classes the kernel guard tells apart, for rules of the
+ * Redis verb space (struct dbw_guard_rule.space): bit numbers of the same
+ * __u32 verb set. A container's subcommand has its own class ("CONFIG SET")
+ * and sets its container's bit too. The kernel maps a command name to its
+ * bits through the redis_verbs map (key: dbw_name_hash of the upper-case
+ * name, "CONFIG SET" with one space; value: __u32 bits, DBW_RVERB_F_SUBCMD
+ * when the command is a container). Append only.
+ */
+enum dbw_redis_verb {
+	DBW_RVERB_OTHER = 0,
+	DBW_RVERB_FLUSHALL = 1,
+	DBW_RVERB_FLUSHDB = 2,
+	DBW_RVERB_KEYS = 3,
+	DBW_RVERB_DEBUG = 4,
+	DBW_RVERB_CONFIG = 5,
+	DBW_RVERB_CONFIG_SET = 6,
+	DBW_RVERB_SHUTDOWN = 7,
+	DBW_RVERB_SCRIPT = 8,
+	DBW_RVERB_EVAL = 9, /* EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, FCALL, FCALL_RO */
+	DBW_RVERB_DEL = 10, /* DEL, UNLINK */
+	DBW_RVERB_SET = 11,
+	DBW_RVERB_GET = 12,
+	DBW_RVERB_MIGRATE = 13,
+	DBW_RVERB_MODULE = 14,
+	DBW_RVERB_ACL = 15,
+	DBW_RVERB_CLIENT = 16,
+	DBW_RVERB_CLIENT_KILL = 17,
+	DBW_RVERB_SAVE = 18, /* SAVE, BGSAVE, BGREWRITEAOF */
+	DBW_RVERB_REPLICAOF = 19, /* REPLICAOF, SLAVEOF */
+	DBW_RVERB_CLUSTER = 20,
+	DBW_RVERB_SWAPDB = 21,
+	DBW_RVERB_MONITOR = 22,
+	DBW_RVERB_FUNCTION = 23,
+	DBW_RVERB_RESTORE = 24,
+	DBW_RVERB_RENAME = 25, /* RENAME, RENAMENX */
+	DBW_RVERB_EXPIRE = 26, /* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST */
+	DBW_RVERB_SCAN = 27, /* SCAN, HSCAN, SSCAN, ZSCAN */
+	DBW_RVERB_HSET = 28, /* HSET, HMSET, HSETNX */
+	DBW_RVERB_HGETALL = 29,
+	DBW_RVERB_CONFIG_REWRITE = 30,
+	DBW_RVERB__MAX = 31,
+};
+
+#define DBW_RVERB_F_SUBCMD (1u << 31) /* redis_verbs value: a container command */
+
+/* Which verb set a guard rule's verbs name (struct dbw_guard_rule.space). */
+enum dbw_verb_space {
+	DBW_SPACE_ANY = 0, /* verbs == 0: every statement of every protocol */
+	DBW_SPACE_SQL = 1, /* enum dbw_verb: PostgreSQL and MySQL statements */
+	DBW_SPACE_REDIS = 2, /* enum dbw_redis_verb: Redis commands */
+};
+
 enum dbw_lex_flags {
 	DBW_LEX_F_WITHOUT_WHERE = 1 << 0, /* an UPDATE or DELETE (also inside a CTE) lacks WHERE */
 	DBW_LEX_F_INCOMPLETE = 1 << 1, /* text or token budget exceeded: classification partial */
@@ -299,6 +352,7 @@ enum dbw_pg_phase {
 	DBW_PG_STARTUP = 0, /* startup-phase messages (no type byte) */
 	DBW_PG_NORMAL = 1, /* typed messages */
 	DBW_PG_OFF = 2, /* encrypted, or framing lost: the guard cannot read it */
+	DBW_MY_TLS_NEXT = 3, /* MySQL: SSLRequest sent, a TLS ClientHello comes next */
 };
 
 /* Per-socket state kept in sk_storage from connect() to close. */
@@ -364,8 +418,16 @@ _Static_assert(sizeof(struct dbw_rec_exec) == 24 + 8, "exec layout");
 #define DBW_GUARD_TEXT	   384
 #define DBW_GUARD_UNPARSED DBW_GUARD_RULES /* text slot of the defaults.unparsed block */
 #define DBW_GUARD_DOWN	   (DBW_GUARD_RULES + 1) /* text slot of --fail-mode closed */
-#define DBW_GUARD_TEXTS	   (DBW_GUARD_RULES + 2)
-#define DBW_GUARD_NO_RULE  0xff
+/*
+ * The guard_text map holds one set of DBW_GUARD_TEXT_SLOTS texts per
+ * protocol, in enum dbw_proto order from PostgreSQL: key = slot +
+ * (proto - DBW_PROTO_POSTGRES) * DBW_GUARD_TEXT_SLOTS. A PostgreSQL text
+ * is a DO block, a MySQL one a SIGNAL statement, a Redis one a whole EVAL
+ * command (RESP) whose script returns the rule's error.
+ */
+#define DBW_GUARD_TEXT_SLOTS (DBW_GUARD_RULES + 2)
+#define DBW_GUARD_PROTOS     3
+#define DBW_GUARD_NO_RULE    0xff
 
 enum dbw_action {
 	DBW_ACT_ALLOW = 0,
@@ -379,7 +441,7 @@ struct dbw_guard_rule {
 	__u8 action; /* enum dbw_action */
 	__u8 without_where; /* 1: only statements flagged DBW_LEX_F_WITHOUT_WHERE */
 	__u8 nobjects; /* 0: any; else one of objects[] must be named */
-	__u8 pad;
+	__u8 space; /* enum dbw_verb_space of verbs: the rule holds for no other protocol */
 	__u64 objects[DBW_LEX_OBJECTS]; /* name hashes, as struct dbw_lex_result */
 };
 _Static_assert(sizeof(struct dbw_guard_rule) == 8 + 8 * DBW_LEX_OBJECTS, "guard_rule layout");

@@ -25,6 +25,7 @@
 #include <openssl/sha.h>
 
 #include "capture.h"
+#include "redis_proto.h"
 #include "dbwarden.skel.h"
 #include "statefile.h"
 
@@ -623,6 +624,44 @@ int capture_counters(struct capture *c, uint64_t *out)
 	return 0;
 }
 
+/* The Redis command names the guard classifies, for the kernel (resp.bpf.h). 0 or -1. */
+static int redis_verbs_load(int fd)
+{
+	const char *name;
+	int cls;
+
+	for (size_t i = 0; (name = redis_verb_entry(i, &cls)); i++) {
+		__u64 key = dbw_name_hash(name, strlen(name));
+		__u32 bits = 1u << cls;
+
+		if (strchr(name, ' ')) {
+			/* a subcommand is its container's too: CONFIG SET is a CONFIG */
+			size_t n = strcspn(name, " ");
+			char top[32];
+
+			snprintf(top, sizeof(top), "%.*s", (int)n, name);
+			cls = redis_verb_class(top);
+			if (cls)
+				bits |= 1u << cls;
+		}
+		if (bpf_map_update_elem(fd, &key, &bits, BPF_ANY))
+			return -1;
+	}
+	/* the containers: their first argument is part of the verb */
+	for (size_t i = 0; (name = redis_container(i)); i++) {
+		__u64 key = dbw_name_hash(name, strlen(name));
+		__u32 bits = 0;
+
+		cls = redis_verb_class(name);
+		if (cls)
+			bits = 1u << cls;
+		bits |= DBW_RVERB_F_SUBCMD;
+		if (bpf_map_update_elem(fd, &key, &bits, BPF_ANY))
+			return -1;
+	}
+	return 0;
+}
+
 int capture_guard_load(struct capture *c, const struct capture_guard *g)
 {
 	struct dbwarden_bpf *skel = c->skel;
@@ -641,14 +680,27 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 					BPF_ANY))
 			return -errno;
 	}
-	for (__u32 i = 0; i < DBW_GUARD_TEXTS; i++) {
+	for (__u32 i = 0; i < DBW_GUARD_TEXT_SLOTS; i++) {
 		const struct dbw_guard_text *t = i == DBW_GUARD_DOWN ? &g->down_text :
 						 i < g->nrules	     ? &g->texts[i] :
 								       &g->unparsed_text;
 
 		if (bpf_map_update_elem(text_fd, &i, t, BPF_ANY))
 			return -errno;
+		/* the other protocols' texts follow PostgreSQL's */
+		for (__u32 pr = 1; pr < DBW_GUARD_PROTOS; pr++) {
+			__u32 key = i + pr * DBW_GUARD_TEXT_SLOTS;
+			const struct dbw_guard_text *o =
+				g->proto_texts ?
+					&g->proto_texts[(pr - 1) * DBW_GUARD_TEXT_SLOTS + i] :
+					t;
+
+			if (bpf_map_update_elem(text_fd, &key, o, BPF_ANY))
+				return -errno;
+		}
 	}
+	if (redis_verbs_load(bpf_map__fd(skel->maps.redis_verbs)))
+		return -errno;
 	for (int i = 0; i < c->nports; i++) {
 		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto,
 					    .rules = g->port_rules ? g->port_rules[i] : 0 };

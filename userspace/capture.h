@@ -112,6 +112,10 @@ struct capture_guard {
 	unsigned nrules;
 	struct dbw_guard_text unparsed_text;
 	struct dbw_guard_text down_text; /* --fail-mode closed, no daemon */
+	/* MySQL's then Redis' texts, DBW_GUARD_TEXT_SLOTS each (the rules',
+	 * then the unparsed block's, then --fail-mode closed's); NULL:
+	 * PostgreSQL's serve all */
+	const struct dbw_guard_text *proto_texts;
 	const uint64_t *port_rules; /* NULL: none */
 };
 

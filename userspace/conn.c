@@ -16,8 +16,11 @@
 #include "conn.h"
 #include "event.h"
 #include "identity.h"
+#include "mysql_conn.h"
+#include "mysql_sql.h"
 #include "pg_conn.h"
 #include "policy.h"
+#include "redis_conn.h"
 #include "sockdiag.h"
 #include "stmt.h"
 
@@ -49,13 +52,15 @@ struct conn {
 	json_t *j_conn; /* cached "connection" object */
 	json_t *j_actor; /* cached "actor" object */
 	char *tail; /* both, serialised: the end of each of its events */
-	struct pg_conn *pg;
+	const struct stitcher_class *sc; /* its protocol's stitcher, NULL: not parsed */
+	void *stitcher;
 };
 
 struct conn_table {
 	struct emitter *em;
 	struct identity *id;
 	struct sql_analyzer *an;
+	struct mysql_analyzer *my; /* MySQL text: libpg_query does not read it */
 	struct conn **buckets;
 	size_t nbuckets; /* power of two */
 	size_t max_conns;
@@ -68,7 +73,63 @@ struct conn_table {
 	uint64_t snap_ms;
 };
 
-static const char *proto_name(uint8_t p)
+/*
+ * One protocol's stitcher behind one face: the table feeds bytes and gaps,
+ * the stitcher calls back struct dbw_stitch_ops.
+ */
+struct stitcher_class {
+	void *(*create)(const struct dbw_stitch_ops *ops, void *ctx);
+	void (*destroy)(void *s);
+	void (*feed)(void *s, int dir, const uint8_t *buf, size_t len, uint64_t ts, uint32_t pid);
+	void (*gap)(void *s, int dir, uint64_t len, uint64_t ts);
+	void (*close)(void *s, uint64_t ts);
+};
+
+/* Typed wrappers of a stitcher named P (P_conn_new, P_conn_feed, ...). */
+#define STITCHER(P)                                                                         \
+	static void *P##_create(const struct dbw_stitch_ops *ops, void *ctx)                \
+	{                                                                                   \
+		return P##_conn_new(ops, ctx);                                              \
+	}                                                                                   \
+	static void P##_destroy(void *s)                                                    \
+	{                                                                                   \
+		P##_conn_free(s);                                                           \
+	}                                                                                   \
+	static void P##_feed(void *s, int dir, const uint8_t *b, size_t n, uint64_t ts,     \
+			     uint32_t pid)                                                  \
+	{                                                                                   \
+		P##_conn_feed(s, dir, b, n, ts, pid);                                       \
+	}                                                                                   \
+	static void P##_gap(void *s, int dir, uint64_t n, uint64_t ts)                      \
+	{                                                                                   \
+		P##_conn_gap(s, dir, n, ts);                                                \
+	}                                                                                   \
+	static void P##_close(void *s, uint64_t ts)                                         \
+	{                                                                                   \
+		P##_conn_close(s, ts);                                                      \
+	}                                                                                   \
+	static const struct stitcher_class P##_class = { P##_create, P##_destroy, P##_feed, \
+							 P##_gap, P##_close }
+
+STITCHER(pg);
+STITCHER(mysql);
+STITCHER(redis);
+
+/* The stitcher of a protocol, NULL when it is not parsed. */
+static const struct stitcher_class *stitcher_of(uint8_t proto)
+{
+	switch (proto) {
+	case DBW_PROTO_POSTGRES:
+		return &pg_class;
+	case DBW_PROTO_MYSQL:
+		return &mysql_class;
+	case DBW_PROTO_REDIS:
+		return &redis_class;
+	}
+	return NULL;
+}
+
+const char *dbw_proto_name(uint8_t p)
 {
 	switch (p) {
 	case DBW_PROTO_POSTGRES:
@@ -79,6 +140,17 @@ static const char *proto_name(uint8_t p)
 		return "redis";
 	}
 	return "unknown";
+}
+
+int dbw_proto_parse(const char *name)
+{
+	if (!strcmp(name, "postgres") || !strcmp(name, "postgresql"))
+		return DBW_PROTO_POSTGRES;
+	if (!strcmp(name, "mysql") || !strcmp(name, "mariadb"))
+		return DBW_PROTO_MYSQL;
+	if (!strcmp(name, "redis"))
+		return DBW_PROTO_REDIS;
+	return -1;
 }
 
 static size_t bucket_of(const struct conn_table *t, uint64_t id)
@@ -158,7 +230,7 @@ static void conn_rebuild_json(struct conn *c)
 	json_decref(c->j_conn);
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
 	c->j_conn = json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o}", "id", id, "protocol",
-			      proto_name(c->proto), "tls", c->tls, "client",
+			      dbw_proto_name(c->proto), "tls", c->tls, "client",
 			      json_str_or_null(c->client), "server", json_str_or_null(c->server),
 			      "db_user", json_str_or_null(c->db_user), "database",
 			      json_str_or_null(c->database), "application_name",
@@ -209,6 +281,7 @@ static void conn_info_of(const struct conn *c, struct conn_info *ci)
 	ci->client = c->client;
 	ci->server = c->server;
 	ci->server_port = c->tuple.server_port;
+	ci->proto = c->proto;
 	ci->db_user = c->db_user;
 	ci->database = c->database;
 	ci->application_name = c->app;
@@ -365,12 +438,18 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 	struct sql_analysis a;
 	json_t *ev, *objs, *types, *dec;
 
-	sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
+	if (s->analysis)
+		a = *s->analysis;
+	else if (c->proto == DBW_PROTO_MYSQL)
+		mysql_analyze(t->my, s->text, s->text_len, s->truncated, &a);
+	else
+		sql_analyze(t->an, s->text, s->text_len, s->truncated, &a);
 	dec = decide(c, s, &a, &out);
 	{
 		int act = policy_action(json_string_value(json_object_get(dec, "action")));
 
 		t->st.by_action[act < 0 ? DBW_ACT_ALLOW : act]++;
+		t->st.by_proto[c->proto & 3][act < 0 ? DBW_ACT_ALLOW : act]++;
 	}
 	objs = json_array();
 	for (size_t i = 0; i < a.nobjects; i++)
@@ -483,7 +562,8 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	if (*pp)
 		*pp = c->hnext;
 	lru_unlink(t, c);
-	pg_conn_free(c->pg);
+	if (c->sc)
+		c->sc->destroy(c->stitcher);
 	json_decref(c->j_conn);
 	json_decref(c->j_actor);
 	workload_release(&c->wl);
@@ -500,8 +580,8 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 {
 	json_t *ev;
 
-	if (c->pg)
-		pg_conn_close(c->pg, ts);
+	if (c->stitcher)
+		c->sc->close(c->stitcher, ts);
 	if (c->tls && !c->tls_plain)
 		on_unparsed(c, "encrypted: no plaintext seen (TLS library not probed)");
 	for (unsigned i = 0; i < c->nverdicts; i++)
@@ -540,8 +620,9 @@ static struct conn *conn_create(struct conn_table *t, uint64_t id, const struct 
 	c->t = t;
 	c->who = *who;
 	c->proto = proto;
-	if (proto == DBW_PROTO_POSTGRES)
-		c->pg = pg_conn_new(&stitch_ops, c);
+	c->sc = stitcher_of(proto);
+	if (c->sc)
+		c->stitcher = c->sc->create(&stitch_ops, c);
 	b = bucket_of(t, id);
 	c->hnext = t->buckets[b];
 	t->buckets[b] = c;
@@ -667,9 +748,9 @@ static void conn_start_tls(struct conn *c)
 	c->tls_plain = true;
 	c->tls = true;
 	c->expect[0] = c->expect[1] = 0;
-	if (c->proto == DBW_PROTO_POSTGRES) {
-		pg_conn_free(c->pg);
-		c->pg = pg_conn_new(&stitch_ops, c);
+	if (c->sc) {
+		c->sc->destroy(c->stitcher);
+		c->stitcher = c->sc->create(&stitch_ops, c);
 	}
 	conn_rebuild_json(c);
 }
@@ -831,8 +912,8 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 
 		t->st.gaps++;
 		t->st.gap_bytes += gap;
-		if (c->pg)
-			pg_conn_gap(c->pg, dir, gap, r->hdr.ts_ns);
+		if (c->stitcher)
+			c->sc->gap(c->stitcher, dir, gap, r->hdr.ts_ns);
 	} else if (off < c->expect[dir]) {
 		uint64_t dup = c->expect[dir] - off;
 
@@ -843,8 +924,8 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		off += dup;
 	}
 	c->expect[dir] = off + len;
-	if (c->pg)
-		pg_conn_feed(c->pg, dir, p, len, r->hdr.ts_ns, r->pid);
+	if (c->stitcher)
+		c->sc->feed(c->stitcher, dir, p, len, r->hdr.ts_ns, r->pid);
 	else if (!c->unparsed)
 		on_unparsed(c, "protocol_not_supported");
 }
@@ -866,8 +947,8 @@ static void on_close(struct conn_table *t, const struct dbw_rec_conn_close *r)
 
 			t->st.gaps++;
 			t->st.gap_bytes += gap;
-			if (c->pg)
-				pg_conn_gap(c->pg, dir, gap, r->hdr.ts_ns);
+			if (c->stitcher)
+				c->sc->gap(c->stitcher, dir, gap, r->hdr.ts_ns);
 		}
 	}
 	{
@@ -936,7 +1017,10 @@ struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql
 	while (t->nbuckets < t->max_conns)
 		t->nbuckets <<= 1;
 	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-	if (!t->buckets) {
+	t->my = mysql_analyzer_new();
+	if (!t->buckets || !t->my) {
+		mysql_analyzer_free(t->my);
+		free(t->buckets);
 		free(t);
 		return NULL;
 	}
@@ -948,8 +1032,8 @@ void conns_flush_all(struct conn_table *t)
 	/* pending requests of live connections become UNKNOWN statements; the
 	 * connections themselves stay open, so no connection_close is invented */
 	for (struct conn *c = t->lru_head; c; c = c->lnext)
-		if (c->pg)
-			pg_conn_close(c->pg, 0);
+		if (c->stitcher)
+			c->sc->close(c->stitcher, 0);
 }
 
 void conns_set_resuming(struct conn_table *t)
@@ -974,6 +1058,7 @@ void conns_free(struct conn_table *t)
 	while (t->lru_head)
 		conn_destroy(t, t->lru_head);
 	free(t->snap);
+	mysql_analyzer_free(t->my);
 	free(t->buckets);
 	free(t);
 }

@@ -35,8 +35,14 @@ struct conn_stats {
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
+	uint64_t by_proto[4][4]; /* ... per protocol (enum dbw_proto) and decision */
 	uint64_t lost_statements; /* answered, request read by an earlier daemon */
 };
+
+/* "postgres", "mysql", "redis" for an enum dbw_proto; "unknown" else. */
+const char *dbw_proto_name(uint8_t proto);
+/* enum dbw_proto of a name (postgres[ql], mysql, mariadb, redis), or -1. */
+int dbw_proto_parse(const char *name);
 
 /* max_conns bounds the table; the least recently active entry is evicted past it. */
 struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql_analyzer *an,
@@ -67,6 +73,7 @@ struct conn_info {
 	const struct workload *wl; /* container and pod */
 	const char *client, *server;
 	uint16_t server_port;
+	uint8_t proto; /* enum dbw_proto */
 	const char *db_user, *database, *application_name;
 };
 

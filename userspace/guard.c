@@ -102,13 +102,21 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 {
 	static struct dbw_guard_rule rules[DBW_GUARD_RULES];
 	static struct dbw_guard_text texts[DBW_GUARD_RULES];
+	static struct dbw_guard_text more[(DBW_GUARD_PROTOS - 1) * DBW_GUARD_TEXT_SLOTS];
 	uint64_t port_rules[CAPTURE_MAX_PORTS] = {};
-	struct capture_guard cg = { .rules = rules, .texts = texts, .port_rules = port_rules };
-
+	struct capture_guard cg = {
+		.rules = rules, .texts = texts, .proto_texts = more, .port_rules = port_rules
+	};
 	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
-	policy_down_text(&cg.down_text);
+	policy_down_text(DBW_PROTO_POSTGRES, &cg.down_text);
+	for (int pr = DBW_PROTO_MYSQL; pr <= DBW_PROTO_REDIS; pr++) {
+		struct dbw_guard_text *set = &more[(pr - DBW_PROTO_MYSQL) * DBW_GUARD_TEXT_SLOTS];
+
+		policy_kernel_texts(p, pr, set, &set[DBW_GUARD_UNPARSED]);
+		policy_down_text(pr, &set[DBW_GUARD_DOWN]);
+	}
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
 		port_rules[i] = policy_port_rules(p, ports[i]);
 	e = capture_guard_load(g->cap, &cg);
@@ -307,6 +315,7 @@ static void conn_of(const struct conn_info *ci, struct policy_conn *pc)
 	pc->cgroup = ci->cgroup;
 	pc->server = ci->server;
 	pc->server_port = ci->server_port;
+	pc->proto = ci->proto;
 	pc->database = ci->database;
 	pc->db_user = ci->db_user;
 	if (ci->wl)
@@ -322,6 +331,27 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 	conn_of(ci, &pc);
 	if (g->cap)
 		capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
+}
+
+/*
+ * Does a statement with this verb run code the guard never reads: SQL
+ * built on the server (DO, EXECUTE, CALL; MySQL's PREPARE ... FROM a
+ * string), or a Redis script (which may call any command)?
+ */
+static bool dynamic(uint8_t proto, const char *verb)
+{
+	static const char *const sql[] = { "DO", "EXECUTE", "CALL", NULL };
+	static const char *const my[] = { "EXECUTE", "CALL", "PREPARE", NULL };
+	static const char *const rd[] = { "EVAL",  "EVALSHA",  "EVAL_RO", "EVALSHA_RO",
+					  "FCALL", "FCALL_RO", NULL };
+	const char *const *set = proto == DBW_PROTO_REDIS ? rd :
+				 proto == DBW_PROTO_MYSQL ? my :
+							    sql;
+
+	for (; *set; set++)
+		if (!strcmp(verb, *set))
+			return true;
+	return false;
 }
 
 /*
@@ -342,6 +372,7 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 		.nobjects = a->nobjects,
 		.without_where = a->without_where,
 		.parsed = a->parsed,
+		.space = ci->proto == DBW_PROTO_REDIS ? DBW_SPACE_REDIS : DBW_SPACE_SQL,
 	};
 	struct policy_verdict v;
 	enum dbw_action action = DBW_ACT_ALLOW;
@@ -400,11 +431,10 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 	} else {
 		rule = v.name;
 	}
-	if (!out->alert_kind && policy_conn_rules(g->pol, &pc) &&
-	    (!strcmp(a->verb, "DO") || !strcmp(a->verb, "EXECUTE") || !strcmp(a->verb, "CALL"))) {
+	if (!out->alert_kind && policy_conn_rules(g->pol, &pc) && dynamic(ci->proto, a->verb)) {
 		/* SQL built at run time on the server: neither side can read it */
-		snprintf(out->alert, sizeof(out->alert), "%s runs SQL the guard cannot see",
-			 a->verb);
+		snprintf(out->alert, sizeof(out->alert), "%s runs %s the guard cannot see", a->verb,
+			 ci->proto == DBW_PROTO_REDIS ? "a script" : "SQL");
 		out->alert_kind = "dynamic_sql";
 	}
 	if (ap)

@@ -14,6 +14,9 @@
 #include <sys/un.h>
 
 #include "agent.h"
+#include "conn.h"
+#include "mysql_sql.h"
+#include "redis_proto.h"
 #include "analyze.h"
 #include "metrics.h"
 #include "policy.h"
@@ -44,8 +47,9 @@ static void usage(FILE *f)
 		"             [--metrics ADDR:PORT] [--no-tls] [--pin-dir DIR | --no-pin]\n"
 		"             [--fail-mode open|closed] [-v]\n"
 		"             [--k8s-api URL --k8s-ca FILE --k8s-token-file FILE] [--node-name N]\n"
-		"  --port N=postgres   watch TCP connections to server port N (repeatable;\n"
-		"                      default 5432=postgres)\n"
+		"  --port N=PROTO      watch TCP connections to server port N speaking PROTO\n"
+		"                      (postgres, mysql or mariadb, redis; N alone: postgres;\n"
+		"                      repeatable; default 5432=postgres 3306=mysql 6379=redis)\n"
 		"  --cgroup PATH       only connections opened by processes under this cgroup v2\n"
 		"                      directory (default: the whole host)\n" OUTPUT_USAGE
 		"  --policy FILE       enforce this policy (YAML); SIGHUP reads it again\n"
@@ -108,19 +112,20 @@ static int parse_port(const char *arg, struct agent_opts *o)
 	eq = strchr(buf, '=');
 	if (eq) {
 		*eq = 0;
-		if (!strcmp(eq + 1, "postgres") || !strcmp(eq + 1, "postgresql")) {
-			proto = DBW_PROTO_POSTGRES;
-		} else {
+		int pr = dbw_proto_parse(eq + 1);
+
+		if (pr <= 0) {
 			fprintf(stderr,
-				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres)\n",
+				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres, "
+				"mysql, mariadb, redis)\n",
 				arg, eq + 1);
 			return -1;
 		}
+		proto = pr;
 	}
 	if (parse_uint(buf, 1, 65535, &port)) {
 		fprintf(stderr,
-			"dbwarden: --port %s: expected PORT[=postgres] with PORT in 1..65535\n",
-			arg);
+			"dbwarden: --port %s: expected PORT[=PROTO] with PORT in 1..65535\n", arg);
 		return -1;
 	}
 	for (int i = 0; i < o->nports; i++) {
@@ -269,8 +274,11 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (output_check(&o.out, STATE_DIR_DEFAULT))
 		return 2;
-	if (!o.nports)
+	if (!o.nports) {
 		parse_port("5432=postgres", &o);
+		parse_port("3306=mysql", &o);
+		parse_port("6379=redis", &o);
+	}
 	return agent_run(&o);
 }
 
@@ -404,8 +412,52 @@ static int set_actor(struct policy_conn *c, const char *kv)
 }
 
 /*
- * `dbwarden policy test FILE --sql "..." [--actor k=v ...] [--target HOST:PORT]
- * [--database D] [--db-user U]`: the verdict, from the daemon's own code.
+ * A Redis command line ("SET k v", as redis-cli takes it) as the daemon
+ * analyses it. 0, or -1 when it is not one command. text holds the
+ * normalized text; objects point into *scan.
+ */
+static int redis_line_analysis(const char *line, struct redis_scan *scan, char *text,
+			       size_t textlen, struct redis_stmt *rs, struct sql_analysis *a)
+{
+	size_t used = 0, n = strlen(line);
+	char *buf = malloc(n + 2);
+	enum dbw_parse r;
+	int cls;
+
+	if (!buf)
+		return -1;
+	memcpy(buf, line, n);
+	memcpy(buf + n, "\n", 2);
+	redis_scan_init(scan, true);
+	r = redis_scan(scan, (const uint8_t *)buf, n + 1, &used);
+	free(buf);
+	if (r != DBW_PARSE_OK)
+		return -1;
+	redis_cmd_stmt(&scan->cmd, text, textlen, rs);
+	memset(a, 0, sizeof(*a));
+	a->normalized = text;
+	a->verb = rs->verb;
+	memcpy(a->fingerprint, rs->fingerprint, sizeof(a->fingerprint));
+	cls = redis_verb_class(rs->verb);
+	a->verbs = 1u << cls;
+	if (strchr(rs->verb, ' ')) {
+		char top[48];
+
+		snprintf(top, sizeof(top), "%.*s", (int)strcspn(rs->verb, " "), rs->verb);
+		if ((cls = redis_verb_class(top)))
+			a->verbs |= 1u << cls;
+	}
+	for (size_t i = 0; i < rs->nobjects && i < SQL_MAX_OBJECTS; i++)
+		a->objects[a->nobjects++] = rs->objects[i];
+	a->parsed = !rs->cut;
+	return 0;
+}
+
+/*
+ * `dbwarden policy test FILE --sql "..." [--protocol P] [--actor k=v ...]
+ * [--target HOST:PORT] [--database D] [--db-user U]`: the verdict, from the
+ * daemon's own code. --protocol mysql reads --sql as MySQL, redis as a
+ * Redis command line.
  */
 static int cmd_policy_test(int argc, char **argv)
 {
@@ -415,8 +467,14 @@ static int cmd_policy_test(int argc, char **argv)
 		{ "target", required_argument, NULL, 't' },
 		{ "database", required_argument, NULL, 'd' },
 		{ "db-user", required_argument, NULL, 'u' },
+		{ "protocol", required_argument, NULL, 'p' },
 		{ 0 },
 	};
+	static struct redis_scan scan;
+	struct mysql_analyzer *my = NULL;
+	struct redis_stmt rs;
+	char rtext[2048];
+	int proto = DBW_PROTO_POSTGRES, e;
 	struct policy_conn c = { .user = "",
 				 .comm = "",
 				 .exe = "",
@@ -467,15 +525,25 @@ static int cmd_policy_test(int argc, char **argv)
 		case 'u':
 			c.db_user = optarg;
 			break;
+		case 'p':
+			proto = dbw_proto_parse(optarg);
+			if (proto <= 0) {
+				fprintf(stderr,
+					"dbwarden: --protocol %s: expected postgres, mysql, "
+					"mariadb or redis\n",
+					optarg);
+				return 2;
+			}
+			break;
 		default:
 			usage(stderr);
 			return 2;
 		}
 	}
+	c.proto = proto;
 	if (optind != argc - 1 || !sql) {
-		fprintf(stderr,
-			"dbwarden: policy test FILE --sql SQL [--actor k=v] [--target HOST:PORT] "
-			"[--database D] [--db-user U]\n");
+		fprintf(stderr, "dbwarden: policy test FILE --sql SQL [--protocol P] [--actor k=v] "
+				"[--target HOST:PORT] [--database D] [--db-user U]\n");
 		return 2;
 	}
 	p = policy_load(argv[optind], err, sizeof(err));
@@ -484,10 +552,26 @@ static int cmd_policy_test(int argc, char **argv)
 		return 1;
 	}
 	an = sql_analyzer_new(16);
-	if (!an || sql_analyze(an, sql, strlen(sql), false, &a)) {
+	if (proto == DBW_PROTO_REDIS) {
+		e = redis_line_analysis(sql, &scan, rtext, sizeof(rtext), &rs, &a);
+		if (e) {
+			fprintf(stderr, "dbwarden: --sql: not a Redis command line\n");
+			policy_free(p);
+			sql_analyzer_free(an);
+			return 2;
+		}
+		st.space = DBW_SPACE_REDIS;
+	} else if (proto == DBW_PROTO_MYSQL) {
+		my = mysql_analyzer_new();
+		e = !my || mysql_analyze(my, sql, strlen(sql), false, &a);
+	} else {
+		e = !an || sql_analyze(an, sql, strlen(sql), false, &a);
+	}
+	if (e) {
 		fprintf(stderr, "dbwarden: out of memory\n");
 		policy_free(p);
 		sql_analyzer_free(an);
+		mysql_analyzer_free(my);
 		return 1;
 	}
 	st.verb = a.verb;
@@ -506,6 +590,8 @@ static int cmd_policy_test(int argc, char **argv)
 	printf("\nstatement: %s verb: %s\n", a.normalized, a.verb);
 	policy_free(p);
 	sql_analyzer_free(an);
+	mysql_analyzer_free(my);
+	redis_scan_reset(&scan);
 	return 0;
 }
 

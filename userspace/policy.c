@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "conn.h"
 #include "policy.h"
+#include "redis_proto.h"
 
 /* A list of strings from a scalar or a sequence of scalars. */
 struct strs {
@@ -40,7 +42,8 @@ struct cond {
 	struct strs target_names;
 	struct kvs target_labels;
 	struct strs database, db_user, objects;
-	uint32_t verbs; /* 1 << enum dbw_verb; 0: any */
+	uint32_t verbs; /* 1 << enum dbw_verb; 0: any (unless rverbs) */
+	uint32_t rverbs; /* 1 << enum dbw_redis_verb: Redis commands named */
 	int without_where; /* -1 any, 0, 1 */
 	struct actor_sel actor;
 };
@@ -59,6 +62,7 @@ struct target {
 	char *name;
 	char *host; /* "" for any address */
 	uint16_t port;
+	uint8_t proto; /* enum dbw_proto; 0: any */
 	struct kvs labels;
 };
 
@@ -74,6 +78,9 @@ struct policy {
 	struct rule *rules;
 	size_t nrules;
 	int kernel_rules[DBW_GUARD_RULES];
+	/* enum dbw_verb_space of each kernel rule: a rule naming SQL verbs and
+	 * Redis commands takes one kernel rule per space */
+	uint8_t kernel_space[DBW_GUARD_RULES];
 	unsigned nkernel;
 };
 
@@ -524,14 +531,19 @@ static void parse_cond(struct ld *l, yaml_node_t *n, const char *what, struct co
 		get_strs(l, v, "verb", &verbs);
 		for (size_t i = 0; i < verbs.n; i++) {
 			int k = policy_verb(verbs.v[i]);
+			/* a Redis command: SET is both, and means both */
+			int rk = redis_verb_class(verbs.v[i]);
 
-			if (k <= 0)
+			if (k <= 0 && rk <= 0)
 				perr(l, v,
 				     "unknown verb '%s' (expected SQL verbs such as SELECT, "
-				     "INSERT, UPDATE, DELETE, DROP, TRUNCATE, ALTER)",
+				     "INSERT, UPDATE, DELETE, DROP, TRUNCATE, ALTER, or Redis "
+				     "commands such as FLUSHALL, FLUSHDB, KEYS, DEBUG, CONFIG SET)",
 				     verbs.v[i]);
-			else
+			if (k > 0)
 				c->verbs |= 1u << k;
+			if (rk > 0)
+				c->rverbs |= 1u << rk;
 		}
 		free_strs(&verbs);
 	}
@@ -600,9 +612,17 @@ static void parse_targets(struct ld *l, yaml_node_t *n, struct policy *p)
 		if (!*tg->name)
 			perr(l, t, "a target needs a name");
 		v = get(l, t, "protocol");
-		if (v && (!scalar(v) || strcmp(scalar(v), "postgres")))
-			perr(l, v, "unknown protocol '%s' (supported: postgres)",
-			     scalar(v) ? scalar(v) : "?");
+		if (v) {
+			int pr = scalar(v) ? dbw_proto_parse(scalar(v)) : -1;
+
+			if (pr <= 0)
+				perr(l, v,
+				     "unknown protocol '%s' (supported: postgres, mysql, mariadb, "
+				     "redis)",
+				     scalar(v) ? scalar(v) : "?");
+			else
+				tg->proto = pr;
+		}
 		v = get(l, t, "address");
 		if (!v || !scalar(v))
 			perr(l, t, "target '%s' needs an address (HOST:PORT)", tg->name);
@@ -620,7 +640,7 @@ static const char *kernel_unfit(const struct rule *r)
 {
 	const struct cond *u = &r->unless;
 
-	if (u->verbs || u->objects.n || u->without_where >= 0)
+	if (u->verbs || u->rverbs || u->objects.n || u->without_where >= 0)
 		return "its unless depends on the statement";
 	if (r->match.verbs & (1u << DBW_VERB_OTHER))
 		return "OTHER is not a kernel verb class";
@@ -830,11 +850,21 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 		struct rule *r = &p->rules[i];
 
 		r->why_not = kernel_unfit(r);
-		if (!r->why_not && p->nkernel == DBW_GUARD_RULES)
+		/* SQL verbs and Redis commands are two kernel rules, one per space */
+		if (!r->why_not &&
+		    p->nkernel + (r->match.verbs && r->match.rverbs) >= DBW_GUARD_RULES)
 			r->why_not = "beyond the kernel's 64 rules";
 		if (!r->why_not) {
 			r->kernel = p->nkernel;
-			p->kernel_rules[p->nkernel++] = i;
+			if (r->match.verbs || !r->match.rverbs) {
+				p->kernel_space[p->nkernel] =
+					r->match.verbs ? DBW_SPACE_SQL : DBW_SPACE_ANY;
+				p->kernel_rules[p->nkernel++] = i;
+			}
+			if (r->match.rverbs) {
+				p->kernel_space[p->nkernel] = DBW_SPACE_REDIS;
+				p->kernel_rules[p->nkernel++] = i;
+			}
 		}
 	}
 	return p;
@@ -877,6 +907,8 @@ static const struct target *target_of(const struct policy *p, const struct polic
 		char want[128];
 
 		if (t->port != c->server_port)
+			continue;
+		if (t->proto && c->proto && t->proto != c->proto)
 			continue;
 		if (!*t->host)
 			return t;
@@ -1036,12 +1068,14 @@ static bool object_named(const char *want, const char *obj)
 
 static bool stmt_holds(const struct cond *k, const struct policy_stmt *s)
 {
-	if (k->verbs) {
-		int v = policy_verb(s->verb ? s->verb : "");
+	if (k->verbs || k->rverbs) {
+		bool redis = s->space == DBW_SPACE_REDIS;
+		int v = redis ? redis_verb_class(s->verb ? s->verb : "") :
+				policy_verb(s->verb ? s->verb : "");
 		uint32_t all = s->verbs | (v > 0 ? 1u << v : 0);
 
 		/* WITH d AS (DELETE ...) SELECT is a DELETE too */
-		if (!(k->verbs & all))
+		if (!((redis ? k->rverbs : k->verbs) & all))
 			return false;
 	}
 	if (k->without_where >= 0 && k->without_where != s->without_where)
@@ -1197,34 +1231,94 @@ uint64_t policy_port_rules(const struct policy *p, uint16_t port)
 }
 
 /*
- * The statement that replaces a blocked one: the server raises the error
- * itself. require_approval texts start their message with "approval id "
- * and room for the id, which the kernel writes at DBW_APPROVAL_ID_OFF.
+ * The statement that replaces a blocked one, in the connection's protocol:
+ * the server raises the error itself, in order with the rest of the
+ * client's pipeline. require_approval texts start their message with
+ * "approval id " and room for the id, which the kernel writes at
+ * DBW_APPROVAL_ID_OFF: each protocol's prefix is 66 bytes long for that.
+ *
+ *   PostgreSQL  DO $dbw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '...'; END$dbw$
+ *   MySQL       SIGNAL SQLSTATE '42000' SET MYSQL_ERRNO = 1142, MESSAGE_TEXT = '...'
+ *   Redis       *3 $4 EVAL $355 <return redis.error_reply('ERR ...')> $1 0   (RESP)
+ *
+ * Every text is exactly DBW_GUARD_TEXT bytes, space padded: PostgreSQL's
+ * ends with the NUL its message carries; the others carry none.
  */
-static void replacement(struct dbw_guard_text *t, const char *name, const char *msg, bool approval)
+static void replacement(struct dbw_guard_text *t, uint8_t proto, const char *name, const char *msg,
+			bool approval)
 {
-	static const char prefix[] =
+	static const char pg_prefix[] =
 		"DO $dbw$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '";
+	static const char my_prefix[] =
+		"SIGNAL   SQLSTATE '42000' SET MYSQL_ERRNO = 1142, MESSAGE_TEXT = '";
+	static const char rd_head[] = "*3\r\n$4\r\nEVAL\r\n$355\r\n";
+	static const char rd_prefix[] = "                return redis.error_reply('ERR ";
+	static const char rd_tail[] = "\r\n$1\r\n0\r\n";
 	char text[200], quoted[280];
-	size_t q = 0;
+	size_t q = 0, cap = sizeof(quoted);
 	int n;
 
-	_Static_assert(sizeof(prefix) - 1 + 12 == DBW_APPROVAL_ID_OFF, "approval id offset");
+	_Static_assert(sizeof(pg_prefix) - 1 + 12 == DBW_APPROVAL_ID_OFF, "approval id offset");
+	_Static_assert(sizeof(my_prefix) - 1 + 12 == DBW_APPROVAL_ID_OFF, "approval id offset");
+	_Static_assert(sizeof(rd_head) - 1 + sizeof(rd_prefix) - 1 + 12 == DBW_APPROVAL_ID_OFF,
+		       "approval id offset");
+	_Static_assert(sizeof(rd_head) - 1 + 355 + sizeof(rd_tail) - 1 == DBW_GUARD_TEXT,
+		       "redis replacement size");
 	snprintf(text, sizeof(text), "%sblocked by dbwarden rule %s%s%s",
 		 approval ? "approval id ############: " : "", name, *msg ? ": " : "", msg);
-	for (size_t i = 0; text[i] && q + 3 < sizeof(quoted); i++) {
-		/* a quote is doubled; a '$' could end the dollar quote early */
-		if (text[i] == '\'')
-			quoted[q++] = '\'';
-		quoted[q++] = text[i] == '$' ? 'S' : (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+	if (proto == DBW_PROTO_MYSQL)
+		cap = 128 + 1; /* MESSAGE_TEXT holds 128 characters */
+	for (size_t i = 0; text[i] && q + 3 < cap; i++) {
+		unsigned char ch = text[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			ch = ' ';
+		if (proto == DBW_PROTO_POSTGRES) {
+			/* a quote is doubled; a '$' could end the dollar quote early */
+			if (ch == '\'')
+				quoted[q++] = '\'';
+			if (ch == '$')
+				ch = 'S';
+		} else if (ch == '\'' || ch == '\\') {
+			/* whatever the SQL mode or Lua: no quote, no escape */
+			ch = ch == '\'' ? '"' : '/';
+		}
+		quoted[q++] = ch;
 	}
 	quoted[q] = 0;
 	memset(t, 0, sizeof(*t));
-	n = snprintf((char *)t->text, sizeof(t->text), "%s%s'; END$dbw$", prefix, quoted);
-	/* 66 + 280 + 12 < DBW_GUARD_TEXT: the statement is never cut */
-	memset(t->text + n, ' ', sizeof(t->text) - 1 - n);
-	t->text[sizeof(t->text) - 1] = 0;
+	switch (proto) {
+	case DBW_PROTO_MYSQL:
+		n = snprintf((char *)t->text, sizeof(t->text), "%s%s'", my_prefix, quoted);
+		memset(t->text + n, ' ', sizeof(t->text) - n);
+		break;
+	case DBW_PROTO_REDIS:
+		n = snprintf((char *)t->text, sizeof(t->text), "%s%s%s')", rd_head, rd_prefix,
+			     quoted);
+		memset(t->text + n, ' ', sizeof(t->text) - n);
+		memcpy(t->text + sizeof(t->text) - (sizeof(rd_tail) - 1), rd_tail,
+		       sizeof(rd_tail) - 1);
+		break;
+	default:
+		n = snprintf((char *)t->text, sizeof(t->text), "%s%s'; END$dbw$", pg_prefix,
+			     quoted);
+		/* 66 + 280 + 12 < DBW_GUARD_TEXT: the statement is never cut */
+		memset(t->text + n, ' ', sizeof(t->text) - 1 - n);
+		t->text[sizeof(t->text) - 1] = 0;
+	}
 	t->id_off = approval;
+}
+
+void policy_kernel_texts(const struct policy *p, uint8_t proto, struct dbw_guard_text *texts,
+			 struct dbw_guard_text *unparsed)
+{
+	for (unsigned k = 0; k < p->nkernel; k++) {
+		const struct rule *r = &p->rules[p->kernel_rules[k]];
+
+		replacement(&texts[k], proto, r->name, r->message, r->action == DBW_ACT_APPROVAL);
+	}
+	replacement(unparsed, proto, "defaults.unparsed", "statement could not be read in full",
+		    false);
 }
 
 unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
@@ -1238,7 +1332,8 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 		struct dbw_guard_rule *g = &rules[k];
 
 		memset(g, 0, sizeof(*g));
-		g->verbs = r->match.verbs;
+		g->space = p->kernel_space[k];
+		g->verbs = g->space == DBW_SPACE_REDIS ? r->match.rverbs : r->match.verbs;
 		g->action = r->action;
 		g->without_where = r->match.without_where == 1;
 		/* without_where: false is "a WHERE is present": userspace settles it */
@@ -1258,19 +1353,18 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 				g->objects[g->nobjects++] = dbw_name_hash(q, strlen(q));
 			}
 		}
-		replacement(&texts[k], r->name, r->message, r->action == DBW_ACT_APPROVAL);
 		any_block |= blocking(r->action);
 	}
-	replacement(unparsed, "defaults.unparsed", "statement could not be read in full", false);
+	policy_kernel_texts(p, DBW_PROTO_POSTGRES, texts, unparsed);
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1;
 	cfg->unparsed_block = p->def_unparsed == 1 || (p->def_unparsed < 0 && any_block);
 	return p->nkernel;
 }
 
-void policy_down_text(struct dbw_guard_text *t)
+void policy_down_text(uint8_t proto, struct dbw_guard_text *t)
 {
-	replacement(t, "fail-mode closed", "no dbwarden agent is running to audit it", false);
+	replacement(t, proto, "fail-mode closed", "no dbwarden agent is running to audit it", false);
 }
 
 /* ---- accessors and printing ----------------------------------------------------- */
@@ -1324,6 +1418,17 @@ static void print_cond(FILE *f, const char *what, const struct cond *k)
 		for (int v = 0, first = 1; v < DBW_VERB__MAX; v++)
 			if (k->verbs & (1u << v)) {
 				fprintf(f, "%s%s", first ? "" : ",", verb_names[v]);
+				first = 0;
+			}
+	}
+	if (k->rverbs) {
+		const char *name;
+		int cls, first = 1;
+
+		fprintf(f, " redis_commands=");
+		for (size_t i = 0; (name = redis_verb_entry(i, &cls)); i++)
+			if (k->rverbs & (1u << cls)) {
+				fprintf(f, "%s%s", first ? "" : ",", name);
 				first = 0;
 			}
 	}

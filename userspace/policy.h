@@ -42,6 +42,7 @@ struct policy_conn {
 	const char *user, *comm, *exe, *cgroup;
 	const char *server; /* "10.0.0.5:5432", "[::1]:5432" */
 	uint16_t server_port;
+	uint8_t proto; /* enum dbw_proto; 0: not known (any target's protocol) */
 	const char *database, *db_user;
 	/* the workload: NULL or "" for a host process */
 	const char *container_id;
@@ -54,8 +55,9 @@ struct policy_conn {
 
 /* What the exact analysis says of a statement. */
 struct policy_stmt {
-	const char *verb; /* "SELECT", "DROP", ... "UNKNOWN" */
+	const char *verb; /* "SELECT", "DROP", ... "UNKNOWN"; Redis: "FLUSHALL", "CONFIG SET" */
 	uint32_t verbs; /* sql_analysis.verbs: nested statements count too */
+	uint8_t space; /* enum dbw_verb_space of verb and verbs: SQL (0 too) or Redis */
 	const char *const *objects;
 	size_t nobjects;
 	bool without_where;
@@ -118,11 +120,19 @@ bool policy_has_workload_selectors(const struct policy *p);
  * Returns the number of kernel rules.
  */
 /* The replacement text of statements refused by --fail-mode closed. */
-void policy_down_text(struct dbw_guard_text *t);
+void policy_down_text(uint8_t proto, struct dbw_guard_text *t);
 
 unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 		       struct dbw_guard_text *texts, struct dbw_guard_text *unparsed,
 		       struct dbw_guard_cfg *cfg);
+
+/*
+ * The replacement texts of the kernel rules (DBW_GUARD_RULES of them) and
+ * of the unparsed block in protocol proto (policy_kernel gives
+ * PostgreSQL's).
+ */
+void policy_kernel_texts(const struct policy *p, uint8_t proto, struct dbw_guard_text *texts,
+			 struct dbw_guard_text *unparsed);
 
 /* enum dbw_verb of a verb name ("DROP"), or -1. */
 int policy_verb(const char *name);

@@ -50,10 +50,13 @@ void status_prometheus(void *ctx, FILE *out)
 	fputs("# HELP dbwarden_statements_total statement events by protocol and decision\n"
 	      "# TYPE dbwarden_statements_total counter\n",
 	      out);
-	for (int a = DBW_ACT_ALLOW; a <= DBW_ACT_BLOCK; a++)
-		fprintf(out,
-			"dbwarden_statements_total{protocol=\"postgres\",decision=\"%s\"} %llu\n",
-			policy_action_name(a), (unsigned long long)st.by_action[a]);
+	for (int pr = DBW_PROTO_POSTGRES; pr <= DBW_PROTO_REDIS; pr++)
+		for (int a = DBW_ACT_ALLOW; a <= DBW_ACT_BLOCK; a++)
+			fprintf(out,
+				"dbwarden_statements_total{protocol=\"%s\",decision=\"%s\"} "
+				"%llu\n",
+				dbw_proto_name(pr), policy_action_name(a),
+				(unsigned long long)st.by_proto[pr][a]);
 	gauge(out, "connections_open", "watched connections in the table", st.open);
 	counter(out, "connections_total", "watched connections seen", st.opened);
 	counter(out, "connections_unparsed_total", "connections whose stream could not be parsed",
@@ -127,8 +130,9 @@ void status_json(void *ctx, FILE *out)
 	conns_stats(v->conns, &st);
 	ports = json_array();
 	for (int i = 0; i < v->o->nports; i++)
-		json_array_append_new(ports, json_pack("{s:i, s:s}", "port", v->o->ports[i].port,
-						       "protocol", "postgres"));
+		json_array_append_new(ports,
+				      json_pack("{s:i, s:s}", "port", v->o->ports[i].port,
+						"protocol", dbw_proto_name(v->o->ports[i].proto)));
 	counters = json_object();
 	if (!capture_counters(v->cap, cnt))
 		for (int i = 0; i < DBW_CNT__MAX; i++)

@@ -2,7 +2,7 @@
 /*
  * Protocol-neutral records that the per-protocol stitchers hand to the daemon.
  *
- * A stitcher (pg_conn for PostgreSQL; MySQL and Redis later) turns the two
+ * A stitcher (pg_conn, mysql_conn, redis_conn) turns the two
  * byte streams of one connection into dbw_stmt records, one per statement
  * that crossed the connection, and reports session facts (user, database)
  * and the moment a stream can no longer be parsed.
@@ -35,6 +35,8 @@ enum dbw_stmt_mode {
 
 #define DBW_MAX_PARAM_TYPES 64
 
+struct sql_analysis;
+
 struct dbw_stmt {
 	/*
 	 * Raw statement text as the client sent it, NUL-terminated, at most
@@ -61,6 +63,12 @@ struct dbw_stmt {
 	uint64_t end_ns; /* capture time of the completion; 0 if none */
 	uint32_t pid; /* sender tgid of the request, 0 if unknown */
 	uint64_t req_off; /* client stream offset of the message carrying the text */
+	/*
+	 * The statement's analysis when the stitcher made it (Redis: a command
+	 * is structured already, its text is normalized when it is built);
+	 * NULL: the daemon analyses text with the protocol's SQL analyser.
+	 */
+	const struct sql_analysis *analysis;
 };
 
 /* What a stitcher reports; ctx is the daemon's per-connection context. */

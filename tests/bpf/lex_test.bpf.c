@@ -26,3 +26,14 @@ int lex_run(struct lex_args *a)
 	a->res = r;
 	return 0;
 }
+
+/* The same with MySQL's rules (the guard's COM_QUERY / COM_STMT_PREPARE texts). */
+SEC("syscall")
+int lex_run_mysql(struct lex_args *a)
+{
+	struct dbw_lex_result r;
+
+	a->rc = sql_lex_mode(a->len, 1, &r);
+	a->res = r;
+	return 0;
+}

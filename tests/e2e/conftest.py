@@ -123,7 +123,7 @@ class Postgres:
 class Agent:
     """The real daemon, started as the product runs it; stop() returns its events."""
 
-    def __init__(self, workdir, port, extra=(), env=None, prefix=()):
+    def __init__(self, workdir, port, extra=(), env=None, prefix=(), proto="postgres"):
         """prefix: a command that execs the agent (setpriv with capabilities, ...)."""
         self.out = os.path.join(workdir, "events.jsonl")
         self.errpath = os.path.join(workdir, "agent.stderr")
@@ -136,7 +136,7 @@ class Agent:
             self.pin_dir = extra[list(extra).index("--pin-dir") + 1]
         else:
             extra = tuple(extra) + ("--no-pin",)
-        self.cmd = list(prefix) + [DBW_BIN, "run", "--port", f"{port}=postgres",
+        self.cmd = list(prefix) + [DBW_BIN, "run", "--port", f"{port}={proto}",
                                    "--state-dir", self.state,
                                    "--output", f"file:{self.out}"] + list(extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=self.errf,
@@ -210,6 +210,141 @@ class Agent:
                            capture_output=True, timeout=60)
 
 
+class Redis:
+    """A throwaway redis-server on 127.0.0.1, no persistence, its own directory."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="dbw-redis-")
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "log"), "--enable-debug-command", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cli(self, *args, input=None, check=True):
+        """Run redis-cli; returns (CompletedProcess, pid)."""
+        cmd = ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port)] + list(args)
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else None,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+        out, err = p.communicate(input, timeout=120)
+        res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+        if check and p.returncode != 0:
+            raise AssertionError(f"redis-cli failed ({p.returncode}): {err}")
+        return res, p.pid
+
+
+class MariaDB:
+    """
+    A throwaway MariaDB server on 127.0.0.1: root without a password over TCP.
+    ssl=True: TLS on, with a self-signed certificate made here.
+    """
+
+    def __init__(self, ssl=False):
+        self.ssl = ssl
+        self.dir = tempfile.mkdtemp(prefix="dbw-maria-")
+        os.chmod(self.dir, 0o755)
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.port = free_port()
+        self.proc = None
+
+    def start(self):
+        shutil.chown(self.dir, "mysql", "mysql")
+        tls = []
+        if self.ssl:
+            crt, key = os.path.join(self.dir, "server.crt"), os.path.join(self.dir, "server.key")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "2", "-subj", "/CN=localhost", "-keyout", key, "-out", crt],
+                           check=True, capture_output=True)
+            shutil.chown(crt, "mysql", "mysql")
+            shutil.chown(key, "mysql", "mysql")
+            tls = [f"--ssl-cert={crt}", f"--ssl-key={key}"]
+        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql",
+                        f"--datadir={self.data}", "--auth-root-authentication-method=normal",
+                        "--skip-test-db"], check=True, capture_output=True)
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", "--user=mysql", f"--datadir={self.data}",
+             f"--port={self.port}", f"--socket={self.sock}", "--bind-address=127.0.0.1",
+             "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin",
+             f"--log-error={os.path.join(self.dir, 'log')}", "--innodb-flush-log-at-trx-commit=0"]
+            + tls,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            r = subprocess.run(["mariadb", "--no-defaults", "-uroot", f"--socket={self.sock}",
+                                "-e", "SELECT 1"], capture_output=True)
+            if r.returncode == 0:
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError("mariadbd exited: " + open(os.path.join(self.dir, "log")).read())
+            time.sleep(0.2)
+        else:
+            raise AssertionError("mariadbd did not start")
+        # root over TCP (no unix_socket auth there), and a test database
+        self.sql_socket("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
+                        "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; "
+                        "CREATE USER IF NOT EXISTS 'app'@'127.0.0.1' IDENTIFIED BY 'app-secret-pw'; "
+                        "CREATE DATABASE IF NOT EXISTS shop; "
+                        "GRANT ALL ON shop.* TO 'app'@'127.0.0.1'; FLUSH PRIVILEGES")
+
+    def sql_socket(self, sql):
+        """SQL over the Unix socket: not watched by the agent."""
+        subprocess.run(["mariadb", "--no-defaults", "-uroot", f"--socket={self.sock}", "-e", sql],
+                       check=True, capture_output=True, text=True)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self, *args, user="root", password=None, db="shop", input=None, check=True):
+        """Run the mariadb command-line client over TCP; returns (CompletedProcess, pid)."""
+        cmd = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.port), "-u", user,
+               "--skip-ssl", "--batch"]
+        if password:
+            cmd.append(f"-p{password}")
+        if db:
+            cmd += ["-D", db]
+        cmd += list(args)
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else None,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+        out, err = p.communicate(input, timeout=120)
+        res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+        if check and p.returncode != 0:
+            raise AssertionError(f"mariadb failed ({p.returncode}): {err}")
+        return res, p.pid
+
+
 def serve(server):
     """A fixture's server: started, yielded, stopped whatever happened."""
     try:
@@ -219,7 +354,7 @@ def serve(server):
         server.stop()
 
 
-def agents(tmp_path, default_port):
+def agents(tmp_path, default_port, proto="postgres"):
     """
     A fixture's agent factory: start(*extra_args, port=None, env=None) runs
     the agent watching default_port. Agents of one test share its directory:
@@ -233,7 +368,7 @@ def agents(tmp_path, default_port):
             # the approvals socket of this test's agent, not the host's
             sock = f"api{len(started)}.sock" if started else "api.sock"
             extra = extra + ("--api", str(tmp_path / sock))
-        a = Agent(str(tmp_path), port or default_port, extra, env=env)
+        a = Agent(str(tmp_path), port or default_port, extra, env=env, proto=proto)
         started.append(a)
         return a
 

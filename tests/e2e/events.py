@@ -77,7 +77,7 @@ def check_envelope(evs, unclean=False):
         assert agent["seq"] == i + 1 + skipped, f"agent.seq gap at line {i + 1}: {agent['seq']}"
         if e["type"] in ("statement", "connection_open", "connection_close"):
             c = e["connection"]
-            assert c["protocol"] == "postgres" and c["id"], e
+            assert c["protocol"] in ("postgres", "mysql", "redis") and c["id"], e
             assert c["client"] and c["server"], e
             a = e["actor"]
             for k in ("pid", "uid", "gid", "comm", "cgroup"):

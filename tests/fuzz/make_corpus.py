@@ -5,8 +5,11 @@ Seed corpora for the libFuzzer targets (tests/fuzz/corpus/<target>/), made
 from the project's own fixtures:
 
   fuzz_records, fuzz_pg_stream  a recording made with `dbwarden run --record`
-                                (psql plaintext and TLS, a blocked DROP, libpq
-                                pipeline and PQexecParams): pass its path
+  fuzz_mysql_stream             (psql plaintext and TLS, a blocked DROP, libpq
+  fuzz_redis_stream             pipeline and PQexecParams; the mariadb client,
+                                PyMySQL, tests/helpers/mysql_prepared,
+                                redis-cli, python3-redis): pass its path; each
+                                connection goes to its protocol's target
   fuzz_sql                      the guardrail evasion and allow corpora
   fuzz_policy                   the policies of the tests and the README
   fuzz_tls_elf                  a small shared library shaped like OpenSSL's
@@ -50,23 +53,26 @@ def from_recording(path):
         put("fuzz_records", f"rec{i:04d}", b"".join(framed[i:i + 16]))
     put("fuzz_records", "all", b"".join(framed))
     # fuzz_pg_stream: each connection's DATA payloads, [ctl][<=64 bytes] pieces
-    conns = {}
+    conns, proto = {}, {}
     for r in recs:
         if len(r) < 48:
             continue
         _, typ, _, conn = struct.unpack_from("<HHIQ", r, 0)
+        if typ == 1:
+            proto[conn] = r[24 + 40 + 2]  # dbw_rec_conn_open.proto
         if typ != 2:
             continue
         _, length, _, direction, flags = struct.unpack_from("<QIIBB", r, 24)
         conns.setdefault((conn, flags & 2), []).append((direction, r[48:48 + length]))
-    for i, chunks in enumerate(conns.values()):
+    targets = {2: "fuzz_mysql_stream", 3: "fuzz_redis_stream"}
+    for i, (key, chunks) in enumerate(conns.items()):
         out = bytearray()
         for direction, payload in chunks:
             for k in range(0, len(payload), 64):
                 piece = payload[k:k + 64]
                 out.append((direction << 7) | (len(piece) - 1))
                 out += piece
-        put("fuzz_pg_stream", f"conn{i:02d}", bytes(out))
+        put(targets.get(proto.get(key[0]), "fuzz_pg_stream"), f"conn{i:02d}", bytes(out[:16384]))
 
 
 def sql():

@@ -171,6 +171,129 @@ static void test_kernel_share(void **state)
 	policy_free(p);
 }
 
+static const char PROTOS[] =
+	"version: 1\n"
+	"targets:\n"
+	"  - {name: cache, protocol: redis, address: 10.0.0.9:6379, labels: {env: prod}}\n"
+	"  - {name: shop, protocol: mariadb, address: 10.0.0.8:3306}\n"
+	"rules:\n"
+	"  - name: no-flush\n"
+	"    match: {target: {env: prod}, verb: [FLUSHALL, \"config set\"]}\n"
+	"    action: block\n"
+	"    message: \"it's \\\\ gone\"\n"
+	"  - name: no-set-anywhere\n"
+	"    match: {verb: [SET, DROP]}\n"
+	"    action: block\n"
+	"  - name: keys-star\n"
+	"    match: {verb: [KEYS], objects: [\"*\"]}\n"
+	"    action: require_approval\n";
+
+/* Redis commands and SQL verbs in one policy; protocol targets; texts per protocol. */
+static void test_protocols(void **state)
+{
+	char err[1024];
+	struct policy *p = load(PROTOS, err, sizeof(err));
+	struct policy_conn cache = conn("10.0.0.9:6379", 6379, 1000, "app");
+	struct policy_conn shop = conn("10.0.0.8:3306", 3306, 1000, "app");
+	static struct dbw_guard_rule rules[DBW_GUARD_RULES];
+	static struct dbw_guard_text texts[DBW_GUARD_RULES];
+	struct dbw_guard_text unparsed;
+	struct dbw_guard_cfg cfg;
+	const char *star[] = { "*" };
+	struct policy_stmt st = { .verb = "FLUSHALL",
+				  .verbs = 1u << DBW_RVERB_FLUSHALL,
+				  .parsed = true,
+				  .space = DBW_SPACE_REDIS };
+	struct policy_verdict v;
+	const char *t;
+
+	if (!p)
+		fail_msg("%s", err);
+	cache.proto = DBW_PROTO_REDIS;
+	shop.proto = DBW_PROTO_MYSQL;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_BLOCK);
+	assert_string_equal(v.name, "no-flush");
+	/* the same command elsewhere: not the target */
+	policy_eval(p, &shop, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+	/* a target of another protocol does not match a connection of this one */
+	cache.proto = DBW_PROTO_MYSQL;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+	cache.proto = DBW_PROTO_REDIS;
+	/* CONFIG SET by its own name */
+	st.verb = "CONFIG SET";
+	st.verbs = 1u << DBW_RVERB_CONFIG | 1u << DBW_RVERB_CONFIG_SET;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_BLOCK);
+	st.verb = "CONFIG GET";
+	st.verbs = 1u << DBW_RVERB_CONFIG;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+	/* SET is a Redis command and a SQL verb: both */
+	st.verb = "SET";
+	st.verbs = 1u << DBW_RVERB_SET;
+	policy_eval(p, &cache, &st, &v);
+	assert_string_equal(v.name, "no-set-anywhere");
+	/* DROP is SQL only: a Redis command named so is another thing */
+	st.verb = "DROP";
+	st.verbs = 1u;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+	st.space = DBW_SPACE_SQL;
+	st.verbs = 1u << DBW_VERB_DROP;
+	policy_eval(p, &shop, &st, &v);
+	assert_string_equal(v.name, "no-set-anywhere");
+	/* KEYS *, not KEYS user:* */
+	st.space = DBW_SPACE_REDIS;
+	st.verb = "KEYS";
+	st.verbs = 1u << DBW_RVERB_KEYS;
+	st.objects = star;
+	st.nobjects = 1;
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_APPROVAL);
+	star[0] = "user:*";
+	policy_eval(p, &cache, &st, &v);
+	assert_int_equal(v.action, DBW_ACT_ALLOW);
+
+	/* the kernel: one rule per verb space */
+	assert_int_equal(policy_kernel(p, rules, texts, &unparsed, &cfg), 4);
+	assert_int_equal(rules[0].space, DBW_SPACE_REDIS);
+	assert_int_equal(rules[0].verbs, 1u << DBW_RVERB_FLUSHALL | 1u << DBW_RVERB_CONFIG_SET);
+	assert_int_equal(rules[1].space, DBW_SPACE_SQL);
+	assert_int_equal(rules[1].verbs, 1u << DBW_VERB_SET | 1u << DBW_VERB_DROP);
+	assert_int_equal(rules[2].space, DBW_SPACE_REDIS);
+	assert_int_equal(rules[2].verbs, 1u << DBW_RVERB_SET);
+	assert_int_equal(policy_kernel_rule(p, 1), 1);
+	assert_int_equal(policy_kernel_rule(p, 2), 1);
+	assert_int_equal(policy_kernel_rule(p, 3), 2);
+
+	/* MySQL: a SIGNAL the server raises 1142 from, space padded, no quote or backslash
+	 * of the message left to end the string early */
+	policy_kernel_texts(p, DBW_PROTO_MYSQL, texts, &unparsed);
+	t = (const char *)texts[0].text;
+	assert_memory_equal(t, "SIGNAL   SQLSTATE '42000' SET MYSQL_ERRNO = 1142, MESSAGE_TEXT = '",
+			    66);
+	assert_memory_equal(t + 66, "blocked by dbwarden rule no-flush: it\"s / gone' ", 48);
+	assert_int_equal(memchr(t, 0, DBW_GUARD_TEXT), NULL);
+	assert_int_equal(t[DBW_GUARD_TEXT - 1], ' ');
+	/* require_approval: room for the id where the kernel writes it */
+	assert_memory_equal(texts[3].text + DBW_APPROVAL_ID_OFF - 12, "approval id ", 12);
+	assert_int_equal(texts[3].id_off, 1);
+	/* Redis: one whole EVAL command, exactly DBW_GUARD_TEXT bytes of RESP */
+	policy_kernel_texts(p, DBW_PROTO_REDIS, texts, &unparsed);
+	t = (const char *)texts[0].text;
+	assert_memory_equal(t, "*3\r\n$4\r\nEVAL\r\n$355\r\n", 20);
+	assert_memory_equal(t + 20 + 355, "\r\n$1\r\n0\r\n", 9);
+	assert_non_null(memmem(t, DBW_GUARD_TEXT,
+			       "return redis.error_reply('ERR blocked by dbwarden "
+			       "rule no-flush: it\"s / gone')",
+			       76));
+	assert_memory_equal(texts[3].text + DBW_APPROVAL_ID_OFF - 12, "approval id ", 12);
+	policy_free(p);
+}
+
 /* Every error is reported, each with its line and column. */
 static void test_errors(void **state)
 {
@@ -395,11 +518,9 @@ static void test_workload_classes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_evaluation),
-		cmocka_unit_test(test_kernel_share),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_many_rules),
-		cmocka_unit_test(test_workload_selectors),
+		cmocka_unit_test(test_evaluation),	 cmocka_unit_test(test_kernel_share),
+		cmocka_unit_test(test_protocols),	 cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_many_rules),	 cmocka_unit_test(test_workload_selectors),
 		cmocka_unit_test(test_workload_classes),
 	};
 
