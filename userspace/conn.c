@@ -83,33 +83,50 @@ struct stitcher_class {
 	void (*feed)(void *s, int dir, const uint8_t *buf, size_t len, uint64_t ts, uint32_t pid);
 	void (*gap)(void *s, int dir, uint64_t len, uint64_t ts);
 	void (*close)(void *s, uint64_t ts);
+	/* read from the middle after a restart (see pg_conn_resume) */
+	void (*resume)(void *s);
+	void (*resume_at)(void *s, int dir, uint64_t off);
+	size_t (*pending)(const void *s); /* requests awaiting their answer */
 };
 
 /* Typed wrappers of a stitcher named P (P_conn_new, P_conn_feed, ...). */
-#define STITCHER(P)                                                                         \
-	static void *P##_create(const struct dbw_stitch_ops *ops, void *ctx)                \
-	{                                                                                   \
-		return P##_conn_new(ops, ctx);                                              \
-	}                                                                                   \
-	static void P##_destroy(void *s)                                                    \
-	{                                                                                   \
-		P##_conn_free(s);                                                           \
-	}                                                                                   \
-	static void P##_feed(void *s, int dir, const uint8_t *b, size_t n, uint64_t ts,     \
-			     uint32_t pid)                                                  \
-	{                                                                                   \
-		P##_conn_feed(s, dir, b, n, ts, pid);                                       \
-	}                                                                                   \
-	static void P##_gap(void *s, int dir, uint64_t n, uint64_t ts)                      \
-	{                                                                                   \
-		P##_conn_gap(s, dir, n, ts);                                                \
-	}                                                                                   \
-	static void P##_close(void *s, uint64_t ts)                                         \
-	{                                                                                   \
-		P##_conn_close(s, ts);                                                      \
-	}                                                                                   \
-	static const struct stitcher_class P##_class = { P##_create, P##_destroy, P##_feed, \
-							 P##_gap, P##_close }
+#define STITCHER(P)                                                                              \
+	static void *P##_create(const struct dbw_stitch_ops *ops, void *ctx)                     \
+	{                                                                                        \
+		return P##_conn_new(ops, ctx);                                                   \
+	}                                                                                        \
+	static void P##_destroy(void *s)                                                         \
+	{                                                                                        \
+		P##_conn_free(s);                                                                \
+	}                                                                                        \
+	static void P##_feed(void *s, int dir, const uint8_t *b, size_t n, uint64_t ts,          \
+			     uint32_t pid)                                                       \
+	{                                                                                        \
+		P##_conn_feed(s, dir, b, n, ts, pid);                                            \
+	}                                                                                        \
+	static void P##_gap(void *s, int dir, uint64_t n, uint64_t ts)                           \
+	{                                                                                        \
+		P##_conn_gap(s, dir, n, ts);                                                     \
+	}                                                                                        \
+	static void P##_close(void *s, uint64_t ts)                                              \
+	{                                                                                        \
+		P##_conn_close(s, ts);                                                           \
+	}                                                                                        \
+	static void P##_resume(void *s)                                                          \
+	{                                                                                        \
+		P##_conn_resume(s);                                                              \
+	}                                                                                        \
+	static void P##_resume_at(void *s, int dir, uint64_t off)                                \
+	{                                                                                        \
+		P##_conn_resume_at(s, dir, off);                                                 \
+	}                                                                                        \
+	static size_t P##_pending(const void *s)                                                 \
+	{                                                                                        \
+		return P##_conn_pending(s);                                                      \
+	}                                                                                        \
+	static const struct stitcher_class P##_class = { P##_create,	P##_destroy, P##_feed,   \
+							 P##_gap,	P##_close,   P##_resume, \
+							 P##_resume_at, P##_pending }
 
 STITCHER(pg);
 STITCHER(mysql);
@@ -686,8 +703,8 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 	if (resumed) {
 		/* its connection_open came from an earlier daemon; its stream goes on */
 		c->resumed = true;
-		if (c->pg)
-			pg_conn_resume(c->pg);
+		if (c->sc)
+			c->sc->resume(c->stitcher);
 	} else {
 		ev = conn_event(c, "connection_open", r->hdr.ts_ns);
 		conn_emit(c, ev);
@@ -858,8 +875,8 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 		/* mid-stream after a restart: an earlier daemon saw it open */
 		c->partial = false;
 		c->resumed = true;
-		if (c->pg)
-			pg_conn_resume(c->pg);
+		if (c->sc)
+			c->sc->resume(c->stitcher);
 	}
 	conn_build_actor(c);
 	if (c->partial)
@@ -890,16 +907,16 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		c = conn_adopt(t, r);
 	if (!c)
 		return;
-	if (c->partial && !c->expect[0] && !c->expect[1] && off && c->pg && !c->resumed) {
+	if (c->partial && !c->expect[0] && !c->expect[1] && off && c->sc && !c->resumed) {
 		/* mid-stream: the programs outlived a daemon that read the start */
 		c->resumed = true;
-		pg_conn_resume(c->pg);
+		c->sc->resume(c->stitcher);
 	}
 	if (c->resumed && !c->expect[dir]) {
 		/* where this daemon's reading begins: no gap, and offsets as the kernel's */
 		c->expect[dir] = off;
-		if (c->pg)
-			pg_conn_resume_at(c->pg, dir, off);
+		if (c->sc)
+			c->sc->resume_at(c->stitcher, dir, off);
 	}
 	lru_touch(t, c);
 	if (!(r->flags & DBW_DATA_F_TLS) != !c->tls_plain) {
@@ -1046,8 +1063,8 @@ size_t conns_pending(const struct conn_table *t)
 	size_t n = 0;
 
 	for (const struct conn *c = t->lru_head; c; c = c->lnext)
-		if (c->pg)
-			n += pg_conn_pending(c->pg);
+		if (c->sc)
+			n += c->sc->pending(c->stitcher);
 	return n;
 }
 

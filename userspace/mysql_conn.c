@@ -756,6 +756,25 @@ void mysql_conn_gap(struct mysql_conn *c, int dir, uint64_t len, uint64_t ts_ns)
 	unparsed(c, "gap");
 }
 
+size_t mysql_conn_pending(const struct mysql_conn *c)
+{
+	return c->qlen;
+}
+
+void mysql_conn_resume(struct mysql_conn *c)
+{
+	/* the handshake is behind: commands from here (capabilities unknown: the defaults) */
+	c->phase = PH_COMMAND;
+}
+
+void mysql_conn_resume_at(struct mysql_conn *c, int dir, uint64_t off)
+{
+	struct mstream *s = &c->s[dir ? 1 : 0];
+
+	if (!s->pos && !s->hlen && !s->in_body)
+		s->pos = s->pkt_off = off;
+}
+
 void mysql_conn_close(struct mysql_conn *c, uint64_t ts_ns)
 {
 	while (c->qlen) {

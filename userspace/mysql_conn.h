@@ -48,4 +48,14 @@ void mysql_conn_gap(struct mysql_conn *c, int dir, uint64_t len, uint64_t ts_ns)
 /* The connection closed: commands still waiting are reported UNKNOWN. */
 void mysql_conn_close(struct mysql_conn *c, uint64_t ts_ns);
 
+/* Requests still waiting for their answer. */
+size_t mysql_conn_pending(const struct mysql_conn *c);
+
+/*
+ * Read from the middle after a restart (the daemon adopted pinned programs):
+ * no handshake, and this direction's reading begins at stream offset off.
+ */
+void mysql_conn_resume(struct mysql_conn *c);
+void mysql_conn_resume_at(struct mysql_conn *c, int dir, uint64_t off);
+
 #endif /* DBW_MYSQL_CONN_H */

@@ -381,6 +381,24 @@ void redis_conn_gap(struct redis_conn *c, int dir, uint64_t len, uint64_t ts_ns)
 	unparsed(c, "gap");
 }
 
+size_t redis_conn_pending(const struct redis_conn *c)
+{
+	return c->qlen;
+}
+
+void redis_conn_resume(struct redis_conn *c)
+{
+	/* RESP has no handshake: commands and replies frame themselves */
+}
+
+void redis_conn_resume_at(struct redis_conn *c, int dir, uint64_t off)
+{
+	int d = dir ? 1 : 0;
+
+	if (!c->pos[d] && !c->in_unit[d])
+		c->pos[d] = c->unit_off[d] = off;
+}
+
 void redis_conn_close(struct redis_conn *c, uint64_t ts_ns)
 {
 	for (size_t i = 0; i < c->nqueued; i++)

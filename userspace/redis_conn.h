@@ -36,4 +36,14 @@ void redis_conn_gap(struct redis_conn *c, int dir, uint64_t len, uint64_t ts_ns)
 /* The connection closed: commands still waiting are reported UNKNOWN. */
 void redis_conn_close(struct redis_conn *c, uint64_t ts_ns);
 
+/* Requests still waiting for their answer. */
+size_t redis_conn_pending(const struct redis_conn *c);
+
+/*
+ * Read from the middle after a restart (the daemon adopted pinned programs):
+ * no handshake, and this direction's reading begins at stream offset off.
+ */
+void redis_conn_resume(struct redis_conn *c);
+void redis_conn_resume_at(struct redis_conn *c, int dir, uint64_t off);
+
 #endif /* DBW_REDIS_CONN_H */
