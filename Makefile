@@ -22,7 +22,7 @@ CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -W
 	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT)
 BPF_CFLAGS := -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
 	      -Iinclude -Ibpf -I$(OUTPUT)
-LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lpthread -lm
+LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lhs -lpthread -lm
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
