@@ -38,6 +38,7 @@ enum dbw_rec_type {
 	DBW_REC_CONN_CLOSE = 3, /* the connection reached TCP_CLOSE */
 	DBW_REC_VERDICT = 4, /* the guard did not simply allow a statement */
 	DBW_REC_EXEC = 5, /* a process exec'd: look for TLS libraries in it */
+	DBW_REC_MASK = 6, /* result masking on a connection: what it did, what it could not */
 };
 
 /* Direction of a DATA record, seen from the client. */
@@ -105,6 +106,15 @@ enum dbw_counter {
 	DBW_CNT_TLS_BLOCKED = 30, /* TLS writes dropped by the guard (connection reset) */
 	DBW_CNT_TLS_SESS_FULL = 31, /* TLS session table update failed: session not captured */
 	DBW_CNT_EXEC_LOST = 32, /* EXEC record lost: ring buffer full (periodic rescan covers it) */
+	DBW_CNT_MASK_CONNS = 33, /* connections that joined the masked sockhash */
+	DBW_CNT_MASK_SKBS = 34, /* sk_skb verdict runs on masked connections */
+	DBW_CNT_MASK_FIELDS = 35, /* result fields masked */
+	DBW_CNT_MASK_UNMASKED = 36, /* fields a rule names that passed unmasked (allow) */
+	DBW_CNT_MASK_DESYNC = 37, /* framing lost on a masked connection */
+	DBW_CNT_MASK_TLS = 38, /* masked connections that asked for encryption */
+	DBW_CNT_MASK_JOIN_FAIL = 39, /* a matched connection could not join the masked sockhash */
+	DBW_CNT_MASK_RB_FULL = 40, /* MASK record lost: ring buffer full */
+	DBW_CNT_MASK_OVERMASKED = 41, /* value-checked fields cut by an skb, masked, no match */
 	DBW_CNT__MAX = 48,
 };
 
@@ -282,8 +292,10 @@ struct dbw_port_cfg {
 	/* guard rules that may apply to a connection to this port, until
 	 * userspace has computed the connection's own set (dbw_sk_state.rules) */
 	__u64 rules;
+	__u32 mask_rules; /* result-masking rules that may apply to this port */
+	__u32 pad1;
 };
-_Static_assert(sizeof(struct dbw_port_cfg) == 16, "dbw_port_cfg layout");
+_Static_assert(sizeof(struct dbw_port_cfg) == 24, "dbw_port_cfg layout");
 
 /* Where the guard is in a connection's client -> server message stream. */
 enum dbw_pg_phase {
@@ -304,8 +316,10 @@ struct dbw_sk_state {
 	__u32 msg_left; /* bytes of the current client message still to come */
 	__u64 rules; /* guard rules the port allows (before conn_rules is set) */
 	__u64 tls_ssl; /* the TLS library's session object (SSL *) bound to this socket */
+	__u32 mask_rules; /* result-masking rules that may apply (taken at connect) */
+	__u32 pad1;
 };
-_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8, "dbw_sk_state layout");
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8, "dbw_sk_state layout");
 
 /* TLS state of a socket (dbw_sk_state.tls). */
 enum dbw_tls_state {
@@ -429,8 +443,10 @@ _Static_assert(sizeof(struct dbw_guard_cfg) == 8, "guard_cfg layout");
 
 struct dbw_workload_class {
 	__u64 rules; /* bit k: kernel rule k (struct dbw_guard_rule) may apply */
+	__u32 mask_rules; /* bit k: result-masking rule k may apply */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct dbw_workload_class) == 8, "workload_class layout");
+_Static_assert(sizeof(struct dbw_workload_class) == 16, "workload_class layout");
 
 enum dbw_verdict_flags {
 	DBW_VERDICT_F_UNPARSED = 1 << 0, /* the lexer could not read the statement fully */
@@ -456,5 +472,74 @@ struct dbw_rec_verdict {
 	__u64 shape; /* dbw_lex_result.shape */
 };
 _Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8 + 8, "verdict layout");
+
+/*
+ * Result masking: PostgreSQL DataRow values rewritten in the kernel, same
+ * length, on the client socket's ingress (an sk_skb verdict), for
+ * connections whose actor and target a `masking.results` rule selects.
+ *
+ * Which connections: at connect() the socket's candidate rules are its
+ * port's (dbw_port_cfg.mask_rules) masked by its cgroup's workload class
+ * (dbw_workload_class.mask_rules; selectors the class cannot settle count
+ * as holding: stricter). A socket with candidates joins `socks_mask`
+ * instead of `socks` at ESTABLISHED: only those sockets carry the verdict.
+ * Userspace then narrows the rules with everything it knows (process,
+ * database, ...) in `mask_conn`, keyed by conn id.
+ *
+ * What: `mask_cols` maps the FNV-1a hash (dbw_name_hash) of a result
+ * column's name, as RowDescription carries it, to the rules that mask it;
+ * a rule's value detectors (struct dbw_mask_rule) look at every text field.
+ */
+#define DBW_MASK_RULES 32
+#define DBW_MASK_COLS  64 /* result columns whose names the kernel tracks per result */
+#define DBW_MASK_VALUE 254 /* longest field the kernel value detectors consider */
+
+enum dbw_mask_style {
+	DBW_MASK_STARS = 0, /* every byte '*' */
+	DBW_MASK_KEEP_LAST4 = 1, /* '*' but the last 4 bytes */
+	DBW_MASK_TOKEN = 2, /* every byte 'x': a fixed token of the value's length */
+};
+
+/* Value detectors cheap enough for the kernel: the whole field must be one. */
+enum dbw_mask_det {
+	DBW_MDET_EMAIL = 1 << 0,
+	DBW_MDET_CARD = 1 << 1, /* 13-19 digits, single spaces or dashes between, Luhn */
+};
+
+struct dbw_mask_rule {
+	__u8 style; /* enum dbw_mask_style */
+	__u8 detectors; /* enum dbw_mask_det */
+	__u8 allow_unmaskable; /* on_unmaskable: allow (else block) */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct dbw_mask_rule) == 8, "mask_rule layout");
+
+struct dbw_mask_cfg {
+	__u32 nrules; /* rules in mask_rules; 0: no result masking */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8, "mask_cfg layout");
+
+/* What a MASK record reports. */
+enum dbw_mask_kind {
+	DBW_MASK_REC_RESULT = 1, /* a result ended ('C', 'E', 's'): its counts */
+	DBW_MASK_REC_TLS = 2, /* the server agreed to encrypt a masked connection */
+	DBW_MASK_REC_LOST = 3, /* framing lost: nothing more can be masked */
+};
+
+struct dbw_rec_mask {
+	struct dbw_rec_hdr hdr;
+	__u64 stream_off; /* server -> client offset just past the message that ended it */
+	__u32 rules; /* the connection's rules in force */
+	__u8 kind; /* enum dbw_mask_kind */
+	__u8 blocked; /* on_unmaskable: block applied */
+	__u8 msg_type; /* the message that ended the result */
+	__u8 pad;
+	__u32 rows; /* DataRows */
+	__u32 masked; /* fields masked */
+	__u32 unmasked; /* fields a rule names that passed unmasked */
+	__u32 overmasked; /* value-checked fields masked in part that turned out not to match */
+};
+_Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16, "rec_mask layout");
 
 #endif /* DBWARDEN_ABI_H */

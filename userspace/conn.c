@@ -12,9 +12,11 @@
 #include "dbwarden_abi.h"
 #include "analyze.h"
 #include "conn.h"
+#include "detect.h"
 #include "event.h"
 #include "identity.h"
 #include "pg_conn.h"
+#include "pg_proto.h"
 #include "policy.h"
 #include "sockdiag.h"
 #include "stmt.h"
@@ -59,6 +61,7 @@ struct conn_table {
 	struct conn *lru_head, *lru_tail;
 	struct conn_stats st;
 	struct conn_guard_ops guard;
+	struct conn_masking mask_default; /* without a policy */
 };
 
 static const char *proto_name(uint8_t p)
@@ -349,6 +352,84 @@ static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql
 	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
+static const struct conn_masking *masking_of(struct conn_table *t)
+{
+	const struct conn_masking *m = t->guard.masking ? t->guard.masking(t->guard.ctx) : NULL;
+
+	return m ? m : &t->mask_default;
+}
+
+/* s through detectors d as a JSON string; a scan that fails masks all of it. */
+static json_t *masked_json(struct detector_set *d, const char *s, size_t len, unsigned *found)
+{
+	size_t n;
+	unsigned k = 0;
+	char *m = d ? detect_mask(d, s, len, &n, &k) : NULL;
+	json_t *j;
+
+	if (found)
+		*found += k;
+	if (!m)
+		return d ? json_string("<unscanned>") : json_str_safe(s, len);
+	j = json_str_safe(m, n);
+	free(m);
+	return j;
+}
+
+json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found)
+{
+	const struct conn_masking *m = masking_of(t);
+
+	if (m->text_mode == POLICY_TEXT_RAW)
+		return json_str_safe(s, len);
+	return masked_json(m->det, s, len, found);
+}
+
+/*
+ * The statement's text as the masking mode wants it: normalized (and
+ * then through the detectors too: a quoted identifier or a cut statement
+ * can still carry a value), masked, or raw.
+ */
+static json_t *statement_text(struct conn_table *t, const struct dbw_stmt *s,
+			      const struct sql_analysis *a)
+{
+	const struct conn_masking *m = masking_of(t);
+
+	switch (m->text_mode) {
+	case POLICY_TEXT_RAW:
+		return json_str_safe(s->text, s->text_len);
+	case POLICY_TEXT_MASKED:
+		return masked_json(m->det, s->text, s->text_len, NULL);
+	default:
+		return a->normalized ?
+			       masked_json(m->det, a->normalized, strlen(a->normalized), NULL) :
+			       json_null();
+	}
+}
+
+/*
+ * The error message or detail of a failed statement, null when none.
+ * PostgreSQL quotes values in them: normalized mode replaces what it
+ * quotes (as it replaces literals), then every mode but raw applies the
+ * detectors.
+ */
+static json_t *error_text(struct conn_table *t, const char *s)
+{
+	char *scrubbed;
+	json_t *j;
+
+	if (!s || !*s)
+		return json_null();
+	if (masking_of(t)->text_mode != POLICY_TEXT_NORMALIZED)
+		return conns_mask_json(t, s, strlen(s), NULL);
+	scrubbed = pg_error_scrub(s);
+	if (!scrubbed)
+		return json_string("<unscanned>");
+	j = conns_mask_json(t, scrubbed, strlen(scrubbed), NULL);
+	free(scrubbed);
+	return j;
+}
+
 /* Stitcher callback: one statement crossed the connection. */
 static void on_statement(void *ctx, const struct dbw_stmt *s)
 {
@@ -377,9 +458,8 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 		json_object_set_new(
 			ev, "statement",
 			json_pack("{s:o, s:s, s:s, s:o, s:s, s:o, s:{s:I, s:o}, s:b, s:b, s:I}",
-				  "text", json_str_or_null(a.normalized), "fingerprint",
-				  a.fingerprint, "verb", a.verb ? a.verb : "UNKNOWN", "objects",
-				  objs, "mode",
+				  "text", statement_text(t, s, &a), "fingerprint", a.fingerprint,
+				  "verb", a.verb ? a.verb : "UNKNOWN", "objects", objs, "mode",
 				  s->mode == DBW_MODE_EXTENDED ? "extended" : "simple", "prepared",
 				  s->prepared_name ? json_str_safe(s->prepared_name,
 								   strlen(s->prepared_name)) :
@@ -389,13 +469,15 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 				  (json_int_t)s->text_full_len));
 		json_object_set_new(
 			ev, "outcome",
-			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status",
+			json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
 				  out.not_sent && s->status == DBW_STMT_UNKNOWN ?
 					  "blocked" :
 					  status_name(s->status),
 				  "tag", json_str_or_null(s->tag), "rows",
 				  s->has_rows ? json_integer((json_int_t)s->rows) : json_null(),
-				  "sqlstate", json_str_or_null(s->sqlstate), "duration_us",
+				  "sqlstate", json_str_or_null(s->sqlstate), "message",
+				  error_text(t, s->error_message), "detail",
+				  error_text(t, s->error_detail), "duration_us",
 				  s->end_ns && s->end_ns >= s->start_ns ?
 					  json_integer(
 						  (json_int_t)((s->end_ns - s->start_ns) / 1000)) :
@@ -786,6 +868,19 @@ struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql
 		free(t);
 		return NULL;
 	}
+	{
+		char err[256];
+		int bad;
+
+		t->mask_default.text_mode = POLICY_TEXT_NORMALIZED;
+		t->mask_default.det = detect_new(DET_ALL_BUILTIN, NULL, 0, err, sizeof(err), &bad);
+		if (!t->mask_default.det) {
+			fprintf(stderr, "dbwarden: detectors: %s\n", err);
+			free(t->buckets);
+			free(t);
+			return NULL;
+		}
+	}
 	return t;
 }
 
@@ -804,6 +899,7 @@ void conns_free(struct conn_table *t)
 		return;
 	while (t->lru_head)
 		conn_destroy(t, t->lru_head);
+	detect_free(t->mask_default.det);
 	free(t->buckets);
 	free(t);
 }

@@ -19,6 +19,7 @@
 
 struct emitter;
 struct identity;
+struct detector_set;
 struct sql_analyzer;
 struct conn_table;
 
@@ -102,9 +103,29 @@ struct conn_guard_ops {
 	json_t *(*decide)(void *ctx, const struct conn_info *ci, const struct dbw_stmt *s,
 			  const struct sql_analysis *a, const struct conn_verdict *kv,
 			  struct conn_decision *out);
+	/* the audit-side masking in force (the policy's `masking`); NULL: the defaults */
+	const struct conn_masking *(*masking)(void *ctx);
 };
 
 void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops);
+
+/*
+ * Audit-side masking: what a statement event's text is (enum
+ * policy_text_mode) and the detectors every string that leaves the host
+ * goes through. Without a policy: normalized text, every built-in detector.
+ */
+struct conn_masking {
+	int text_mode; /* enum policy_text_mode */
+	struct detector_set *det;
+};
+
+/*
+ * s[0..len) as it may leave the host: a JSON string with every detector's
+ * span replaced by "<name>" (as is only in raw mode). Every protocol's
+ * stitcher glue calls this for values it exports (error messages, bind or
+ * command arguments); *found (may be NULL) gets the spans replaced.
+ */
+json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found);
 
 /* Call ops->conn_changed for every live connection (after a policy reload). */
 void conns_guard_refresh(struct conn_table *t);

@@ -327,6 +327,15 @@ static bool value_of(const struct det_pattern *p, const char *s, struct raw *r)
 		while (i < r->to && (s[i] == ' ' || s[i] == '\t' || s[i] == '\'' || s[i] == '"'))
 			i++;
 		r->from = i;
+		/* a parameter placeholder ($1) is no secret: normalized text keeps it */
+		if (i + 1 < r->to && s[i] == '$') {
+			size_t k = i + 1;
+
+			while (k < r->to && s[k] >= '0' && s[k] <= '9')
+				k++;
+			if (k == r->to)
+				return false;
+		}
 		break;
 	case V_QUOTED:
 		while (i < r->to && s[i] != '\'')

@@ -24,6 +24,7 @@
 #include "analyze.h"
 #include "capture.h"
 #include "conn.h"
+#include "detect.h"
 #include "event.h"
 #include "guard.h"
 #include "identity.h"
@@ -56,7 +57,21 @@ struct guard {
 	char version[17]; /* of the policy in force: SHA-256 of its file, 16 hex digits */
 	int64_t loaded_unix;
 	struct wl_classes *classes; /* NULL until guard_set_identity (and in replay) */
+	struct conn_masking mask; /* the policy's audit-side masking */
 };
+
+/* The detectors of p's masking section, compiled. 0, or -1 with err. */
+static int masking_of(const struct policy *p, struct conn_masking *m, char *err, size_t errlen)
+{
+	const struct det_custom *custom;
+	size_t ncustom;
+	uint32_t builtin = policy_detectors(p, &custom, &ncustom);
+	int bad;
+
+	m->text_mode = policy_text_mode(p);
+	m->det = detect_new(builtin, custom, ncustom, err, errlen, &bad);
+	return m->det ? 0 : -1;
+}
 
 /* The policy in force changed: remember which file content and when. */
 static void note_loaded(struct guard *g)
@@ -131,7 +146,7 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 	g->api_fd = -1;
 	g->path = strdup(path);
 	g->pol = policy_load(path, err, errlen);
-	if (!g->pol || !g->path) {
+	if (!g->pol || !g->path || masking_of(g->pol, &g->mask, err, errlen)) {
 		guard_free(g);
 		return NULL;
 	}
@@ -151,6 +166,7 @@ void guard_free(struct guard *g)
 	if (!g)
 		return;
 	policy_free(g->pol);
+	detect_free(g->mask.det);
 	wl_classes_free(g->classes);
 	if (g->api_fd >= 0) {
 		close(g->api_fd);
@@ -176,8 +192,13 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 {
 	char err[4096], msg[4200];
 	struct policy *p = policy_load(g->path, err, sizeof(err));
+	struct conn_masking mask = {};
 	int e;
 
+	if (p && masking_of(p, &mask, err, sizeof(err))) {
+		policy_free(p);
+		p = NULL;
+	}
 	if (!p) {
 		/* the policy in force stays in force */
 		err[strcspn(err, "\0")] = 0;
@@ -194,12 +215,15 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 			 strerror(-e));
 		alert(g, "policy_rejected", msg);
 		policy_free(p);
+		detect_free(mask.det);
 		/* what is in the maps now is part new, part old: put the old one back */
 		install(g, g->pol, ports, nports);
 		return -1;
 	}
 	policy_free(g->pol);
 	g->pol = p;
+	detect_free(g->mask.det);
+	g->mask = mask;
 	note_loaded(g);
 	conns_guard_refresh(t);
 	snprintf(msg, sizeof(msg), "%s: %zu rules", g->path, policy_nrules(p));
@@ -553,11 +577,17 @@ void guard_print_classes(const struct guard *g, FILE *f)
 	wl_classes_print_summary(g->classes, f);
 }
 
+static const struct conn_masking *on_masking(void *ctx)
+{
+	return &((struct guard *)ctx)->mask;
+}
+
 void guard_ops(struct guard *g, struct conn_guard_ops *ops)
 {
 	ops->ctx = g;
 	ops->conn_changed = on_conn_changed;
 	ops->decide = on_decide;
+	ops->masking = on_masking;
 }
 
 void guard_stats(const struct guard *g, uint64_t *mismatches)

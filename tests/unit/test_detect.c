@@ -164,6 +164,14 @@ static void test_password(void **state)
 	expect(state, "secret: ", "secret: ");
 }
 
+/* Normalized text keeps its placeholders: `password = $1` names no secret. */
+static void test_placeholder(void **state)
+{
+	expect(state, "SELECT * FROM u WHERE password = $1 AND token=$12",
+	       "SELECT * FROM u WHERE password = $1 AND token=$12");
+	expect(state, "UPDATE u SET password = $1x", "UPDATE u SET password = <password>");
+}
+
 static void test_custom(void **state)
 {
 	expect(state, "emp EMP-123456 and EMP-12", "emp <employee_id> and EMP-12");
@@ -209,14 +217,23 @@ static void test_subset(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_luhn),	    cmocka_unit_test(test_iban),
-		cmocka_unit_test(test_ssn_ranges),  cmocka_unit_test(test_email),
-		cmocka_unit_test(test_credit_card), cmocka_unit_test(test_ssn),
-		cmocka_unit_test(test_phone),	    cmocka_unit_test(test_iban_text),
-		cmocka_unit_test(test_aws),	    cmocka_unit_test(test_jwt),
-		cmocka_unit_test(test_private_key), cmocka_unit_test(test_password),
-		cmocka_unit_test(test_custom),	    cmocka_unit_test(test_overlap_and_empty),
-		cmocka_unit_test(test_bad_custom),  cmocka_unit_test(test_subset),
+		cmocka_unit_test(test_luhn),
+		cmocka_unit_test(test_iban),
+		cmocka_unit_test(test_ssn_ranges),
+		cmocka_unit_test(test_email),
+		cmocka_unit_test(test_credit_card),
+		cmocka_unit_test(test_ssn),
+		cmocka_unit_test(test_phone),
+		cmocka_unit_test(test_iban_text),
+		cmocka_unit_test(test_aws),
+		cmocka_unit_test(test_jwt),
+		cmocka_unit_test(test_private_key),
+		cmocka_unit_test(test_password),
+		cmocka_unit_test(test_custom),
+		cmocka_unit_test(test_placeholder),
+		cmocka_unit_test(test_overlap_and_empty),
+		cmocka_unit_test(test_bad_custom),
+		cmocka_unit_test(test_subset),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+Masking end to end. Audit side: no value a detector flags reaches an event
+in any statement_text mode but raw (statement text, server error messages
+and details). Result side: a client whose actor a masking rule selects
+reads masked values from a real PostgreSQL, masked in the kernel; any other
+client reads the real ones, byte for byte.
+"""
+import os
+
+import psycopg2
+import pytest
+
+import events
+
+# Realistic PII, each caught by a built-in detector.
+EMAIL = "jane.doe+lit@example.com"
+CARD = "4111 1111 1111 1111"
+SSN = "123-45-6789"
+PHONE = "+1 415 555 0142"
+IBAN = "DE89370400440532013000"
+AWS = "AKIAIOSFODNN7EXAMPLE"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.c2lnbmF0dXJlX2xpdA"
+PII = [EMAIL, CARD, SSN, PHONE, IBAN, AWS, JWT]
+
+
+def policy_file(tmp_path, body):
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: 1\n" + body)
+    return str(path)
+
+
+@pytest.fixture
+def pii_table(pg):
+    """A table with a unique email column: its violation echoes the value."""
+    name = "m_people"
+    pg.psql("-c", f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} "
+                  "(id int primary key, email text unique, card text, note text)",
+            host=pg.dir)
+    pg.psql("-c", f"INSERT INTO {name} VALUES (1, '{EMAIL}', '{CARD}', 'first')", host=pg.dir)
+    yield name
+    pg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=pg.dir)
+
+
+def run_pii_statements(pg, table):
+    """Statements carrying every kind of PII, and errors that echo it. Returns psql's pid."""
+    sql = [
+        f"SELECT '{EMAIL}' AS e, '{CARD}' AS c, '{SSN}' AS s, 'lit_keep_me' AS k",
+        f"SELECT '{PHONE}', '{IBAN}', '{AWS}', '{JWT}'",
+        # the unique violation's detail quotes the email
+        f"INSERT INTO {table} VALUES (2, '{EMAIL}', 'x', 'dup')",
+        # the error message quotes the value
+        f"SELECT '{SSN}'::int",
+        "ALTER ROLE postgres PASSWORD 'lit_hunter2_pw'",
+    ]
+    res, pid = pg.psql(*[a for s in sql for a in ("-c", s)], check=False)
+    assert "duplicate key" in res.stderr and "invalid input syntax" in res.stderr, res.stderr
+    return pid
+
+
+def test_normalized_default_errors_exported_without_values(pg, agent, pii_table, tmp_path):
+    a = agent()
+    pid = run_pii_statements(pg, pii_table)
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert len(st) == 5
+    assert st[0]["statement"]["text"] == "SELECT $1 AS e, $2 AS c, $3 AS s, $4 AS k"
+    dup = st[2]["outcome"]
+    assert dup["sqlstate"] == "23505"
+    assert dup["message"] == 'duplicate key value violates unique constraint "?"'
+    assert dup["detail"] == "Key (email)=(?) already exists."
+    assert st[3]["outcome"]["message"] == 'invalid input syntax for type integer: "?"'
+    assert st[0]["outcome"]["message"] is None and st[0]["outcome"]["detail"] is None
+    events.assert_no_literals(evs, PII + ["lit_keep_me", "lit_hunter2_pw", "jane.doe"])
+
+
+def test_masked_mode_keeps_literals_masks_detected(pg, agent, pii_table, tmp_path):
+    pol = policy_file(tmp_path, """\
+masking:
+  statement_text: masked
+  custom:
+    - {name: employee_id, regex: 'EMP-[0-9]{6}'}
+""")
+    a = agent("--policy", pol)
+    pid = run_pii_statements(pg, pii_table)
+    res, pid2 = pg.psql("-c", "SELECT 'EMP-123456' AS emp, 'EMP-12' AS short")
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert [e["statement"]["text"] for e in st] == [
+        "SELECT '<email>' AS e, '<credit_card>' AS c, '<ssn>' AS s, 'lit_keep_me' AS k",
+        "SELECT '<phone>', '<iban>', '<aws_key>', '<jwt>'",
+        f"INSERT INTO {pii_table} VALUES (2, '<email>', 'x', 'dup')",
+        "SELECT '<ssn>'::int",
+        "ALTER ROLE postgres PASSWORD '<password>'",
+    ]
+    assert st[2]["outcome"]["detail"] == "Key (email)=(<email>) already exists."
+    assert st[3]["outcome"]["message"] == 'invalid input syntax for type integer: "<ssn>"'
+    assert evs.statements(pid=pid2)[0]["statement"]["text"] == \
+        "SELECT '<employee_id>' AS emp, 'EMP-12' AS short"
+    events.assert_no_literals(evs, PII + ["lit_hunter2_pw", "EMP-123456"])
+    assert b"lit_keep_me" in evs.raw
+
+
+def test_raw_mode_is_an_explicit_opt_in(pg, agent, pii_table, tmp_path):
+    pol = policy_file(tmp_path, "masking: {statement_text: raw}\n")
+    a = agent("--policy", pol)
+    pid = run_pii_statements(pg, pii_table)
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert st[0]["statement"]["text"] == \
+        f"SELECT '{EMAIL}' AS e, '{CARD}' AS c, '{SSN}' AS s, 'lit_keep_me' AS k"
+    assert st[2]["outcome"]["detail"] == f"Key (email)=({EMAIL}) already exists."
+
+
+def test_extended_protocol_error_detail_masked(pg, agent, pii_table, tmp_path):
+    a = agent()
+    conn = psycopg2.connect(pg.dsn())
+    cur = conn.cursor()
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        cur.execute(f"INSERT INTO {pii_table} VALUES (%s, %s, %s, %s)", (3, EMAIL, CARD, "n"))
+    conn.rollback()
+    conn.close()
+    evs = a.stop()
+    err = [e for e in evs.statements(pid=os.getpid()) if e["outcome"]["status"] == "error"]
+    assert err and err[0]["outcome"]["detail"] == "Key (email)=(?) already exists."
+    events.assert_no_literals(evs, PII)
