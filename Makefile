@@ -6,6 +6,7 @@
 #   make run        install deps, build, start the agent with the embedded default
 #   make test       install deps, build, run every unit and end-to-end test
 #   make bench      install deps, build, run the benchmark (BENCH_QUICK=1 for a short one)
+#   make bench-detect  the masking detectors' throughput on one core
 #   make soak       30 minutes of mixed clients against one agent (SOAK_MINUTES=N)
 #   make fuzz       libFuzzer targets over the parsers, FUZZ_SECONDS each (default 60)
 #   make V=1 ...    show the commands
@@ -48,7 +49,7 @@ endif
 .DELETE_ON_ERROR:
 # keep every intermediate (objects, skeletons): no rebuild of what is there
 .SECONDARY:
-.PHONY: all deps run test unit e2e bench soak clean format check-format unit-san e2e-san fuzz
+.PHONY: all deps run test unit e2e bench bench-detect soak clean format check-format unit-san e2e-san fuzz
 
 all: $(OUTPUT)/dbwarden
 
@@ -70,6 +71,14 @@ test: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all test-helpers
 	$(PYTHON) bench/run.py
+
+# the detectors' throughput on one core (README "Masking")
+bench-detect: $(OUTPUT)/bench_detect
+	$(OUTPUT)/bench_detect $(BENCH_SECONDS)
+
+$(OUTPUT)/bench_detect: bench/detect_bench.c $(OUTPUT)/libdbw.a $(HDRS)
+	$(call msg,BENCH,$@)
+	$(Q)$(CC) $(CFLAGS) $< $(OUTPUT)/libdbw.a $(LIBS) -o $@
 
 # SOAK_MINUTES (default 30) of mixed clients: flat memory and fds, nothing lost
 soak: deps
