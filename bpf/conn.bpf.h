@@ -12,6 +12,7 @@
 #define DBW_CONN_BPF_H
 
 #include "maps.bpf.h"
+#include "mask.bpf.h"
 #include "tls.bpf.h"
 
 #define AF_INET	    2
@@ -64,6 +65,8 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
 	st->rules = cfg->rules;
 	st->tls = DBW_TLS_NONE;
 	st->tls_ssl = 0;
+	st->mask_rules = mask_candidates(cfg, st->who.cgroup_id);
+	st->pad1 = 0;
 	/* its TLS writes, if any, bind their session to a watched socket */
 	tls_mark_proc(st->who.pid);
 }
@@ -96,7 +99,9 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
+	/* a connection a masking rule may select carries the masking verdict */
+	if ((!st->mask_rules || mask_join(skops, st, &key)) &&
+	    bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&rx_state, &key);
 		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
 		return;
@@ -168,6 +173,8 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 	}
 	bpf_map_delete_elem(&rx_state, &key);
 	bpf_map_delete_elem(&conn_rules, &key);
+	if (st->mask_rules)
+		mask_on_close(key);
 	tls_on_close(st);
 }
 

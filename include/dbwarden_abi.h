@@ -510,15 +510,18 @@ struct dbw_mask_rule {
 	__u8 style; /* enum dbw_mask_style */
 	__u8 detectors; /* enum dbw_mask_det */
 	__u8 allow_unmaskable; /* on_unmaskable: allow (else block) */
-	__u8 pad[5];
+	__u8 columns; /* the rule names columns: rows need a RowDescription */
+	__u8 pad[4];
 };
 _Static_assert(sizeof(struct dbw_mask_rule) == 8, "mask_rule layout");
 
+/* The one value of the mask_cfg array: every rule, read with one lookup. */
 struct dbw_mask_cfg {
-	__u32 nrules; /* rules in mask_rules; 0: no result masking */
+	__u32 nrules; /* 0: no result masking */
 	__u32 pad;
+	struct dbw_mask_rule rules[DBW_MASK_RULES];
 };
-_Static_assert(sizeof(struct dbw_mask_cfg) == 8, "mask_cfg layout");
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES, "mask_cfg layout");
 
 /* What a MASK record reports. */
 enum dbw_mask_kind {

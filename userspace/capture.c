@@ -21,6 +21,8 @@ struct capture {
 	int cgroup_fd;
 	int socks_fd;
 	int msg_attached;
+	int socks_mask_fd;
+	int mask_msg_attached, mask_skb_attached;
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
 	struct capture_port ports[CAPTURE_MAX_PORTS];
@@ -61,6 +63,15 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_TLS_BLOCKED] = "tls_blocked",
 	[DBW_CNT_TLS_SESS_FULL] = "tls_sessions_full",
 	[DBW_CNT_EXEC_LOST] = "exec_lost",
+	[DBW_CNT_MASK_CONNS] = "mask_conns",
+	[DBW_CNT_MASK_SKBS] = "mask_skbs",
+	[DBW_CNT_MASK_FIELDS] = "mask_fields",
+	[DBW_CNT_MASK_UNMASKED] = "mask_unmasked",
+	[DBW_CNT_MASK_DESYNC] = "mask_desync",
+	[DBW_CNT_MASK_TLS] = "mask_tls",
+	[DBW_CNT_MASK_JOIN_FAIL] = "mask_join_fail",
+	[DBW_CNT_MASK_RB_FULL] = "ringbuf_full_mask",
+	[DBW_CNT_MASK_OVERMASKED] = "mask_overmasked",
 };
 
 const char *capture_counter_name(int idx)
@@ -107,6 +118,8 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 	}
 	if (o->ringbuf_bytes)
 		bpf_map__set_max_entries(skel->maps.events, o->ringbuf_bytes);
+	/* libbpf 1.1 reads SEC("sk_skb") as a type without an attach type */
+	bpf_program__set_expected_attach_type(skel->progs.dbw_mask, BPF_SK_SKB_VERDICT);
 
 	e = dbwarden_bpf__load(skel);
 	if (e) {
@@ -147,6 +160,21 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 		goto fail;
 	}
 	c->msg_attached = 1;
+	/* sockets a masking rule may select: the same sk_msg, and the masking verdict */
+	c->socks_mask_fd = bpf_map__fd(skel->maps.socks_mask);
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_mask_fd,
+			    BPF_SK_MSG_VERDICT, 0)) {
+		snprintf(err, errlen, "cannot attach sk_msg verdict: %s", strerror(errno));
+		goto fail;
+	}
+	c->mask_msg_attached = 1;
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_mask), c->socks_mask_fd,
+			    BPF_SK_SKB_VERDICT, 0)) {
+		snprintf(err, errlen, "cannot attach the masking sk_skb verdict: %s",
+			 strerror(errno));
+		goto fail;
+	}
+	c->mask_skb_attached = 1;
 	skel->links.dbw_recv = bpf_program__attach(skel->progs.dbw_recv);
 	if (!skel->links.dbw_recv) {
 		snprintf(err, errlen, "cannot attach the sock_recv_length tracepoint: %s",
@@ -247,8 +275,11 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 			return -errno;
 	}
 	for (int i = 0; i < c->nports; i++) {
-		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto,
-					    .rules = g->port_rules ? g->port_rules[i] : 0 };
+		struct dbw_port_cfg cfg = {
+			.proto = c->ports[i].proto,
+			.rules = g->port_rules ? g->port_rules[i] : 0,
+			.mask_rules = g->port_mask_rules ? g->port_mask_rules[i] : 0,
+		};
 
 		if (bpf_map_update_elem(ports_fd, &c->ports[i].port, &cfg, BPF_ANY))
 			return -errno;
@@ -256,6 +287,46 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.guard_cfg), &zero, &g->cfg, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+int capture_mask_load(struct capture *c, const struct dbw_mask_rule *rules, unsigned nrules,
+		      const uint64_t *col_hash, const uint32_t *col_rules, unsigned ncols)
+{
+	struct dbwarden_bpf *skel = c->skel;
+	int cols_fd = bpf_map__fd(skel->maps.mask_cols);
+	struct dbw_mask_cfg cfg = { .nrules = nrules };
+	__u64 key, next;
+	__u32 zero = 0;
+
+	if (nrules > DBW_MASK_RULES)
+		return -E2BIG;
+	memcpy(cfg.rules, rules, nrules * sizeof(*rules));
+	/* columns: the new set in, then what the new set lacks out */
+	for (unsigned i = 0; i < ncols; i++)
+		if (bpf_map_update_elem(cols_fd, &col_hash[i], &col_rules[i], BPF_ANY))
+			return -errno;
+	for (int more = !bpf_map_get_next_key(cols_fd, NULL, &key); more; key = next) {
+		unsigned i;
+
+		more = !bpf_map_get_next_key(cols_fd, &key, &next);
+		for (i = 0; i < ncols && col_hash[i] != key; i++)
+			;
+		if (i == ncols)
+			bpf_map_delete_elem(cols_fd, &key);
+	}
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.mask_cfg), &zero, &cfg, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules)
+{
+	__u64 key = conn_id;
+	__u32 val = rules;
+
+	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.mask_conn), &key, &val, BPF_ANY) ?
+		       -errno :
+		       0;
 }
 
 int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns)
@@ -315,9 +386,10 @@ int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 		       0;
 }
 
-int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules)
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules,
+			 uint32_t mask_rules)
 {
-	struct dbw_workload_class wc = { .rules = rules };
+	struct dbw_workload_class wc = { .rules = rules, .mask_rules = mask_rules };
 	__u64 key = cgroup_id;
 
 	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.workload_class), &key, &wc, BPF_ANY) ?
@@ -361,6 +433,12 @@ void capture_close(struct capture *c)
 		if (c->msg_attached)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_fd,
 					 BPF_SK_MSG_VERDICT);
+		if (c->mask_msg_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_mask_fd,
+					 BPF_SK_MSG_VERDICT);
+		if (c->mask_skb_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_mask),
+					 c->socks_mask_fd, BPF_SK_SKB_VERDICT);
 	}
 	ring_buffer__free(c->rb);
 	dbwarden_bpf__destroy(c->skel);

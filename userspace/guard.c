@@ -112,20 +112,57 @@ static struct approval *approval_find(struct guard *g, uint64_t id)
 	return NULL;
 }
 
+/* The columns masking rules name, for the kernel: one entry per name. */
+struct mask_cols {
+	uint64_t hash[1024];
+	uint32_t rules[1024];
+	unsigned n;
+};
+
+static void add_mask_col(void *ctx, const char *name, uint32_t rules)
+{
+	struct mask_cols *mc = ctx;
+	uint64_t h = dbw_name_hash(name, strlen(name));
+	unsigned i;
+
+	for (i = 0; i < mc->n && mc->hash[i] != h; i++)
+		;
+	if (i == mc->n) {
+		if (mc->n == sizeof(mc->hash) / sizeof(mc->hash[0]))
+			return; /* the policy loader bounds rules and names well below */
+		mc->hash[mc->n] = h;
+		mc->rules[mc->n++] = 0;
+	}
+	mc->rules[i] |= rules;
+}
+
 /* Install p's kernel share. 0 or -errno. */
 static int install(struct guard *g, const struct policy *p, const uint16_t *ports, int nports)
 {
 	static struct dbw_guard_rule rules[DBW_GUARD_RULES];
 	static struct dbw_guard_text texts[DBW_GUARD_RULES];
+	static struct dbw_mask_rule mrules[DBW_MASK_RULES];
+	static struct mask_cols mcols;
 	uint64_t port_rules[CAPTURE_MAX_PORTS] = {};
-	struct capture_guard cg = { .rules = rules, .texts = texts, .port_rules = port_rules };
-
-	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
+	uint32_t port_mask[CAPTURE_MAX_PORTS] = {};
+	struct capture_guard cg = { .rules = rules,
+				    .texts = texts,
+				    .port_rules = port_rules,
+				    .port_mask_rules = port_mask };
+	unsigned nmask;
 	int e;
 
-	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
+	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
+	mcols.n = 0;
+	nmask = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
+	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++) {
 		port_rules[i] = policy_port_rules(p, ports[i]);
-	e = capture_guard_load(g->cap, &cg);
+		port_mask[i] = policy_mask_port_rules(p, ports[i]);
+	}
+	/* the masking rules before the ports that start using them */
+	e = capture_mask_load(g->cap, mrules, nmask, mcols.hash, mcols.rules, mcols.n);
+	if (!e)
+		e = capture_guard_load(g->cap, &cg);
 	if (!e && g->classes)
 		wl_classes_policy(g->classes, p);
 	return e;
@@ -343,8 +380,11 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 	struct policy_conn pc;
 
 	conn_of(ci, &pc);
-	if (g->cap)
+	if (g->cap) {
 		capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
+		if (policy_nmask_rules(g->pol))
+			capture_mask_conn(g->cap, ci->id, policy_mask_conn_rules(g->pol, &pc));
+	}
 }
 
 /*

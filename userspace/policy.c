@@ -1717,7 +1717,8 @@ size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 
 		rules[k] = (struct dbw_mask_rule){ .style = r->style,
 						   .detectors = r->detectors,
-						   .allow_unmaskable = r->allow_unmaskable };
+						   .allow_unmaskable = r->allow_unmaskable,
+						   .columns = r->columns.n > 0 };
 		for (size_t i = 0; i < r->columns.n; i++) {
 			/* RowDescription names a column's table by OID only: the name decides */
 			const char *dot = strrchr(r->columns.v[i], '.');

@@ -124,3 +124,78 @@ def test_extended_protocol_error_detail_masked(pg, agent, pii_table, tmp_path):
     err = [e for e in evs.statements(pid=os.getpid()) if e["outcome"]["status"] == "error"]
     assert err and err[0]["outcome"]["detail"] == "Key (email)=(?) already exists."
     events.assert_no_literals(evs, PII)
+
+
+# ---- result masking -------------------------------------------------------------------
+
+MASKED_CG = "/dbw-mask-test/agent"
+OTHER_CG = "/dbw-mask-test/other"
+
+RESULT_POLICY = f"""\
+masking:
+  results:
+    - name: pii-for-agents
+      match: {{actor: {{cgroup: {MASKED_CG}}}}}
+      columns: [email, card, people.ssn]
+      detectors: [email, credit_card]
+      style: stars
+      on_unmaskable: UNMASKABLE
+"""
+
+
+@pytest.fixture
+def cgroups():
+    from workloads import Cgroups
+    cg = Cgroups()
+    cg.make(MASKED_CG)
+    cg.make(OTHER_CG)
+    yield cg
+    cg.cleanup()
+
+
+@pytest.fixture
+def people(pg):
+    """Realistic PII: 20 people, one of each kind per row."""
+    name = "m_people_r"
+    rows = []
+    for i in range(1, 21):
+        card = ["4111111111111111", "5555555555554444", "378282246310005"][i % 3]
+        rows.append((i, f"user{i}.name@example{i % 4}.com", card, f"{100 + i:03d}-45-{6789 + i}",
+                     f"+1 415 555 {1000 + i}", f"note {i}: call back"))
+    vals = ", ".join("(%d, '%s', '%s', '%s', '%s', '%s')" % r for r in rows)
+    pg.psql("-c", f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id int, email text, "
+                  f"card text, ssn text, phone text, note text); INSERT INTO {name} VALUES {vals}",
+            host=pg.dir)
+    yield name, rows
+    pg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=pg.dir)
+
+
+def stars(v):
+    return "*" * len(v)
+
+
+def masked_row(r):
+    """What a masked client must see of a people row: email, card, ssn by name."""
+    i, email, card, ssn, phone, note = r
+    return (str(i), stars(email), stars(card), stars(ssn), phone, note)
+
+
+def psql_rows(res):
+    return [tuple(line.split("|")) for line in res.stdout.splitlines() if line]
+
+
+def test_psql_masked_by_column_name_other_client_untouched(pg, agent, cgroups, people, tmp_path):
+    from workloads import psql_in
+    name, rows = people
+    a = agent("--policy", policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", "block")))
+    q = f"SELECT id, email, card, ssn, phone, note FROM {name} ORDER BY id"
+    res, _ = psql_in(cgroups, MASKED_CG, pg, "-At", "-c", q, "-c", "SELECT 'alive'")
+    assert res.returncode == 0, res.stderr
+    out = psql_rows(res)
+    assert out[:-1] == [masked_row(r) for r in rows]
+    assert out[-1] == ("alive",)
+    res, _ = psql_in(cgroups, OTHER_CG, pg, "-At", "-c", q)
+    assert psql_rows(res) == [tuple(str(x) for x in r) for r in rows]
+    evs = a.stop()
+    assert a.rc == 0
+    events.assert_no_loss(evs, a)
