@@ -110,6 +110,7 @@ struct mask_st {
 	__u64 off; /* stream offset of the next byte */
 	__u64 cols; /* columns masked by name (bit = column) */
 	__u64 style_lo, style_hi; /* their style: two bits per column */
+	__u64 nontext; /* columns of a type that is not text: no email detector */
 	__u64 nhash; /* RowDescription: the name's hash so far */
 	__u32 cand; /* candidate rules (connect) */
 	__u32 rules; /* rules in force */
@@ -167,11 +168,12 @@ struct {
 
 const volatile __u8 mask_stars[MASK_BUF] = { [0 ... MASK_BUF - 1] = '*' };
 /* the token style: a fixed word, repeated, aligned on the field's start */
-const volatile __u8 mask_token[MASK_BUF + 8] = "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-					       "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-					       "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-					       "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-					       "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+const volatile __u8 mask_token[MASK_BUF + 8] =
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
 
 /*
  * What replaces the server's "S" (or "G") to SSLRequest (GSSENCRequest) on
@@ -267,8 +269,8 @@ static __always_inline void mask_record(__u64 conn_id, struct mask_st *st, __u8 
 	r->overmasked = st->overmasked;
 	st->rows = st->masked = st->unmasked = st->overmasked = 0;
 	/* an encrypted or lost connection may need a reset: wake the daemon */
-	bpf_ringbuf_submit(r, kind == DBW_MASK_REC_RESULT ? rb_submit_flags() :
-							    BPF_RB_FORCE_WAKEUP);
+	bpf_ringbuf_submit(r,
+			   kind == DBW_MASK_REC_RESULT ? rb_submit_flags() : BPF_RB_FORCE_WAKEUP);
 }
 
 /* ---- value automata ------------------------------------------------------------ */
@@ -506,8 +508,13 @@ static __always_inline void field_start(struct mask_st *st, __u32 flen)
 		cnt_add(DBW_CNT_MASK_UNMASKED, 1);
 	}
 	if (st->dets && flen <= DBW_MASK_VALUE) {
+		__u32 dets = st->dets;
+
+		/* an email is text; a card number may be stored as a number */
+		if (st->desc && st->fidx < DBW_MASK_COLS && (st->nontext & (1ULL << st->fidx)))
+			dets &= ~DBW_MDET_EMAIL;
 		st->fmode = FM_CHECK;
-		v_start(&st->v, st->dets, flen);
+		v_start(&st->v, dets, flen);
 		if (!st->v.alive)
 			st->fmode = FM_PASS;
 	}
@@ -661,7 +668,7 @@ __noinline int mask_step(struct __sk_buff *skb)
 		st->msg_rem -= 2;
 		st->nfields = ((__u32)st->acc[0] << 8) | st->acc[1];
 		st->fidx = 0;
-		st->cols = st->style_lo = st->style_hi = 0;
+		st->cols = st->style_lo = st->style_hi = st->nontext = 0;
 		st->hi_match = 0;
 		st->desc = 1;
 		st->nhash = DBW_FNV_OFFSET;
@@ -728,6 +735,16 @@ __noinline int mask_step(struct __sk_buff *skb)
 		return 0;
 	}
 	case MS_T_META:
+		/* table oid (4), column number (2), then the type oid; cut by an skb: text */
+		if (st->field_rem == 18 && w->pos + 10 <= w->len && st->fidx < DBW_MASK_COLS &&
+		    !bpf_skb_load_bytes(skb, w->pos + 6, b, 4)) {
+			__u32 oid = m_be32(b);
+
+			/* text, varchar, bpchar, name, unknown, json, jsonb, char */
+			if (oid != 25 && oid != 1043 && oid != 1042 && oid != 19 && oid != 705 &&
+			    oid != 114 && oid != 3802 && oid != 18)
+				st->nontext |= 1ULL << st->fidx;
+		}
 		n = w->len - w->pos;
 		if (n > st->field_rem)
 			n = st->field_rem;

@@ -386,8 +386,7 @@ int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 		       0;
 }
 
-int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules,
-			 uint32_t mask_rules)
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules, uint32_t mask_rules)
 {
 	struct dbw_workload_class wc = { .rules = rules, .mask_rules = mask_rules };
 	__u64 key = cgroup_id;
@@ -437,8 +436,8 @@ void capture_close(struct capture *c)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_mask_fd,
 					 BPF_SK_MSG_VERDICT);
 		if (c->mask_skb_attached)
-			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_mask),
-					 c->socks_mask_fd, BPF_SK_SKB_VERDICT);
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_mask), c->socks_mask_fd,
+					 BPF_SK_SKB_VERDICT);
 	}
 	ring_buffer__free(c->rb);
 	dbwarden_bpf__destroy(c->skel);

@@ -21,6 +21,11 @@
 #include "sockdiag.h"
 #include "stmt.h"
 
+/* What the kernel's result masking did (struct dbw_rec_mask). */
+struct conn_mask_counts {
+	uint64_t rows, masked, unmasked, overmasked;
+};
+
 /* Kernel verdicts kept per connection until their statement is reported. */
 #define CONN_VERDICTS 8
 
@@ -49,6 +54,10 @@ struct conn {
 	json_t *j_actor; /* cached "actor" object */
 	char *tail; /* both, serialised: the end of each of its events */
 	struct pg_conn *pg;
+	/* result masking (MASK records): counts for the next statement, and totals */
+	bool masked; /* a masking rule applies: the kernel masks its results */
+	bool mask_off; /* ... but cannot: encrypted (on_unmaskable: allow) */
+	struct conn_mask_counts mask_next, mask_total;
 };
 
 struct conn_table {
@@ -430,6 +439,32 @@ static json_t *error_text(struct conn_table *t, const char *s)
 	return j;
 }
 
+static json_t *mask_counts_json(const struct conn_mask_counts *m)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "rows", (json_int_t)m->rows, "fields_masked",
+			 (json_int_t)m->masked, "fields_unmasked", (json_int_t)m->unmasked,
+			 "overmasked", (json_int_t)m->overmasked);
+}
+
+/*
+ * A statement's "masking" object on a connection whose results a rule
+ * masks: what the kernel did to the results since the last statement,
+ * or, on an encrypted connection let through, that its rows passed as
+ * they were.
+ */
+static json_t *mask_json(struct conn *c, const struct dbw_stmt *s)
+{
+	json_t *j;
+
+	if (c->mask_off)
+		return json_pack("{s:b, s:s, s:I}", "applied", 0, "reason", "encrypted",
+				 "rows_unmasked", (json_int_t)(s->has_rows ? s->rows : 0));
+	j = mask_counts_json(&c->mask_next);
+	json_object_set_new(j, "applied", json_true());
+	memset(&c->mask_next, 0, sizeof(c->mask_next));
+	return j;
+}
+
 /* Stitcher callback: one statement crossed the connection. */
 static void on_statement(void *ctx, const struct dbw_stmt *s)
 {
@@ -483,6 +518,8 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 						  (json_int_t)((s->end_ns - s->start_ns) / 1000)) :
 					  json_null()));
 		json_object_set_new(ev, "decision", dec);
+		if (c->masked)
+			json_object_set_new(ev, "masking", mask_json(c, s));
 	} else {
 		json_decref(objs);
 		json_decref(types);
@@ -568,12 +605,15 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 		verdict_retire(c, &c->verdicts[i]);
 	c->nverdicts = 0;
 	ev = conn_event(c, "connection_close", ts);
-	if (ev)
-		json_object_set_new(
-			ev, "stats",
-			json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
-				  "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
-				  "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]));
+	if (ev) {
+		json_t *st = json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
+				       "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
+				       "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]);
+
+		if (c->masked)
+			json_object_set_new(st, "masking", mask_counts_json(&c->mask_total));
+		json_object_set_new(ev, "stats", st);
+	}
 	conn_emit(c, ev);
 	conn_destroy(t, c);
 }
@@ -805,6 +845,62 @@ static void on_close(struct conn_table *t, const struct dbw_rec_conn_close *r)
 	}
 }
 
+static void mask_add(struct conn_mask_counts *m, const struct dbw_rec_mask *r)
+{
+	m->rows += r->rows;
+	m->masked += r->masked;
+	m->unmasked += r->unmasked;
+	m->overmasked += r->overmasked;
+}
+
+/*
+ * The kernel's result masking reports: a result's counts (fields passed
+ * unmasked are an alert each time: never silent), an encrypted connection
+ * (refused, or let through unmasked), framing lost (reset when blocked).
+ */
+static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
+{
+	struct conn *c = conn_find(t, r->hdr.conn_id);
+	char detail[256];
+
+	t->st.mask_records++;
+	if (!c)
+		return;
+	c->masked = true;
+	switch (r->kind) {
+	case DBW_MASK_REC_RESULT:
+		mask_add(&c->mask_next, r);
+		mask_add(&c->mask_total, r);
+		if (r->unmasked) {
+			snprintf(detail, sizeof(detail),
+				 "%u fields a masking rule names passed unmasked (on_unmaskable: "
+				 "allow): no RowDescription, a column past %d, or COPY",
+				 r->unmasked, DBW_MASK_COLS);
+			alert(t, c, "mask_unmasked", detail);
+		}
+		break;
+	case DBW_MASK_REC_TLS:
+		if (!r->blocked)
+			c->mask_off = true;
+		alert(t, c, "mask_unmaskable",
+		      r->blocked ? "encrypted connection refused: its results would be masked "
+				   "(on_unmaskable: block); the client got an error" :
+				   "encrypted connection let through: its results pass unmasked "
+				   "(on_unmaskable: allow)");
+		break;
+	case DBW_MASK_REC_LOST:
+		alert(t, c, "mask_unmaskable",
+		      r->blocked ? "result framing lost: connection reset (on_unmaskable: block)" :
+				   "result framing lost: later results pass unmasked "
+				   "(on_unmaskable: allow)");
+		if (r->blocked)
+			conn_reset(c, "result masking lost its framing");
+		else
+			c->mask_off = true;
+		break;
+	}
+}
+
 int conns_record(struct conn_table *t, const void *data, size_t size)
 {
 	const struct dbw_rec_hdr *h = data;
@@ -843,6 +939,12 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 		break;
 	case DBW_REC_EXEC:
 		break; /* the TLS library discovery's, not a connection's */
+	case DBW_REC_MASK:
+		if (h->size >= sizeof(struct dbw_rec_mask))
+			on_mask(t, data);
+		else
+			t->st.bad_records++;
+		break;
 	default:
 		t->st.bad_records++;
 	}

@@ -35,6 +35,7 @@ struct conn_stats {
 	uint64_t verdicts; /* guard verdict records */
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
+	uint64_t mask_records; /* result masking reports */
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
 };
 
