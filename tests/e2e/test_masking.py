@@ -363,3 +363,50 @@ def test_100k_rows_byte_exact(pg, agent, cgroups, tmp_path):
         print(f"100k rows: {overmasked} values overmasked at skb boundaries")
     finally:
         pg.psql("-c", f"DROP TABLE IF EXISTS {name}", host=pg.dir)
+
+
+@pytest.fixture(scope="module")
+def tpg():
+    from conftest import Postgres, serve
+    yield from serve(Postgres(ssl=True))
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_tls_connection_of_masked_actor(tpg, tmp_path, cgroups, unmaskable):
+    from conftest import agents
+    from workloads import psql_in
+    start = agents(tmp_path, tpg.port)
+    a = next(start)(
+        "--policy", policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", unmaskable)))
+    try:
+        q = f"SELECT '{EMAIL}' AS email, 'lit_tls_plain' AS note"
+        env = ("env", "PGSSLMODE=require")
+        res, _ = psql_in(cgroups, MASKED_CG, tpg, "-At", "-c", q, prefix=env)
+        if unmaskable == "block":
+            assert res.returncode != 0
+            # libpq 15.8+ no longer prints what a server says during the SSL exchange
+            assert ("results are masked for this client; an encrypted connection cannot be "
+                    "masked" in res.stderr or
+                    "server sent an error response during SSL exchange" in res.stderr), \
+                res.stderr
+        else:
+            assert res.returncode == 0, res.stderr
+            assert res.stdout.strip() == f"{EMAIL}|lit_tls_plain"
+        # a client no rule selects: TLS as usual
+        res, _ = psql_in(cgroups, OTHER_CG, tpg, "-At", "-c", q, prefix=env)
+        assert res.returncode == 0 and res.stdout.strip() == f"{EMAIL}|lit_tls_plain"
+        # plaintext from the masked actor still works, masked
+        res, _ = psql_in(cgroups, MASKED_CG, tpg, "-At", "-c", q,
+                         prefix=("env", "PGSSLMODE=disable"))
+        assert res.stdout.strip() == f"{stars(EMAIL)}|lit_tls_plain", res.stderr
+        evs = a.stop()
+    finally:
+        a.kill()
+    alerts = [e["alert"]["detail"] for e in evs.of("alert")
+              if e["alert"]["kind"] == "mask_unmaskable"]
+    assert len(alerts) == 1
+    assert ("refused" if unmaskable == "block" else "let through") in alerts[0]
+    if unmaskable == "allow":
+        m = [e["masking"] for e in evs.statements() if e.get("masking", {}).get("reason")]
+        assert m == [{"applied": False, "reason": "encrypted", "rows_unmasked": 1}]
+    events.assert_no_literals(evs, PII)
