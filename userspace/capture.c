@@ -319,6 +319,24 @@ int capture_mask_load(struct capture *c, const struct dbw_mask_rule *rules, unsi
 	return 0;
 }
 
+int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max)
+{
+	int state_fd = bpf_map__fd(c->skel->maps.mask_state);
+	int conn_fd = bpf_map__fd(c->skel->maps.mask_conn);
+	__u64 key, prev;
+	int n = 0;
+
+	while (n < max && !bpf_map_get_next_key(state_fd, n ? &prev : NULL, &key)) {
+		__u32 r;
+
+		ids[n] = key;
+		rules[n] = bpf_map_lookup_elem(conn_fd, &key, &r) ? ~0u : r;
+		n++;
+		prev = key;
+	}
+	return n;
+}
+
 int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules)
 {
 	__u64 key = conn_id;

@@ -82,6 +82,12 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g);
 int capture_mask_load(struct capture *c, const struct dbw_mask_rule *rules, unsigned nrules,
 		      const uint64_t *col_hash, const uint32_t *col_rules, unsigned ncols);
 
+/*
+ * The connections whose results the kernel masks now: their ids and
+ * rules (~0 where userspace has not settled them yet), at most max.
+ */
+int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max);
+
 /* The masking rules of one connection, as userspace computed them. 0 or -errno. */
 int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules);
 

@@ -901,6 +901,16 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 	}
 }
 
+int conns_reset(struct conn_table *t, uint64_t id, const char *why)
+{
+	struct conn *c = conn_find(t, id);
+
+	if (!c)
+		return -ENOENT;
+	conn_reset(c, why);
+	return 0;
+}
+
 int conns_record(struct conn_table *t, const void *data, size_t size)
 {
 	const struct dbw_rec_hdr *h = data;

@@ -52,6 +52,9 @@ void conns_flush_all(struct conn_table *t);
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out);
 
+/* Reset connection id (sock_diag), with an alert event saying why. 0, or -ENOENT. */
+int conns_reset(struct conn_table *t, uint64_t id, const char *why);
+
 struct workload;
 
 /* What the policy side sees of a connection ("" where not known yet). */

@@ -630,6 +630,11 @@ void guard_ops(struct guard *g, struct conn_guard_ops *ops)
 	ops->masking = on_masking;
 }
 
+bool guard_mask_allows_unmaskable(const struct guard *g, uint32_t rules)
+{
+	return policy_mask_allows_unmaskable(g->pol, rules);
+}
+
 void guard_stats(const struct guard *g, uint64_t *mismatches)
 {
 	*mismatches = g->mismatches;

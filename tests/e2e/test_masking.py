@@ -410,3 +410,25 @@ def test_tls_connection_of_masked_actor(tpg, tmp_path, cgroups, unmaskable):
         m = [e["masking"] for e in evs.statements() if e.get("masking", {}).get("reason")]
         assert m == [{"applied": False, "reason": "encrypted", "rows_unmasked": 1}]
     events.assert_no_literals(evs, PII)
+
+
+def test_agent_stop_resets_masked_sessions(pg, agent, cgroups, people, tmp_path):
+    """Once the verdict is gone a masked session could read unmasked rows: it is reset."""
+    from workloads import SqlClient
+    name, rows = people
+    a = agent("--policy", policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", "block")))
+    masked = SqlClient(cgroups, MASKED_CG, pg.dsn())
+    other = SqlClient(cgroups, OTHER_CG, pg.dsn())
+    try:
+        q = f"SELECT email FROM {name} WHERE id = 1"
+        assert masked.sql(q)["rows"] == [[stars(rows[0][1])]]
+        assert other.sql(q)["rows"] == [[rows[0][1]]]
+        evs = a.stop()
+        out = masked.sql(q)
+        assert not out["ok"], out  # never the real value
+        assert other.sql(q)["rows"] == [[rows[0][1]]]
+    finally:
+        masked.close()
+        other.close()
+    resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+    assert len(resets) == 1 and resets[0]["actor"]["cgroup"] == MASKED_CG
