@@ -65,7 +65,7 @@ static __always_inline void conn_on_connect(struct bpf_sock_addr *ctx)
 	st->rules = cfg->rules;
 	st->tls = DBW_TLS_NONE;
 	st->tls_ssl = 0;
-	st->mask_rules = mask_candidates(cfg, st->who.cgroup_id);
+	st->mask_rules = mask_candidates(cfg, st->who.cgroup_id, st->who.uid);
 	st->pad1 = 0;
 	/* its TLS writes, if any, bind their session to a watched socket */
 	tls_mark_proc(st->who.pid);

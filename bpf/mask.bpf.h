@@ -65,6 +65,14 @@ struct {
 	__type(value, __u32);
 } mask_cols SEC(".maps");
 
+/* uid -> the rules whose uid selector names it (struct dbw_mask_cfg). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} mask_uid SEC(".maps");
+
 /* The rules userspace settled for a connection (a subset of its candidates). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -198,18 +206,28 @@ static __always_inline struct mask_work *mask_work_get(void)
 
 /* ---- connection setup ---------------------------------------------------------- */
 
-/* connect(): the masking rules that may apply to this socket (0: none). */
-static __always_inline __u32 mask_candidates(struct dbw_port_cfg *port, __u64 cgid)
+/*
+ * connect(): the masking rules that may apply to this socket (0: none):
+ * its port's, for its cgroup's workload class, for its uid.
+ */
+static __always_inline __u32 mask_candidates(struct dbw_port_cfg *port, __u64 cgid, __u32 uid)
 {
 	struct dbw_workload_class *wc;
 	__u64 any = DBW_WORKLOAD_ANY;
+	struct dbw_mask_cfg *cfg;
+	__u32 zero = 0, r, *u;
 
 	if (!port->mask_rules)
 		return 0;
 	wc = bpf_map_lookup_elem(&workload_class, &cgid);
 	if (!wc)
 		wc = bpf_map_lookup_elem(&workload_class, &any);
-	return port->mask_rules & (wc ? wc->mask_rules : ~0u);
+	r = port->mask_rules & (wc ? wc->mask_rules : ~0u);
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!r || !cfg)
+		return r;
+	u = bpf_map_lookup_elem(&mask_uid, &uid);
+	return r & (cfg->uid_free | (u ? *u : 0));
 }
 
 /*
@@ -494,6 +512,7 @@ static __always_inline void field_start(struct mask_st *st, __u32 flen)
 		st->fmode = FM_STYLE;
 		st->fstyle = s;
 		st->masked++;
+		cnt_add(DBW_CNT_MASK_FIELDS, 1);
 		return;
 	}
 	if (st->has_cols && (!st->desc || (st->fidx >= DBW_MASK_COLS && st->hi_match))) {
@@ -502,6 +521,7 @@ static __always_inline void field_start(struct mask_st *st, __u32 flen)
 			st->fmode = FM_STYLE;
 			st->fstyle = DBW_MASK_STARS;
 			st->masked++;
+			cnt_add(DBW_CNT_MASK_FIELDS, 1);
 			return;
 		}
 		st->unmasked++;
@@ -548,6 +568,7 @@ static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work 
 		if (foff == 0 || st->v.prefix_masked) {
 			mask_write(skb, w->pos, n, foff, st->field_len, st->dstyle);
 			st->masked++;
+			cnt_add(DBW_CNT_MASK_FIELDS, 1);
 		}
 	} else if (st->v.prefix_masked) {
 		st->overmasked++;

@@ -515,10 +515,14 @@ struct dbw_mask_rule {
 };
 _Static_assert(sizeof(struct dbw_mask_rule) == 8, "mask_rule layout");
 
-/* The one value of the mask_cfg array: every rule, read with one lookup. */
+/*
+ * The one value of the mask_cfg array: every rule, read with one lookup.
+ * A rule with a uid selector applies at connect() only to the uids
+ * `mask_uid` maps to it (uid -> rules); uid_free holds the others.
+ */
 struct dbw_mask_cfg {
 	__u32 nrules; /* 0: no result masking */
-	__u32 pad;
+	__u32 uid_free; /* rules without a uid selector */
 	struct dbw_mask_rule rules[DBW_MASK_RULES];
 };
 _Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES, "mask_cfg layout");

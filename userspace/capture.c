@@ -289,31 +289,44 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 	return 0;
 }
 
-int capture_mask_load(struct capture *c, const struct dbw_mask_rule *rules, unsigned nrules,
-		      const uint64_t *col_hash, const uint32_t *col_rules, unsigned ncols)
+/* Make hash map fd hold exactly keys[i] -> vals[i] (u64 or u32 keys, u32 values). */
+static int map_sync(int fd, const void *keys, size_t ksize, const uint32_t *vals, unsigned n)
 {
-	struct dbwarden_bpf *skel = c->skel;
-	int cols_fd = bpf_map__fd(skel->maps.mask_cols);
-	struct dbw_mask_cfg cfg = { .nrules = nrules };
-	__u64 key, next;
-	__u32 zero = 0;
+	__u64 key = 0, next = 0;
 
-	if (nrules > DBW_MASK_RULES)
-		return -E2BIG;
-	memcpy(cfg.rules, rules, nrules * sizeof(*rules));
-	/* columns: the new set in, then what the new set lacks out */
-	for (unsigned i = 0; i < ncols; i++)
-		if (bpf_map_update_elem(cols_fd, &col_hash[i], &col_rules[i], BPF_ANY))
+	for (unsigned i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, (const char *)keys + i * ksize, &vals[i], BPF_ANY))
 			return -errno;
-	for (int more = !bpf_map_get_next_key(cols_fd, NULL, &key); more; key = next) {
+	for (int more = !bpf_map_get_next_key(fd, NULL, &key); more; key = next) {
 		unsigned i;
 
-		more = !bpf_map_get_next_key(cols_fd, &key, &next);
-		for (i = 0; i < ncols && col_hash[i] != key; i++)
+		more = !bpf_map_get_next_key(fd, &key, &next);
+		for (i = 0; i < n && memcmp((const char *)keys + i * ksize, &key, ksize); i++)
 			;
-		if (i == ncols)
-			bpf_map_delete_elem(cols_fd, &key);
+		if (i == n)
+			bpf_map_delete_elem(fd, &key);
 	}
+	return 0;
+}
+
+int capture_mask_load(struct capture *c, const struct capture_mask *m)
+{
+	struct dbwarden_bpf *skel = c->skel;
+	struct dbw_mask_cfg cfg = { .nrules = m->nrules, .uid_free = m->uid_free };
+	__u32 zero = 0;
+	int e;
+
+	if (m->nrules > DBW_MASK_RULES)
+		return -E2BIG;
+	memcpy(cfg.rules, m->rules, m->nrules * sizeof(*m->rules));
+	/* the new sets in, then what they lack out */
+	e = map_sync(bpf_map__fd(skel->maps.mask_cols), m->col_hash, sizeof(__u64), m->col_rules,
+		     m->ncols);
+	if (!e)
+		e = map_sync(bpf_map__fd(skel->maps.mask_uid), m->uids, sizeof(__u32), m->uid_rules,
+			     m->nuids);
+	if (e)
+		return e;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.mask_cfg), &zero, &cfg, BPF_ANY))
 		return -errno;
 	return 0;

@@ -76,11 +76,22 @@ struct capture_guard {
 int capture_guard_load(struct capture *c, const struct capture_guard *g);
 
 /*
- * Result masking (struct dbw_mask_rule): the rules, and the columns they
- * name as (dbw_name_hash of the name, rule bits). Also a reload. 0 or -errno.
+ * Result masking (struct dbw_mask_cfg): the rules, the columns they name
+ * (dbw_name_hash of the name -> rule bits) and the uids their selectors
+ * name (uid -> rule bits). Also a reload. 0 or -errno.
  */
-int capture_mask_load(struct capture *c, const struct dbw_mask_rule *rules, unsigned nrules,
-		      const uint64_t *col_hash, const uint32_t *col_rules, unsigned ncols);
+struct capture_mask {
+	const struct dbw_mask_rule *rules;
+	unsigned nrules;
+	uint32_t uid_free;
+	const uint64_t *col_hash;
+	const uint32_t *col_rules;
+	unsigned ncols;
+	const uint32_t *uids, *uid_rules;
+	unsigned nuids;
+};
+
+int capture_mask_load(struct capture *c, const struct capture_mask *m);
 
 /*
  * The connections whose results the kernel masks now: their ids and

@@ -112,12 +112,30 @@ static struct approval *approval_find(struct guard *g, uint64_t id)
 	return NULL;
 }
 
-/* The columns masking rules name, for the kernel: one entry per name. */
+/* The columns and uids masking rules name, for the kernel: one entry per name or uid. */
 struct mask_cols {
 	uint64_t hash[1024];
 	uint32_t rules[1024];
 	unsigned n;
+	uint32_t uids[1024], uid_rules[1024];
+	unsigned nuids;
 };
+
+static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
+{
+	struct mask_cols *mc = ctx;
+	unsigned i;
+
+	for (i = 0; i < mc->nuids && mc->uids[i] != uid; i++)
+		;
+	if (i == mc->nuids) {
+		if (mc->nuids == sizeof(mc->uids) / sizeof(mc->uids[0]))
+			return;
+		mc->uids[mc->nuids] = uid;
+		mc->uid_rules[mc->nuids++] = 0;
+	}
+	mc->uid_rules[i] |= rules;
+}
 
 static void add_mask_col(void *ctx, const char *name, uint32_t rules)
 {
@@ -149,18 +167,25 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 				    .texts = texts,
 				    .port_rules = port_rules,
 				    .port_mask_rules = port_mask };
-	unsigned nmask;
+	struct capture_mask cm = { .rules = mrules,
+				   .col_hash = mcols.hash,
+				   .col_rules = mcols.rules,
+				   .uids = mcols.uids,
+				   .uid_rules = mcols.uid_rules };
 	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
-	mcols.n = 0;
-	nmask = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
+	mcols.n = mcols.nuids = 0;
+	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
+	cm.uid_free = policy_mask_uids(p, add_mask_uid, &mcols);
+	cm.ncols = mcols.n;
+	cm.nuids = mcols.nuids;
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++) {
 		port_rules[i] = policy_port_rules(p, ports[i]);
 		port_mask[i] = policy_mask_port_rules(p, ports[i]);
 	}
 	/* the masking rules before the ports that start using them */
-	e = capture_mask_load(g->cap, mrules, nmask, mcols.hash, mcols.rules, mcols.n);
+	e = capture_mask_load(g->cap, &cm);
 	if (!e)
 		e = capture_guard_load(g->cap, &cg);
 	if (!e && g->classes)

@@ -1728,3 +1728,19 @@ size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 	}
 	return p->nmask_rules;
 }
+
+uint32_t policy_mask_uids(const struct policy *p,
+			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx)
+{
+	uint32_t free_rules = 0;
+
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct strs *u = &p->mask_rules[k].match.actor.uid;
+
+		if (!u->n)
+			free_rules |= 1u << k;
+		for (size_t i = 0; i < u->n; i++)
+			uid(ctx, (uint32_t)strtoul(u->v[i], NULL, 10), 1u << k);
+	}
+	return free_rules;
+}

@@ -161,5 +161,11 @@ bool policy_mask_allows_unmaskable(const struct policy *p, uint32_t rules);
  */
 size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 			  void (*column)(void *ctx, const char *name, uint32_t rules), void *ctx);
+/*
+ * The kernel's uid filter: the rules without a uid selector (returned),
+ * and uid(ctx, uid, bit) for each uid a rule's selector names.
+ */
+uint32_t policy_mask_uids(const struct policy *p,
+			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx);
 
 #endif /* DBW_POLICY_H */

@@ -432,3 +432,29 @@ def test_agent_stop_resets_masked_sessions(pg, agent, cgroups, people, tmp_path)
         other.close()
     resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
     assert len(resets) == 1 and resets[0]["actor"]["cgroup"] == MASKED_CG
+
+
+def test_uid_selector_decided_at_connect(pg, agent, cgroups, people, tmp_path):
+    """A uid rule selects in the kernel at connect(): other users never carry the verdict."""
+    import pwd
+    from workloads import psql_in
+    name, rows = people
+    uid = pwd.getpwnam("postgres").pw_uid
+    pol = f"""\
+masking:
+  results:
+    - name: by-uid
+      match: {{actor: {{uid: {uid}}}}}
+      columns: [email]
+"""
+    a = agent("--policy", policy_file(tmp_path, pol))
+    q = f"SELECT email FROM {name} WHERE id = 1"
+    as_pg = ("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups")
+    res, _ = psql_in(cgroups, OTHER_CG, pg, "-At", "-c", q, prefix=as_pg)
+    assert res.stdout.strip() == stars(rows[0][1]), res.stderr
+    res, _ = psql_in(cgroups, OTHER_CG, pg, "-At", "-c", q)
+    assert res.stdout.strip() == rows[0][1]
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["statement"]["text"].startswith("SELECT email")]
+    assert [("masking" in e, e["actor"]["uid"]) for e in st] == [(True, uid), (False, 0)]
+    assert " mask_conns=1 " in a.stderr()
