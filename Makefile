@@ -7,6 +7,7 @@
 #   make test       install deps, build, run every unit and end-to-end test
 #   make bench      install deps, build, run the benchmark (BENCH_QUICK=1 for a short one)
 #   make bench-detect  the masking detectors' throughput on one core
+#   make bench-mask    a 100,000-row SELECT, masked in the kernel vs not
 #   make soak       30 minutes of mixed clients against one agent (SOAK_MINUTES=N)
 #   make fuzz       libFuzzer targets over the parsers, FUZZ_SECONDS each (default 60)
 #   make V=1 ...    show the commands
@@ -49,7 +50,7 @@ endif
 .DELETE_ON_ERROR:
 # keep every intermediate (objects, skeletons): no rebuild of what is there
 .SECONDARY:
-.PHONY: all deps run test unit e2e bench bench-detect soak clean format check-format unit-san e2e-san fuzz
+.PHONY: all deps run test unit e2e bench bench-detect bench-mask soak clean format check-format unit-san e2e-san fuzz
 
 all: $(OUTPUT)/dbwarden
 
@@ -75,6 +76,10 @@ bench: deps
 # the detectors' throughput on one core (README "Masking")
 bench-detect: $(OUTPUT)/bench_detect
 	$(OUTPUT)/bench_detect $(BENCH_SECONDS)
+
+# a 100,000-row SELECT read by a masked client, an unmasked one, and with no agent
+bench-mask: all
+	DBW_BIN=$(abspath $(OUTPUT)/dbwarden) $(PYTHON) bench/mask_bench.py
 
 $(OUTPUT)/bench_detect: bench/detect_bench.c $(OUTPUT)/libdbw.a $(HDRS)
 	$(call msg,BENCH,$@)
