@@ -109,7 +109,7 @@ SAN_OBJS := $(patsubst userspace/%.c,$(SAN)/us/%.o,$(LIB_SRCS))
 SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 # the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
-	   tests/e2e/test_bad_input.py
+	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
 
