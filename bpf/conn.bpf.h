@@ -90,6 +90,7 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 	struct dbw_sk_state *st = skops_state(skops);
 	struct dbw_rec_conn_open *rec;
 	struct dbw_rx_state rx = {};
+	int join_failed = 0;
 	__u64 key;
 
 	if (!st || st->established)
@@ -100,8 +101,11 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 		return;
 	}
 	/* a connection a masking rule may select carries the masking verdict */
-	if ((!st->mask_rules || mask_join(skops, st, &key)) &&
-	    bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
+	if (st->mask_rules && mask_join(skops, st, &key)) {
+		st->mask_rules = 0;
+		join_failed = 1;
+	}
+	if (!st->mask_rules && bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&rx_state, &key);
 		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
 		return;
@@ -146,6 +150,8 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 	}
 	/* a new connection: its rules are computed from this record, right away */
 	bpf_ringbuf_submit(rec, BPF_RB_FORCE_WAKEUP);
+	if (join_failed)
+		mask_join_failed(key);
 }
 
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */
@@ -173,8 +179,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 	}
 	bpf_map_delete_elem(&rx_state, &key);
 	bpf_map_delete_elem(&conn_rules, &key);
-	if (st->mask_rules)
-		mask_on_close(key);
+	mask_on_close(key);
 	tls_on_close(st);
 }
 

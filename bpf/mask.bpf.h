@@ -122,6 +122,8 @@ struct mask_st {
 	__u64 nhash; /* RowDescription: the name's hash so far */
 	__u32 cand; /* candidate rules (connect) */
 	__u32 rules; /* rules in force */
+	__u32 gen; /* dbw_mask_cfg.gen they were read from */
+	__u32 pad1;
 	__u32 dets; /* their value detectors */
 	__u32 msg_rem, field_rem, field_len, nfields, fidx;
 	__u32 rows, masked, unmasked, overmasked; /* since the last record */
@@ -257,10 +259,27 @@ fail:
 	return -1;
 }
 
+/* Closed: its state goes (userspace writes mask_conn for every connection). */
 static __always_inline void mask_on_close(__u64 key)
 {
 	bpf_map_delete_elem(&mask_state, &key);
 	bpf_map_delete_elem(&mask_conn, &key);
+}
+
+/* A selected connection that could not join socks_mask: userspace resets it. */
+static __always_inline void mask_join_failed(__u64 conn_id)
+{
+	struct dbw_rec_mask *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), conn_id);
+	r->kind = DBW_MASK_REC_JOIN_FAIL;
+	r->blocked = 1;
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
 }
 
 /* ---- records ------------------------------------------------------------------- */
@@ -859,6 +878,7 @@ static __always_inline void rules_settle(struct mask_st *st, __u32 rules)
 	struct dbw_mask_cfg *cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
 
 	st->rules = rules;
+	st->gen = cfg ? cfg->gen : 0;
 	st->dets = 0;
 	st->allow = 1;
 	st->has_cols = 0;
@@ -898,7 +918,8 @@ static __always_inline int mask_skb(struct __sk_buff *skb)
 	struct mask_st *st = bpf_map_lookup_elem(&mask_state, &key);
 	struct mask_loop l = { .skb = skb };
 	struct mask_work *w;
-	__u32 rules, *settled, len = skb->len;
+	struct dbw_mask_cfg *cfg;
+	__u32 rules, *settled, len = skb->len, zero = 0;
 	int verdict = SK_PASS;
 
 	cnt_add(DBW_CNT_MASK_SKBS, 1);
@@ -913,7 +934,8 @@ static __always_inline int mask_skb(struct __sk_buff *skb)
 	}
 	settled = bpf_map_lookup_elem(&mask_conn, &key);
 	rules = settled ? *settled & st->cand : st->cand;
-	if (!st->inited || rules != st->rules)
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!st->inited || rules != st->rules || (cfg && cfg->gen != st->gen))
 		rules_settle(st, rules);
 	if (!rules) {
 		/* no rule applies after all (userspace knows the process): never again */

@@ -524,14 +524,17 @@ struct dbw_mask_cfg {
 	__u32 nrules; /* 0: no result masking */
 	__u32 uid_free; /* rules without a uid selector */
 	struct dbw_mask_rule rules[DBW_MASK_RULES];
+	__u32 gen; /* changes with every policy load: connections re-read the rules */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES, "mask_cfg layout");
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 8, "mask_cfg layout");
 
 /* What a MASK record reports. */
 enum dbw_mask_kind {
 	DBW_MASK_REC_RESULT = 1, /* a result ended ('C', 'E', 's'): its counts */
 	DBW_MASK_REC_TLS = 2, /* the server agreed to encrypt a masked connection */
 	DBW_MASK_REC_LOST = 3, /* framing lost: nothing more can be masked */
+	DBW_MASK_REC_JOIN_FAIL = 4, /* a selected connection could not join socks_mask */
 };
 
 struct dbw_rec_mask {

@@ -312,7 +312,8 @@ static int map_sync(int fd, const void *keys, size_t ksize, const uint32_t *vals
 int capture_mask_load(struct capture *c, const struct capture_mask *m)
 {
 	struct dbwarden_bpf *skel = c->skel;
-	struct dbw_mask_cfg cfg = { .nrules = m->nrules, .uid_free = m->uid_free };
+	static __u32 gen;
+	struct dbw_mask_cfg cfg = { .nrules = m->nrules, .uid_free = m->uid_free, .gen = ++gen };
 	__u32 zero = 0;
 	int e;
 

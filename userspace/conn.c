@@ -888,6 +888,12 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 				   "encrypted connection let through: its results pass unmasked "
 				   "(on_unmaskable: allow)");
 		break;
+	case DBW_MASK_REC_JOIN_FAIL:
+		alert(t, c, "mask_unmaskable",
+		      "a masking rule selects this connection but it could not carry the masking "
+		      "program (map full)");
+		conn_reset(c, "its results cannot be masked");
+		break;
 	case DBW_MASK_REC_LOST:
 		alert(t, c, "mask_unmaskable",
 		      r->blocked ? "result framing lost: connection reset (on_unmaskable: block)" :

@@ -458,3 +458,26 @@ masking:
     st = [e for e in evs.statements() if e["statement"]["text"].startswith("SELECT email")]
     assert [("masking" in e, e["actor"]["uid"]) for e in st] == [(True, uid), (False, 0)]
     assert " mask_conns=1 " in a.stderr()
+
+
+def test_reload_changes_the_style_of_a_live_session(pg, agent, cgroups, people, tmp_path):
+    import signal
+    from workloads import SqlClient
+    name, rows = people
+    path = policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", "block"))
+    a = agent("--policy", path)
+    c = SqlClient(cgroups, MASKED_CG, pg.dsn())
+    try:
+        q = f"SELECT card FROM {name} WHERE id = 1"
+        assert c.sql(q)["rows"] == [[stars(rows[0][2])]]
+        with open(path, "w") as f:
+            f.write("version: 1\n" + RESULT_POLICY.replace("UNMASKABLE", "block")
+                    .replace("style: stars", "style: keep_last4"))
+        a.proc.send_signal(signal.SIGHUP)
+        a.wait_for(lambda evs: any(e["type"] == "alert" and
+                                   e["alert"]["kind"] == "policy_loaded" for e in evs))
+        card = rows[0][2]
+        assert c.sql(q)["rows"] == [["*" * (len(card) - 4) + card[-4:]]]
+    finally:
+        c.close()
+    a.stop()
