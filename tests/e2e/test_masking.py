@@ -389,6 +389,10 @@ def test_tls_connection_of_masked_actor(tpg, tmp_path, cgroups, unmaskable):
                     "masked" in res.stderr or
                     "server sent an error response during SSL exchange" in res.stderr), \
                 res.stderr
+            # libpq's default, prefer, does not fall back to plaintext after an error
+            res, _ = psql_in(cgroups, MASKED_CG, tpg, "-At", "-c", q,
+                             prefix=("env", "PGSSLMODE=prefer"))
+            assert res.returncode != 0 and EMAIL not in res.stdout
         else:
             assert res.returncode == 0, res.stderr
             assert res.stdout.strip() == f"{EMAIL}|lit_tls_plain"
@@ -404,8 +408,8 @@ def test_tls_connection_of_masked_actor(tpg, tmp_path, cgroups, unmaskable):
         a.kill()
     alerts = [e["alert"]["detail"] for e in evs.of("alert")
               if e["alert"]["kind"] == "mask_unmaskable"]
-    assert len(alerts) == 1
-    assert ("refused" if unmaskable == "block" else "let through") in alerts[0]
+    assert len(alerts) == (2 if unmaskable == "block" else 1)
+    assert all(("refused" if unmaskable == "block" else "let through") in d for d in alerts)
     if unmaskable == "allow":
         m = [e["masking"] for e in evs.statements() if e.get("masking", {}).get("reason")]
         assert m == [{"applied": False, "reason": "encrypted", "rows_unmasked": 1}]
@@ -481,3 +485,20 @@ def test_reload_changes_the_style_of_a_live_session(pg, agent, cgroups, people, 
     finally:
         c.close()
     a.stop()
+
+
+def test_guard_and_masking_on_one_connection(pg, agent, cgroups, people, tmp_path):
+    """The masked sockhash carries the guard's sk_msg too: a blocked DROP, then masked rows."""
+    from workloads import psql_in
+    name, rows = people
+    pol = "rules:\n  - {name: no-drop, match: {verb: DROP}, action: block}\n" + \
+        RESULT_POLICY.replace("UNMASKABLE", "block")
+    a = agent("--policy", policy_file(tmp_path, pol))
+    res, _ = psql_in(cgroups, MASKED_CG, pg, "-At", "-c", f"DROP TABLE {name}", "-c",
+                     f"SELECT email FROM {name} WHERE id = 2")
+    assert "blocked by dbwarden rule no-drop" in res.stderr
+    assert res.stdout.strip() == stars(rows[1][1])
+    evs = a.stop()
+    st = evs.statements()
+    assert st[0]["decision"]["action"] == "block" and st[0]["decision"]["enforced_by"] == "kernel"
+    assert st[1]["masking"]["fields_masked"] == 1
