@@ -426,6 +426,14 @@ static void on_column(void *ctx, const char *name, uint32_t rules)
 	c->rules[c->n++] = rules;
 }
 
+static void on_uid(void *ctx, uint32_t uid, uint32_t rules)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%u", uid);
+	on_column(ctx, name, rules);
+}
+
 static void test_masking(void **state)
 {
 	char err[4096];
@@ -468,6 +476,15 @@ static void test_masking(void **state)
 		ai.cgroup = "/user.slice";
 		assert_int_equal(policy_mask_workload_rules(p, &ai), 2);
 		assert_int_equal(policy_mask_workload_rules(p, NULL), 3);
+	}
+	{
+		struct cols uids = {};
+
+		/* the uid rule is the only one with a uid selector */
+		assert_int_equal(policy_mask_uids(p, on_uid, &uids), 1);
+		assert_int_equal(uids.n, 1);
+		assert_string_equal(uids.names[0], "1000");
+		assert_int_equal(uids.rules[0], 2);
 	}
 	assert_true(policy_has_workload_selectors(p));
 	assert_true(policy_mask_allows_unmaskable(p, 1));
