@@ -502,3 +502,52 @@ def test_guard_and_masking_on_one_connection(pg, agent, cgroups, people, tmp_pat
     st = evs.statements()
     assert st[0]["decision"]["action"] == "block" and st[0]["decision"]["enforced_by"] == "kernel"
     assert st[1]["masking"]["fields_masked"] == 1
+
+
+def test_pod_selector_masks_one_pod_with_the_daemon_frozen(pg, agent, cgroups, people, tmp_path):
+    """
+    A rule on a pod's namespace and labels: one pod reads masked values, the
+    other the real ones, also while the daemon is stopped (SIGSTOP), when
+    only the kernel's per-cgroup classes can tell them apart.
+    """
+    import signal
+    from kube_api import FakeKubeApi
+    from test_identity import Pod, k8s_args, wait_synced
+    from workloads import psql_in
+    name, rows = people
+    kube = FakeKubeApi(tmp_path / "kube")
+    try:
+        agent_pod = Pod("agent-7f9c4", "ai", "sql-agent", {"app": "agent"})
+        other = Pod("report-5d8f7", "ai", "sql-agent", {"app": "report"})
+        for p in (agent_pod, other):
+            kube.add(p.obj)
+            cgroups.make(p.cgroup)
+        kube.start()
+        pol = """\
+masking:
+  results:
+    - name: ai-agents
+      match: {actor: {pod_namespace: ai, labels: {app: agent}}}
+      columns: [email]
+"""
+        a = agent("--policy", policy_file(tmp_path, pol), *k8s_args(kube))
+        wait_synced(a, 2)
+        q = f"SELECT email FROM {name} WHERE id = 3"
+        res, _ = psql_in(cgroups, agent_pod.cgroup, pg, "-At", "-c", q)
+        assert res.stdout.strip() == stars(rows[2][1]), res.stderr
+        res, _ = psql_in(cgroups, other.cgroup, pg, "-At", "-c", q)
+        assert res.stdout.strip() == rows[2][1]
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            res, _ = psql_in(cgroups, agent_pod.cgroup, pg, "-At", "-c", q)
+            assert res.stdout.strip() == stars(rows[2][1]), res.stderr
+            res, _ = psql_in(cgroups, other.cgroup, pg, "-At", "-c", q)
+            assert res.stdout.strip() == rows[2][1]
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        evs = a.stop()
+        masked = [e for e in evs.statements() if "masking" in e]
+        assert len(masked) == 2
+        assert all(e["actor"]["pod"]["labels"] == {"app": "agent"} for e in masked)
+    finally:
+        kube.stop()
