@@ -873,8 +873,9 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		mask_add(&c->mask_total, r);
 		if (r->unmasked) {
 			snprintf(detail, sizeof(detail),
-				 "%u fields a masking rule names passed unmasked (on_unmaskable: "
-				 "allow): no RowDescription, a column past %d, or COPY",
+				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
+				 "allow): rows without a RowDescription, columns past the %dth, or "
+				 "COPY rows",
 				 r->unmasked, DBW_MASK_COLS);
 			alert(t, c, "mask_unmasked", detail);
 		}

@@ -551,3 +551,28 @@ masking:
         assert all(e["actor"]["pod"]["labels"] == {"app": "agent"} for e in masked)
     finally:
         kube.stop()
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_copy_out_follows_on_unmaskable(pg, agent, cgroups, people, tmp_path, unmaskable):
+    """COPY TO STDOUT rows have no column names: block masks them whole, allow counts them."""
+    from workloads import psql_in
+    name, rows = people
+    a = agent("--policy", policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", unmaskable)))
+    res, _ = psql_in(cgroups, MASKED_CG, pg, "-c",
+                     f"COPY (SELECT id, email FROM {name} ORDER BY id) TO STDOUT", "-c",
+                     "SELECT 'after'", "-At")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "after"
+    plain = [f"{r[0]}\t{r[1]}" for r in rows]
+    if unmaskable == "block":
+        assert lines[:-1] == ["*" * len(str(r[0])) + "\t" + stars(r[1]) for r in rows]
+    else:
+        assert lines[:-1] == plain
+    evs = a.stop()
+    unm = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmasked"]
+    if unmaskable == "allow":
+        assert len(unm) == 1 and unm[0].startswith("20 values"), unm
+    else:
+        assert unm == []
