@@ -481,14 +481,17 @@ _Static_assert(sizeof(struct dbw_rec_verdict) == 24 + 8 + 8 + 8 + 8, "verdict la
  * Which connections: at connect() the socket's candidate rules are its
  * port's (dbw_port_cfg.mask_rules) masked by its cgroup's workload class
  * (dbw_workload_class.mask_rules; selectors the class cannot settle count
- * as holding: stricter). A socket with candidates joins `socks_mask`
+ * as holding: stricter) and by its uid (`mask_uid`, struct dbw_mask_cfg).
+ * A socket with candidates joins `socks_mask`
  * instead of `socks` at ESTABLISHED: only those sockets carry the verdict.
  * Userspace then narrows the rules with everything it knows (process,
  * database, ...) in `mask_conn`, keyed by conn id.
  *
  * What: `mask_cols` maps the FNV-1a hash (dbw_name_hash) of a result
  * column's name, as RowDescription carries it, to the rules that mask it;
- * a rule's value detectors (struct dbw_mask_rule) look at every text field.
+ * a rule's value detectors (struct dbw_mask_rule) look at every field (the
+ * email detector at text columns only). What the verdict did comes back in
+ * MASK records (struct dbw_rec_mask).
  */
 #define DBW_MASK_RULES 32
 #define DBW_MASK_COLS  64 /* result columns whose names the kernel tracks per result */
