@@ -354,7 +354,16 @@ static struct approval *approval_note(struct guard *g, const struct conn_info *c
 	ap->key = key;
 	ap->seen = mono_ns();
 	snprintf(ap->rule, sizeof(ap->rule), "%s", rule);
-	snprintf(ap->statement, sizeof(ap->statement), "%s", a->normalized);
+	{
+		/* it leaves the host (webhook, approvals list): through the detectors too */
+		const char *t = a->normalized ? a->normalized : "";
+		size_t n;
+		unsigned found;
+		char *m = detect_mask(g->mask.det, t, strlen(t), &n, &found);
+
+		snprintf(ap->statement, sizeof(ap->statement), "%s", m ? m : "<unscanned>");
+		free(m);
+	}
 	snprintf(ap->actor, sizeof(ap->actor), "uid=%u user=%s comm=%s pid=%u%s%s%s%s",
 		 ci->who->uid, ci->user, ci->who->comm, ci->who->pid,
 		 ci->wl && ci->wl->pod ? " pod=" : "", ci->wl && ci->wl->pod ? ci->wl->pod->ns : "",
