@@ -361,14 +361,31 @@ static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql
 	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
+/*
+ * The masking in force: the policy's, or the defaults (every built-in
+ * detector, compiled on first use: a table that never needs them, as with
+ * a policy, never pays for the compile).
+ */
 static const struct conn_masking *masking_of(struct conn_table *t)
 {
 	const struct conn_masking *m = t->guard.masking ? t->guard.masking(t->guard.ctx) : NULL;
+	char err[256];
+	int bad;
 
-	return m ? m : &t->mask_default;
+	if (m)
+		return m;
+	if (!t->mask_default.det) {
+		t->mask_default.det = detect_new(DET_ALL_BUILTIN, NULL, 0, err, sizeof(err), &bad);
+		if (!t->mask_default.det)
+			fprintf(stderr, "dbwarden: detectors: %s (text is withheld)\n", err);
+	}
+	return &t->mask_default;
 }
 
-/* s through detectors d as a JSON string; a scan that fails masks all of it. */
+/*
+ * s through detectors d as a JSON string. Fails closed: without detectors
+ * (they did not compile) or memory, nothing of s is exported.
+ */
 static json_t *masked_json(struct detector_set *d, const char *s, size_t len, unsigned *found)
 {
 	size_t n;
@@ -379,7 +396,7 @@ static json_t *masked_json(struct detector_set *d, const char *s, size_t len, un
 	if (found)
 		*found += k;
 	if (!m)
-		return d ? json_string("<unscanned>") : json_str_safe(s, len);
+		return json_string("<unscanned>");
 	j = json_str_safe(m, n);
 	free(m);
 	return j;
@@ -987,19 +1004,7 @@ struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql
 		free(t);
 		return NULL;
 	}
-	{
-		char err[256];
-		int bad;
-
-		t->mask_default.text_mode = POLICY_TEXT_NORMALIZED;
-		t->mask_default.det = detect_new(DET_ALL_BUILTIN, NULL, 0, err, sizeof(err), &bad);
-		if (!t->mask_default.det) {
-			fprintf(stderr, "dbwarden: detectors: %s\n", err);
-			free(t->buckets);
-			free(t);
-			return NULL;
-		}
-	}
+	t->mask_default.text_mode = POLICY_TEXT_NORMALIZED;
 	return t;
 }
 
