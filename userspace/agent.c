@@ -427,6 +427,8 @@ int agent_run(const struct agent_opts *o)
 			fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
 	}
+	/* the detectors compiled now, not under the first statement */
+	conns_masking_ready(conns);
 	view.cgroup = cgroup;
 	view.cap = cap;
 	view.conns = conns;

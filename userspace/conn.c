@@ -402,6 +402,11 @@ static json_t *masked_json(struct detector_set *d, const char *s, size_t len, un
 	return j;
 }
 
+void conns_masking_ready(struct conn_table *t)
+{
+	masking_of(t);
+}
+
 json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found)
 {
 	const struct conn_masking *m = masking_of(t);

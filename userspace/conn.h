@@ -131,6 +131,13 @@ struct conn_masking {
  */
 json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found);
 
+/*
+ * Compile the default detectors now if no policy brings its own (they are
+ * otherwise compiled on first use): the daemon does it before it reports
+ * ready, so that no statement waits for it.
+ */
+void conns_masking_ready(struct conn_table *t);
+
 /* Call ops->conn_changed for every live connection (after a policy reload). */
 void conns_guard_refresh(struct conn_table *t);
 
