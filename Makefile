@@ -6,6 +6,8 @@
 #   make run        install deps, build, start the agent with the embedded default
 #   make test       install deps, build, run every unit and end-to-end test
 #   make bench      install deps, build, run the benchmark (BENCH_QUICK=1 for a short one)
+#   make bench-detect  the masking detectors' throughput on one core
+#   make bench-mask    a 100,000-row SELECT, masked in the kernel vs not
 #   make soak       30 minutes of mixed clients against one agent (SOAK_MINUTES=N)
 #   make fuzz       libFuzzer targets over the parsers, FUZZ_SECONDS each (default 60)
 #   make V=1 ...    show the commands
@@ -22,7 +24,7 @@ CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -W
 	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT)
 BPF_CFLAGS := -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
 	      -Iinclude -Ibpf -I$(OUTPUT)
-LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lpthread -lm
+LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lhs -lpthread -lm
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
@@ -48,7 +50,7 @@ endif
 .DELETE_ON_ERROR:
 # keep every intermediate (objects, skeletons): no rebuild of what is there
 .SECONDARY:
-.PHONY: all deps run test unit e2e bench soak clean format check-format unit-san e2e-san fuzz
+.PHONY: all deps run test unit e2e bench bench-detect bench-mask soak clean format check-format unit-san e2e-san fuzz
 
 all: $(OUTPUT)/dbwarden
 
@@ -70,6 +72,18 @@ test: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all test-helpers
 	$(PYTHON) bench/run.py
+
+# the detectors' throughput on one core (README "Masking")
+bench-detect: $(OUTPUT)/bench_detect
+	$(OUTPUT)/bench_detect $(BENCH_SECONDS)
+
+# a 100,000-row SELECT read by a masked client, an unmasked one, and with no agent
+bench-mask: all
+	DBW_BIN=$(abspath $(OUTPUT)/dbwarden) $(PYTHON) bench/mask_bench.py
+
+$(OUTPUT)/bench_detect: bench/detect_bench.c $(OUTPUT)/libdbw.a $(HDRS)
+	$(call msg,BENCH,$@)
+	$(Q)$(CC) $(CFLAGS) $< $(OUTPUT)/libdbw.a $(LIBS) -o $@
 
 # SOAK_MINUTES (default 30) of mixed clients: flat memory and fds, nothing lost
 soak: deps
@@ -96,7 +110,7 @@ SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 # the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
 	   tests/e2e/test_mysql.py tests/e2e/test_redis.py \
-	   tests/e2e/test_bad_input.py
+	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
 

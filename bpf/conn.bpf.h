@@ -12,6 +12,7 @@
 #define DBW_CONN_BPF_H
 
 #include "maps.bpf.h"
+#include "mask.bpf.h"
 #include "tls.bpf.h"
 
 #define AF_INET	    2
@@ -72,6 +73,7 @@ static __always_inline int conn_on_connect(struct bpf_sock_addr *ctx)
 	st->rules = cfg->rules;
 	st->tls = DBW_TLS_NONE;
 	st->tls_ssl = 0;
+	st->mask_rules = mask_candidates(cfg, st->who.cgroup_id, st->who.uid);
 	/* its TLS writes, if any, bind their session to a watched socket */
 	tls_mark_proc(st->who.pid);
 	return 1;
@@ -161,6 +163,7 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 {
 	struct dbw_sk_state *st = skops_state(skops);
 	struct dbw_rx_state rx = {};
+	int join_failed = 0;
 	__u64 key;
 
 	if (!st || st->established)
@@ -170,7 +173,12 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
+	/* a connection a masking rule may select carries the masking verdict */
+	if (st->mask_rules && mask_join(skops, st, &key)) {
+		st->mask_rules = 0;
+		join_failed = 1;
+	}
+	if (!st->mask_rules && bpf_sock_hash_update(skops, &socks, &key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&rx_state, &key);
 		cnt_add(DBW_CNT_SOCKHASH_FAIL, 1);
 		return;
@@ -182,6 +190,8 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 	st->gen = agent_gen();
 	/* a new connection: its rules are computed from this record, right away */
 	conn_announce(st, skops, 0);
+	if (join_failed)
+		mask_join_failed(key);
 }
 
 /* The watched connection reached TCP_CLOSE: emit CONN_CLOSE with the totals. */
@@ -210,6 +220,7 @@ static __always_inline void conn_on_close(struct bpf_sock_ops *skops)
 	bpf_map_delete_elem(&rx_state, &key);
 	bpf_map_delete_elem(&conn_rules, &key);
 	bpf_map_delete_elem(&resp_walk, &key);
+	mask_on_close(key);
 	tls_on_close(st);
 }
 

@@ -2,6 +2,7 @@
 /*
  * dbwarden kernel programs. Thin entry points; the logic lives in
  * conn.bpf.h (connection tracking), capture.bpf.h (byte capture),
+ * mask.bpf.h (result masking),
  * guard.bpf.h (policy enforcement, over the lexer in lexer.bpf.h) and
  * tls.bpf.h (plaintext of TLS connections at the TLS library).
  *
@@ -80,6 +81,18 @@ int dbw_msg(struct sk_msg_md *msg)
 nostate:
 	cnt_add(DBW_CNT_NO_STATE, 1);
 	return SK_PASS;
+}
+
+/*
+ * Server -> client bytes of a connection a masking rule selects, before
+ * the client can read them: DataRow values masked in place (mask.bpf.h).
+ * libbpf 1.1 does not know SEC("sk_skb/verdict"): the loader sets the
+ * attach type (BPF_SK_SKB_VERDICT).
+ */
+SEC("sk_skb")
+int dbw_mask(struct __sk_buff *skb)
+{
+	return mask_skb(skb);
 }
 
 /*

@@ -38,6 +38,7 @@ enum dbw_rec_type {
 	DBW_REC_CONN_CLOSE = 3, /* the connection reached TCP_CLOSE */
 	DBW_REC_VERDICT = 4, /* the guard did not simply allow a statement */
 	DBW_REC_EXEC = 5, /* a process exec'd: look for TLS libraries in it */
+	DBW_REC_MASK = 6, /* result masking on a connection: what it did, what it could not */
 };
 
 /* Direction of a DATA record, seen from the client. */
@@ -108,6 +109,15 @@ enum dbw_counter {
 	/* while no daemon ran (struct dbw_agent_meta): */
 	DBW_CNT_DOWN_BLOCKED = 33, /* statements and connects refused by --fail-mode closed */
 	DBW_CNT_DOWN_TLS_WRITES = 34, /* TLS writes not seen in plaintext (no library probes) */
+	DBW_CNT_MASK_CONNS = 35, /* connections that joined the masked sockhash */
+	DBW_CNT_MASK_SKBS = 36, /* sk_skb verdict runs on masked connections */
+	DBW_CNT_MASK_FIELDS = 37, /* result fields masked */
+	DBW_CNT_MASK_UNMASKED = 38, /* fields a rule names that passed unmasked (allow) */
+	DBW_CNT_MASK_DESYNC = 39, /* framing lost on a masked connection */
+	DBW_CNT_MASK_TLS = 40, /* masked connections that asked for encryption */
+	DBW_CNT_MASK_JOIN_FAIL = 41, /* a matched connection could not join the masked sockhash */
+	DBW_CNT_MASK_RB_FULL = 42, /* MASK record lost: ring buffer full */
+	DBW_CNT_MASK_OVERMASKED = 43, /* value-checked fields cut by an skb, masked, no match */
 	DBW_CNT__MAX = 48,
 };
 
@@ -344,8 +354,10 @@ struct dbw_port_cfg {
 	/* guard rules that may apply to a connection to this port, until
 	 * userspace has computed the connection's own set (dbw_sk_state.rules) */
 	__u64 rules;
+	__u32 mask_rules; /* result-masking rules that may apply to this port */
+	__u32 pad1;
 };
-_Static_assert(sizeof(struct dbw_port_cfg) == 16, "dbw_port_cfg layout");
+_Static_assert(sizeof(struct dbw_port_cfg) == 24, "dbw_port_cfg layout");
 
 /* Where the guard is in a connection's client -> server message stream. */
 enum dbw_pg_phase {
@@ -368,7 +380,7 @@ struct dbw_sk_state {
 	__u64 rules; /* guard rules the port allows (before conn_rules is set) */
 	__u64 tls_ssl; /* the TLS library's session object (SSL *) bound to this socket */
 	__u32 gen; /* the daemon generation (dbw_agent_meta.gen) it was announced to */
-	__u32 pad;
+	__u32 mask_rules; /* result-masking rules that may apply (taken at connect) */
 };
 _Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8, "dbw_sk_state layout");
 
@@ -504,8 +516,10 @@ _Static_assert(sizeof(struct dbw_guard_cfg) == 8, "guard_cfg layout");
 
 struct dbw_workload_class {
 	__u64 rules; /* bit k: kernel rule k (struct dbw_guard_rule) may apply */
+	__u32 mask_rules; /* bit k: result-masking rule k may apply */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct dbw_workload_class) == 8, "workload_class layout");
+_Static_assert(sizeof(struct dbw_workload_class) == 16, "workload_class layout");
 
 enum dbw_verdict_flags {
 	DBW_VERDICT_F_UNPARSED = 1 << 0, /* the lexer could not read the statement fully */
@@ -558,5 +572,87 @@ struct dbw_agent_meta {
 	__u64 reported[DBW_CNT__MAX]; /* counters as the daemon last reported them */
 };
 _Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_meta layout");
+
+/*
+ * Result masking: PostgreSQL DataRow values rewritten in the kernel, same
+ * length, on the client socket's ingress (an sk_skb verdict), for
+ * connections whose actor and target a `masking.results` rule selects.
+ *
+ * Which connections: at connect() the socket's candidate rules are its
+ * port's (dbw_port_cfg.mask_rules) masked by its cgroup's workload class
+ * (dbw_workload_class.mask_rules; selectors the class cannot settle count
+ * as holding: stricter) and by its uid (`mask_uid`, struct dbw_mask_cfg).
+ * A socket with candidates joins `socks_mask`
+ * instead of `socks` at ESTABLISHED: only those sockets carry the verdict.
+ * Userspace then narrows the rules with everything it knows (process,
+ * database, ...) in `mask_conn`, keyed by conn id.
+ *
+ * What: `mask_cols` maps the FNV-1a hash (dbw_name_hash) of a result
+ * column's name, as RowDescription carries it, to the rules that mask it;
+ * a rule's value detectors (struct dbw_mask_rule) look at every field (the
+ * email detector at text columns only). What the verdict did comes back in
+ * MASK records (struct dbw_rec_mask).
+ */
+#define DBW_MASK_RULES 32
+#define DBW_MASK_COLS  64 /* result columns whose names the kernel tracks per result */
+#define DBW_MASK_VALUE 254 /* longest field the kernel value detectors consider */
+
+enum dbw_mask_style {
+	DBW_MASK_STARS = 0, /* every byte '*' */
+	DBW_MASK_KEEP_LAST4 = 1, /* '*' but the last 4 bytes */
+	DBW_MASK_TOKEN = 2, /* every byte 'x': a fixed token of the value's length */
+};
+
+/* Value detectors cheap enough for the kernel: the whole field must be one. */
+enum dbw_mask_det {
+	DBW_MDET_EMAIL = 1 << 0,
+	DBW_MDET_CARD = 1 << 1, /* 13-19 digits, single spaces or dashes between, Luhn */
+};
+
+struct dbw_mask_rule {
+	__u8 style; /* enum dbw_mask_style */
+	__u8 detectors; /* enum dbw_mask_det */
+	__u8 allow_unmaskable; /* on_unmaskable: allow (else block) */
+	__u8 columns; /* the rule names columns: rows need a RowDescription */
+	__u8 pad[4];
+};
+_Static_assert(sizeof(struct dbw_mask_rule) == 8, "mask_rule layout");
+
+/*
+ * The one value of the mask_cfg array: every rule, read with one lookup.
+ * A rule with a uid selector applies at connect() only to the uids
+ * `mask_uid` maps to it (uid -> rules); uid_free holds the others.
+ */
+struct dbw_mask_cfg {
+	__u32 nrules; /* 0: no result masking */
+	__u32 uid_free; /* rules without a uid selector */
+	struct dbw_mask_rule rules[DBW_MASK_RULES];
+	__u32 gen; /* changes with every policy load: connections re-read the rules */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 8, "mask_cfg layout");
+
+/* What a MASK record reports. */
+enum dbw_mask_kind {
+	DBW_MASK_REC_RESULT = 1, /* a result ended ('C', 'E', 's'): its counts */
+	DBW_MASK_REC_TLS = 2, /* the server agreed to encrypt a masked connection */
+	DBW_MASK_REC_LOST = 3, /* framing lost: nothing more can be masked */
+	DBW_MASK_REC_JOIN_FAIL = 4, /* a selected connection could not join socks_mask */
+};
+
+struct dbw_rec_mask {
+	struct dbw_rec_hdr hdr;
+	__u64 stream_off; /* server -> client offset just past the message that ended it */
+	__u32 rules; /* the connection's rules in force */
+	__u8 kind; /* enum dbw_mask_kind */
+	__u8 blocked; /* on_unmaskable: block applied */
+	__u8 msg_type; /* the message that ended the result */
+	__u8 pad;
+	__u32 rows; /* DataRows */
+	__u32 masked; /* fields masked */
+	__u32 unmasked; /* fields a rule names that passed unmasked */
+	__u32 overmasked; /* value-checked fields masked in part that turned out not to match */
+};
+_Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16, "rec_mask layout");
 
 #endif /* DBWARDEN_ABI_H */

@@ -99,6 +99,24 @@ static void check_counters(struct capture *cap, struct emitter *em, uint64_t *la
 	memcpy(last, now, sizeof(now));
 }
 
+/*
+ * Stopping: the masking verdict leaves every socket with the programs, so
+ * a masked connection would go on unmasked (and the bytes queued for its
+ * client would be purged). Reset those whose rules say on_unmaskable:
+ * block; the others go on, as their rules allow.
+ */
+static void reset_masked(struct capture *cap, struct conn_table *conns, struct guard *g)
+{
+	static uint64_t ids[65536];
+	static uint32_t rules[65536];
+	int n = capture_mask_conns(cap, ids, rules, 65536);
+
+	for (int i = 0; i < n; i++)
+		if (rules[i] && !guard_mask_allows_unmaskable(g, rules[i]))
+			conns_reset(conns, ids[i],
+				    "agent stopping: its results could no longer be masked");
+}
+
 static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em,
 			  const struct guard *g, const struct tls *tls)
 {
@@ -424,6 +442,8 @@ int agent_run(const struct agent_opts *o)
 			"draining what they buffered\n",
 			capture_pin_dir(cap));
 	}
+	/* the detectors compiled now, not under the first statement */
+	conns_masking_ready(conns);
 	view.cgroup = cgroup;
 	view.cap = cap;
 	view.conns = conns;
@@ -489,8 +509,12 @@ int agent_run(const struct agent_opts *o)
 			;
 	}
 	check_counters(cap, em, last);
-	if (!capture_pin_dir(cap))
+	if (!capture_pin_dir(cap)) {
 		conns_flush_all(conns);
+		/* the masking programs go with this process: their connections cannot stay */
+		if (rctx.guard)
+			reset_masked(cap, conns, rctx.guard);
+	}
 	capture_heartbeat(cap, last); /* all reported: a successor starts from here */
 	emitter_flush(em);
 	capture_commit(cap);

@@ -52,6 +52,8 @@ struct capture {
 	int cgroup_fd;
 	int socks_fd;
 	int msg_attached;
+	int socks_mask_fd;
+	int mask_msg_attached, mask_skb_attached;
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
 	struct capture_port ports[CAPTURE_MAX_PORTS];
@@ -100,6 +102,15 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_EXEC_LOST] = "exec_lost",
 	[DBW_CNT_DOWN_BLOCKED] = "down_blocked",
 	[DBW_CNT_DOWN_TLS_WRITES] = "down_tls_writes",
+	[DBW_CNT_MASK_CONNS] = "mask_conns",
+	[DBW_CNT_MASK_SKBS] = "mask_skbs",
+	[DBW_CNT_MASK_FIELDS] = "mask_fields",
+	[DBW_CNT_MASK_UNMASKED] = "mask_unmasked",
+	[DBW_CNT_MASK_DESYNC] = "mask_desync",
+	[DBW_CNT_MASK_TLS] = "mask_tls",
+	[DBW_CNT_MASK_JOIN_FAIL] = "mask_join_fail",
+	[DBW_CNT_MASK_RB_FULL] = "ringbuf_full_mask",
+	[DBW_CNT_MASK_OVERMASKED] = "mask_overmasked",
 };
 
 const char *capture_counter_name(int idx)
@@ -315,6 +326,8 @@ static int load(struct capture *c, const struct capture_opts *o)
 		return -errno;
 	if (o->ringbuf_bytes)
 		bpf_map__set_max_entries(c->skel->maps.events, o->ringbuf_bytes);
+	/* libbpf 1.1 reads SEC("sk_skb") as a type without an attach type */
+	bpf_program__set_expected_attach_type(c->skel->progs.dbw_mask, BPF_SK_SKB_VERDICT);
 	if (c->pin_dir[0]) {
 		bpf_object__for_each_map(m, c->skel->obj)
 		{
@@ -503,6 +516,7 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 	 * holds it; sockets in it keep the one they joined with).
 	 */
 	c->socks_fd = bpf_map__fd(skel->maps.socks);
+	c->socks_mask_fd = bpf_map__fd(skel->maps.socks_mask);
 	if (!c->adopted) {
 		if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_fd,
 				    BPF_SK_MSG_VERDICT, 0)) {
@@ -510,6 +524,20 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 			goto fail;
 		}
 		c->msg_attached = 1;
+		/* sockets a masking rule may select: the same sk_msg, and the masking verdict */
+		if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_msg), c->socks_mask_fd,
+				    BPF_SK_MSG_VERDICT, 0)) {
+			snprintf(err, errlen, "cannot attach sk_msg verdict: %s", strerror(errno));
+			goto fail;
+		}
+		c->mask_msg_attached = 1;
+		if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_mask), c->socks_mask_fd,
+				    BPF_SK_SKB_VERDICT, 0)) {
+			snprintf(err, errlen, "cannot attach the masking sk_skb verdict: %s",
+				 strerror(errno));
+			goto fail;
+		}
+		c->mask_skb_attached = 1;
 	}
 	skel->links.dbw_recv =
 		link_keep_or_attach(c, "link_recv", true, attach_plain, skel->progs.dbw_recv, 0);
@@ -702,8 +730,11 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 	if (redis_verbs_load(bpf_map__fd(skel->maps.redis_verbs)))
 		return -errno;
 	for (int i = 0; i < c->nports; i++) {
-		struct dbw_port_cfg cfg = { .proto = c->ports[i].proto,
-					    .rules = g->port_rules ? g->port_rules[i] : 0 };
+		struct dbw_port_cfg cfg = {
+			.proto = c->ports[i].proto,
+			.rules = g->port_rules ? g->port_rules[i] : 0,
+			.mask_rules = g->port_mask_rules ? g->port_mask_rules[i] : 0,
+		};
 
 		if (bpf_map_update_elem(ports_fd, &c->ports[i].port, &cfg, BPF_ANY))
 			return -errno;
@@ -711,6 +742,78 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.guard_cfg), &zero, &g->cfg, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+/* Make hash map fd hold exactly keys[i] -> vals[i] (u64 or u32 keys, u32 values). */
+static int map_sync(int fd, const void *keys, size_t ksize, const uint32_t *vals, unsigned n)
+{
+	__u64 key = 0, next = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, (const char *)keys + i * ksize, &vals[i], BPF_ANY))
+			return -errno;
+	for (int more = !bpf_map_get_next_key(fd, NULL, &key); more; key = next) {
+		unsigned i;
+
+		more = !bpf_map_get_next_key(fd, &key, &next);
+		for (i = 0; i < n && memcmp((const char *)keys + i * ksize, &key, ksize); i++)
+			;
+		if (i == n)
+			bpf_map_delete_elem(fd, &key);
+	}
+	return 0;
+}
+
+int capture_mask_load(struct capture *c, const struct capture_mask *m)
+{
+	struct dbwarden_bpf *skel = c->skel;
+	static __u32 gen;
+	struct dbw_mask_cfg cfg = { .nrules = m->nrules, .uid_free = m->uid_free, .gen = ++gen };
+	__u32 zero = 0;
+	int e;
+
+	if (m->nrules > DBW_MASK_RULES)
+		return -E2BIG;
+	memcpy(cfg.rules, m->rules, m->nrules * sizeof(*m->rules));
+	/* the new sets in, then what they lack out */
+	e = map_sync(bpf_map__fd(skel->maps.mask_cols), m->col_hash, sizeof(__u64), m->col_rules,
+		     m->ncols);
+	if (!e)
+		e = map_sync(bpf_map__fd(skel->maps.mask_uid), m->uids, sizeof(__u32), m->uid_rules,
+			     m->nuids);
+	if (e)
+		return e;
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.mask_cfg), &zero, &cfg, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max)
+{
+	int state_fd = bpf_map__fd(c->skel->maps.mask_state);
+	int conn_fd = bpf_map__fd(c->skel->maps.mask_conn);
+	__u64 key, prev;
+	int n = 0;
+
+	while (n < max && !bpf_map_get_next_key(state_fd, n ? &prev : NULL, &key)) {
+		__u32 r;
+
+		ids[n] = key;
+		rules[n] = bpf_map_lookup_elem(conn_fd, &key, &r) ? ~0u : r;
+		n++;
+		prev = key;
+	}
+	return n;
+}
+
+int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules)
+{
+	__u64 key = conn_id;
+	__u32 val = rules;
+
+	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.mask_conn), &key, &val, BPF_ANY) ?
+		       -errno :
+		       0;
 }
 
 int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns)
@@ -770,9 +873,9 @@ int capture_conn_rules(struct capture *c, uint64_t conn_id, uint64_t rules)
 		       0;
 }
 
-int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules)
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules, uint32_t mask_rules)
 {
-	struct dbw_workload_class wc = { .rules = rules };
+	struct dbw_workload_class wc = { .rules = rules, .mask_rules = mask_rules };
 	__u64 key = cgroup_id;
 
 	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.workload_class), &key, &wc, BPF_ANY) ?
@@ -834,6 +937,12 @@ void capture_close(struct capture *c)
 		if (c->msg_attached)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_fd,
 					 BPF_SK_MSG_VERDICT);
+		if (c->mask_msg_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_msg), c->socks_mask_fd,
+					 BPF_SK_MSG_VERDICT);
+		if (c->mask_skb_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_mask), c->socks_mask_fd,
+					 BPF_SK_SKB_VERDICT);
 	}
 	ring_free(c->rb);
 	dbwarden_bpf__destroy(c->skel);

@@ -117,10 +117,38 @@ struct capture_guard {
 	 * PostgreSQL's serve all */
 	const struct dbw_guard_text *proto_texts;
 	const uint64_t *port_rules; /* NULL: none */
+	const uint32_t *port_mask_rules; /* result-masking rules per port; NULL: none */
 };
 
 /* Install a compiled policy (also a reload). Returns 0 or -errno. */
 int capture_guard_load(struct capture *c, const struct capture_guard *g);
+
+/*
+ * Result masking (struct dbw_mask_cfg): the rules, the columns they name
+ * (dbw_name_hash of the name -> rule bits) and the uids their selectors
+ * name (uid -> rule bits). Also a reload. 0 or -errno.
+ */
+struct capture_mask {
+	const struct dbw_mask_rule *rules;
+	unsigned nrules;
+	uint32_t uid_free;
+	const uint64_t *col_hash;
+	const uint32_t *col_rules;
+	unsigned ncols;
+	const uint32_t *uids, *uid_rules;
+	unsigned nuids;
+};
+
+int capture_mask_load(struct capture *c, const struct capture_mask *m);
+
+/*
+ * The connections whose results the kernel masks now: their ids and
+ * rules (~0 where userspace has not settled them yet), at most max.
+ */
+int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max);
+
+/* The masking rules of one connection, as userspace computed them. 0 or -errno. */
+int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules);
 
 /* Let that actor's statements of that shape pass require_approval rules until then. */
 int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns);
@@ -150,10 +178,12 @@ struct capture_prog_stat {
 /* The loaded programs, at most max. Returns how many were filled. */
 int capture_prog_stats(struct capture *c, struct capture_prog_stat *out, int max);
 /*
- * The workload class of a cgroup (struct dbw_workload_class), or of a cgroup
+ * The workload class of a cgroup (struct dbw_workload_class: guard and
+ * masking rules), or of a cgroup
  * not classified yet (DBW_WORKLOAD_ANY); del forgets a cgroup. 0 or -errno.
  */
-int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules);
+int capture_workload_set(struct capture *c, uint64_t cgroup_id, uint64_t rules,
+			 uint32_t mask_rules);
 int capture_workload_del(struct capture *c, uint64_t cgroup_id);
 
 /* Names of the counters, for logs and `status`. */

@@ -14,15 +14,22 @@
 #include "dbwarden_abi.h"
 #include "analyze.h"
 #include "conn.h"
+#include "detect.h"
 #include "event.h"
 #include "identity.h"
 #include "mysql_conn.h"
 #include "mysql_sql.h"
 #include "pg_conn.h"
+#include "pg_proto.h"
 #include "policy.h"
 #include "redis_conn.h"
 #include "sockdiag.h"
 #include "stmt.h"
+
+/* What the kernel's result masking did (struct dbw_rec_mask). */
+struct conn_mask_counts {
+	uint64_t rows, masked, unmasked, overmasked;
+};
 
 /* Kernel verdicts kept per connection until their statement is reported. */
 #define CONN_VERDICTS 8
@@ -54,6 +61,10 @@ struct conn {
 	char *tail; /* both, serialised: the end of each of its events */
 	const struct stitcher_class *sc; /* its protocol's stitcher, NULL: not parsed */
 	void *stitcher;
+	/* result masking (MASK records): counts for the next statement, and totals */
+	bool masked; /* a masking rule applies: the kernel masks its results */
+	bool mask_off; /* ... but cannot: encrypted (on_unmaskable: allow) */
+	struct conn_mask_counts mask_next, mask_total;
 };
 
 struct conn_table {
@@ -71,6 +82,7 @@ struct conn_table {
 	struct sockdiag_sock *snap; /* sockets by cookie, for resume_lookup */
 	int nsnap;
 	uint64_t snap_ms;
+	struct conn_masking mask_default; /* without a policy */
 };
 
 /*
@@ -446,6 +458,132 @@ static json_t *decide(struct conn *c, const struct dbw_stmt *s, const struct sql
 	return d ? d : json_pack("{s:s, s:n, s:n}", "action", "allow", "rule", "approval_id");
 }
 
+/*
+ * The masking in force: the policy's, or the defaults (every built-in
+ * detector, compiled on first use: a table that never needs them, as with
+ * a policy, never pays for the compile).
+ */
+static const struct conn_masking *masking_of(struct conn_table *t)
+{
+	const struct conn_masking *m = t->guard.masking ? t->guard.masking(t->guard.ctx) : NULL;
+	char err[256];
+	int bad;
+
+	if (m)
+		return m;
+	if (!t->mask_default.det) {
+		t->mask_default.det = detect_new(DET_ALL_BUILTIN, NULL, 0, err, sizeof(err), &bad);
+		if (!t->mask_default.det)
+			fprintf(stderr, "dbwarden: detectors: %s (text is withheld)\n", err);
+	}
+	return &t->mask_default;
+}
+
+/*
+ * s through detectors d as a JSON string. Fails closed: without detectors
+ * (they did not compile) or memory, nothing of s is exported.
+ */
+static json_t *masked_json(struct detector_set *d, const char *s, size_t len, unsigned *found)
+{
+	size_t n;
+	unsigned k = 0;
+	char *m = d ? detect_mask(d, s, len, &n, &k) : NULL;
+	json_t *j;
+
+	if (found)
+		*found += k;
+	if (!m)
+		return json_string("<unscanned>");
+	j = json_str_safe(m, n);
+	free(m);
+	return j;
+}
+
+void conns_masking_ready(struct conn_table *t)
+{
+	masking_of(t);
+}
+
+json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found)
+{
+	const struct conn_masking *m = masking_of(t);
+
+	if (m->text_mode == POLICY_TEXT_RAW)
+		return json_str_safe(s, len);
+	return masked_json(m->det, s, len, found);
+}
+
+/*
+ * The statement's text as the masking mode wants it: normalized (and
+ * then through the detectors too: a quoted identifier or a cut statement
+ * can still carry a value), masked, or raw.
+ */
+static json_t *statement_text(struct conn_table *t, const struct dbw_stmt *s,
+			      const struct sql_analysis *a)
+{
+	const struct conn_masking *m = masking_of(t);
+
+	switch (m->text_mode) {
+	case POLICY_TEXT_RAW:
+		return json_str_safe(s->text, s->text_len);
+	case POLICY_TEXT_MASKED:
+		return masked_json(m->det, s->text, s->text_len, NULL);
+	default:
+		return a->normalized ?
+			       masked_json(m->det, a->normalized, strlen(a->normalized), NULL) :
+			       json_null();
+	}
+}
+
+/*
+ * The error message or detail of a failed statement, null when none.
+ * PostgreSQL quotes values in them: normalized mode replaces what it
+ * quotes (as it replaces literals), then every mode but raw applies the
+ * detectors.
+ */
+static json_t *error_text(struct conn_table *t, const char *s)
+{
+	char *scrubbed;
+	json_t *j;
+
+	if (!s || !*s)
+		return json_null();
+	if (masking_of(t)->text_mode != POLICY_TEXT_NORMALIZED)
+		return conns_mask_json(t, s, strlen(s), NULL);
+	scrubbed = pg_error_scrub(s);
+	if (!scrubbed)
+		return json_string("<unscanned>");
+	j = conns_mask_json(t, scrubbed, strlen(scrubbed), NULL);
+	free(scrubbed);
+	return j;
+}
+
+static json_t *mask_counts_json(const struct conn_mask_counts *m)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "rows", (json_int_t)m->rows, "fields_masked",
+			 (json_int_t)m->masked, "fields_unmasked", (json_int_t)m->unmasked,
+			 "overmasked", (json_int_t)m->overmasked);
+}
+
+/*
+ * A statement's "masking" object on a connection whose results a rule
+ * masks: what the kernel did to the results since the last statement,
+ * or, on an encrypted connection let through, that its rows passed as
+ * they were.
+ */
+static json_t *mask_json(struct conn *c, const struct dbw_stmt *s)
+{
+	json_t *j;
+
+	if (c->mask_off)
+		return json_pack("{s:b, s:s, s:I}", "applied", 0, "reason", "encrypted",
+				 "rows_unmasked", (json_int_t)(s->has_rows ? s->rows : 0));
+	j = mask_counts_json(&c->mask_next);
+	json_object_set_new(j, "applied", json_true());
+	memset(&c->mask_next, 0, sizeof(c->mask_next));
+	return j;
+}
+
 /* Stitcher callback: one statement crossed the connection. */
 static void on_statement(void *ctx, const struct dbw_stmt *s)
 {
@@ -480,9 +618,8 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 		json_object_set_new(
 			ev, "statement",
 			json_pack("{s:o, s:s, s:s, s:o, s:s, s:o, s:{s:I, s:o}, s:b, s:b, s:I}",
-				  "text", json_str_or_null(a.normalized), "fingerprint",
-				  a.fingerprint, "verb", a.verb ? a.verb : "UNKNOWN", "objects",
-				  objs, "mode",
+				  "text", statement_text(t, s, &a), "fingerprint", a.fingerprint,
+				  "verb", a.verb ? a.verb : "UNKNOWN", "objects", objs, "mode",
 				  s->mode == DBW_MODE_EXTENDED ? "extended" : "simple", "prepared",
 				  s->prepared_name ? json_str_safe(s->prepared_name,
 								   strlen(s->prepared_name)) :
@@ -492,18 +629,22 @@ static void on_statement(void *ctx, const struct dbw_stmt *s)
 				  (json_int_t)s->text_full_len));
 		json_object_set_new(
 			ev, "outcome",
-			json_pack("{s:s, s:o, s:o, s:o, s:o}", "status",
+			json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
 				  out.not_sent && s->status == DBW_STMT_UNKNOWN ?
 					  "blocked" :
 					  status_name(s->status),
 				  "tag", json_str_or_null(s->tag), "rows",
 				  s->has_rows ? json_integer((json_int_t)s->rows) : json_null(),
-				  "sqlstate", json_str_or_null(s->sqlstate), "duration_us",
+				  "sqlstate", json_str_or_null(s->sqlstate), "message",
+				  error_text(t, s->error_message), "detail",
+				  error_text(t, s->error_detail), "duration_us",
 				  s->end_ns && s->end_ns >= s->start_ns ?
 					  json_integer(
 						  (json_int_t)((s->end_ns - s->start_ns) / 1000)) :
 					  json_null()));
 		json_object_set_new(ev, "decision", dec);
+		if (c->masked)
+			json_object_set_new(ev, "masking", mask_json(c, s));
 	} else {
 		json_decref(objs);
 		json_decref(types);
@@ -605,12 +746,15 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 		verdict_retire(c, &c->verdicts[i]);
 	c->nverdicts = 0;
 	ev = conn_event(c, "connection_close", ts);
-	if (ev)
-		json_object_set_new(
-			ev, "stats",
-			json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
-				  "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
-				  "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]));
+	if (ev) {
+		json_t *st = json_pack("{s:I, s:I, s:I}", "statements", (json_int_t)c->statements,
+				       "bytes_to_server", (json_int_t)bytes[DBW_DIR_TO_SERVER],
+				       "bytes_to_client", (json_int_t)bytes[DBW_DIR_TO_CLIENT]);
+
+		if (c->masked)
+			json_object_set_new(st, "masking", mask_counts_json(&c->mask_total));
+		json_object_set_new(ev, "stats", st);
+	}
 	conn_emit(c, ev);
 	conn_destroy(t, c);
 }
@@ -975,6 +1119,79 @@ static void on_close(struct conn_table *t, const struct dbw_rec_conn_close *r)
 	}
 }
 
+static void mask_add(struct conn_mask_counts *m, const struct dbw_rec_mask *r)
+{
+	m->rows += r->rows;
+	m->masked += r->masked;
+	m->unmasked += r->unmasked;
+	m->overmasked += r->overmasked;
+}
+
+/*
+ * The kernel's result masking reports: a result's counts (fields passed
+ * unmasked are an alert each time: never silent), an encrypted connection
+ * (refused, or let through unmasked), framing lost (reset when blocked).
+ */
+static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
+{
+	struct conn *c = conn_find(t, r->hdr.conn_id);
+	char detail[256];
+
+	t->st.mask_records++;
+	if (!c)
+		return;
+	c->masked = true;
+	switch (r->kind) {
+	case DBW_MASK_REC_RESULT:
+		mask_add(&c->mask_next, r);
+		mask_add(&c->mask_total, r);
+		if (r->unmasked) {
+			snprintf(detail, sizeof(detail),
+				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
+				 "allow): rows without a RowDescription, columns past the %dth, or "
+				 "COPY rows",
+				 r->unmasked, DBW_MASK_COLS);
+			alert(t, c, "mask_unmasked", detail);
+		}
+		break;
+	case DBW_MASK_REC_TLS:
+		if (!r->blocked)
+			c->mask_off = true;
+		alert(t, c, "mask_unmaskable",
+		      r->blocked ? "encrypted connection refused: its results would be masked "
+				   "(on_unmaskable: block); the client got an error" :
+				   "encrypted connection let through: its results pass unmasked "
+				   "(on_unmaskable: allow)");
+		break;
+	case DBW_MASK_REC_JOIN_FAIL:
+		alert(t, c, "mask_unmaskable",
+		      "a masking rule selects this connection but it could not carry the masking "
+		      "program (map full)");
+		conn_reset(c, "its results cannot be masked");
+		break;
+	case DBW_MASK_REC_LOST:
+		alert(t, c, "mask_unmaskable",
+		      r->blocked ? "result framing lost: connection reset (on_unmaskable: block)" :
+				   "result framing lost: later results pass unmasked "
+				   "(on_unmaskable: allow)");
+		if (r->blocked)
+			conn_reset(c, "result masking lost its framing");
+		else
+			c->mask_off = true;
+		break;
+	}
+}
+
+int conns_reset(struct conn_table *t, uint64_t id, const char *why)
+{
+	struct conn *c = conn_find(t, id);
+
+	if (!c)
+		return -ENOENT;
+	conn_reset(c, why);
+	return 0;
+}
+
 int conns_record(struct conn_table *t, const void *data, size_t size)
 {
 	const struct dbw_rec_hdr *h = data;
@@ -1013,6 +1230,12 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 		break;
 	case DBW_REC_EXEC:
 		break; /* the TLS library discovery's, not a connection's */
+	case DBW_REC_MASK:
+		if (h->size >= sizeof(struct dbw_rec_mask))
+			on_mask(t, data);
+		else
+			t->st.bad_records++;
+		break;
 	default:
 		t->st.bad_records++;
 	}
@@ -1041,6 +1264,7 @@ struct conn_table *conns_new(struct emitter *em, struct identity *id, struct sql
 		free(t);
 		return NULL;
 	}
+	t->mask_default.text_mode = POLICY_TEXT_NORMALIZED;
 	return t;
 }
 
@@ -1076,6 +1300,7 @@ void conns_free(struct conn_table *t)
 		conn_destroy(t, t->lru_head);
 	free(t->snap);
 	mysql_analyzer_free(t->my);
+	detect_free(t->mask_default.det);
 	free(t->buckets);
 	free(t);
 }

@@ -19,6 +19,7 @@
 
 struct emitter;
 struct identity;
+struct detector_set;
 struct sql_analyzer;
 struct conn_table;
 
@@ -34,6 +35,7 @@ struct conn_stats {
 	uint64_t verdicts; /* guard verdict records */
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
+	uint64_t mask_records; /* result masking reports */
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
 	uint64_t by_proto[4][4]; /* ... per protocol (enum dbw_proto) and decision */
 	uint64_t lost_statements; /* answered, request read by an earlier daemon */
@@ -62,6 +64,9 @@ void conns_set_resuming(struct conn_table *t);
 size_t conns_pending(const struct conn_table *t);
 
 void conns_stats(const struct conn_table *t, struct conn_stats *out);
+
+/* Reset connection id (sock_diag), with an alert event saying why. 0, or -ENOENT. */
+int conns_reset(struct conn_table *t, uint64_t id, const char *why);
 
 struct workload;
 
@@ -116,9 +121,36 @@ struct conn_guard_ops {
 	json_t *(*decide)(void *ctx, const struct conn_info *ci, const struct dbw_stmt *s,
 			  const struct sql_analysis *a, const struct conn_verdict *kv,
 			  struct conn_decision *out);
+	/* the audit-side masking in force (the policy's `masking`); NULL: the defaults */
+	const struct conn_masking *(*masking)(void *ctx);
 };
 
 void conns_set_guard(struct conn_table *t, const struct conn_guard_ops *ops);
+
+/*
+ * Audit-side masking: what a statement event's text is (enum
+ * policy_text_mode) and the detectors every string that leaves the host
+ * goes through. Without a policy: normalized text, every built-in detector.
+ */
+struct conn_masking {
+	int text_mode; /* enum policy_text_mode */
+	struct detector_set *det;
+};
+
+/*
+ * s[0..len) as it may leave the host: a JSON string with every detector's
+ * span replaced by "<name>" (as is only in raw mode). Every protocol's
+ * stitcher glue calls this for values it exports (error messages, bind or
+ * command arguments); *found (may be NULL) gets the spans replaced.
+ */
+json_t *conns_mask_json(struct conn_table *t, const char *s, size_t len, unsigned *found);
+
+/*
+ * Compile the default detectors now if no policy brings its own (they are
+ * otherwise compiled on first use): the daemon does it before it reports
+ * ready, so that no statement waits for it.
+ */
+void conns_masking_ready(struct conn_table *t);
 
 /* Call ops->conn_changed for every live connection (after a policy reload). */
 void conns_guard_refresh(struct conn_table *t);

@@ -24,6 +24,7 @@
 #include "analyze.h"
 #include "capture.h"
 #include "conn.h"
+#include "detect.h"
 #include "event.h"
 #include "guard.h"
 #include "identity.h"
@@ -56,7 +57,21 @@ struct guard {
 	char version[17]; /* of the policy in force: SHA-256 of its file, 16 hex digits */
 	int64_t loaded_unix;
 	struct wl_classes *classes; /* NULL until guard_set_identity (and in replay) */
+	struct conn_masking mask; /* the policy's audit-side masking */
 };
+
+/* The detectors of p's masking section, compiled. 0, or -1 with err. */
+static int masking_of(const struct policy *p, struct conn_masking *m, char *err, size_t errlen)
+{
+	const struct det_custom *custom;
+	size_t ncustom;
+	uint32_t builtin = policy_detectors(p, &custom, &ncustom);
+	int bad;
+
+	m->text_mode = policy_text_mode(p);
+	m->det = detect_new(builtin, custom, ncustom, err, errlen, &bad);
+	return m->det ? 0 : -1;
+}
 
 /* The policy in force changed: remember which file content and when. */
 static void note_loaded(struct guard *g)
@@ -97,16 +112,68 @@ static struct approval *approval_find(struct guard *g, uint64_t id)
 	return NULL;
 }
 
+/* The columns and uids masking rules name, for the kernel: one entry per name or uid. */
+struct mask_cols {
+	uint64_t hash[1024];
+	uint32_t rules[1024];
+	unsigned n;
+	uint32_t uids[1024], uid_rules[1024];
+	unsigned nuids;
+};
+
+static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
+{
+	struct mask_cols *mc = ctx;
+	unsigned i;
+
+	for (i = 0; i < mc->nuids && mc->uids[i] != uid; i++)
+		;
+	if (i == mc->nuids) {
+		if (mc->nuids == sizeof(mc->uids) / sizeof(mc->uids[0]))
+			return;
+		mc->uids[mc->nuids] = uid;
+		mc->uid_rules[mc->nuids++] = 0;
+	}
+	mc->uid_rules[i] |= rules;
+}
+
+static void add_mask_col(void *ctx, const char *name, uint32_t rules)
+{
+	struct mask_cols *mc = ctx;
+	uint64_t h = dbw_name_hash(name, strlen(name));
+	unsigned i;
+
+	for (i = 0; i < mc->n && mc->hash[i] != h; i++)
+		;
+	if (i == mc->n) {
+		if (mc->n == sizeof(mc->hash) / sizeof(mc->hash[0]))
+			return; /* the policy loader bounds rules and names well below */
+		mc->hash[mc->n] = h;
+		mc->rules[mc->n++] = 0;
+	}
+	mc->rules[i] |= rules;
+}
+
 /* Install p's kernel share. 0 or -errno. */
 static int install(struct guard *g, const struct policy *p, const uint16_t *ports, int nports)
 {
 	static struct dbw_guard_rule rules[DBW_GUARD_RULES];
 	static struct dbw_guard_text texts[DBW_GUARD_RULES];
 	static struct dbw_guard_text more[(DBW_GUARD_PROTOS - 1) * DBW_GUARD_TEXT_SLOTS];
+	static struct dbw_mask_rule mrules[DBW_MASK_RULES];
+	static struct mask_cols mcols;
 	uint64_t port_rules[CAPTURE_MAX_PORTS] = {};
-	struct capture_guard cg = {
-		.rules = rules, .texts = texts, .proto_texts = more, .port_rules = port_rules
-	};
+	uint32_t port_mask[CAPTURE_MAX_PORTS] = {};
+	struct capture_guard cg = { .rules = rules,
+				    .texts = texts,
+				    .proto_texts = more,
+				    .port_rules = port_rules,
+				    .port_mask_rules = port_mask };
+	struct capture_mask cm = { .rules = mrules,
+				   .col_hash = mcols.hash,
+				   .col_rules = mcols.rules,
+				   .uids = mcols.uids,
+				   .uid_rules = mcols.uid_rules };
 	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
@@ -117,9 +184,19 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 		policy_kernel_texts(p, pr, set, &set[DBW_GUARD_UNPARSED]);
 		policy_down_text(pr, &set[DBW_GUARD_DOWN]);
 	}
-	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++)
+	mcols.n = mcols.nuids = 0;
+	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
+	cm.uid_free = policy_mask_uids(p, add_mask_uid, &mcols);
+	cm.ncols = mcols.n;
+	cm.nuids = mcols.nuids;
+	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++) {
 		port_rules[i] = policy_port_rules(p, ports[i]);
-	e = capture_guard_load(g->cap, &cg);
+		port_mask[i] = policy_mask_port_rules(p, ports[i]);
+	}
+	/* the masking rules before the ports that start using them */
+	e = capture_mask_load(g->cap, &cm);
+	if (!e)
+		e = capture_guard_load(g->cap, &cg);
 	if (!e && g->classes)
 		wl_classes_policy(g->classes, p);
 	return e;
@@ -140,7 +217,7 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 	g->api_fd = -1;
 	g->path = strdup(path);
 	g->pol = policy_load(path, err, errlen);
-	if (!g->pol || !g->path) {
+	if (!g->pol || !g->path || masking_of(g->pol, &g->mask, err, errlen)) {
 		guard_free(g);
 		return NULL;
 	}
@@ -160,6 +237,7 @@ void guard_free(struct guard *g)
 	if (!g)
 		return;
 	policy_free(g->pol);
+	detect_free(g->mask.det);
 	wl_classes_free(g->classes);
 	if (g->api_fd >= 0) {
 		close(g->api_fd);
@@ -185,8 +263,13 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 {
 	char err[4096], msg[4200];
 	struct policy *p = policy_load(g->path, err, sizeof(err));
+	struct conn_masking mask = {};
 	int e;
 
+	if (p && masking_of(p, &mask, err, sizeof(err))) {
+		policy_free(p);
+		p = NULL;
+	}
 	if (!p) {
 		/* the policy in force stays in force */
 		err[strcspn(err, "\0")] = 0;
@@ -203,12 +286,15 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 			 strerror(-e));
 		alert(g, "policy_rejected", msg);
 		policy_free(p);
+		detect_free(mask.det);
 		/* what is in the maps now is part new, part old: put the old one back */
 		install(g, g->pol, ports, nports);
 		return -1;
 	}
 	policy_free(g->pol);
 	g->pol = p;
+	detect_free(g->mask.det);
+	g->mask = mask;
 	note_loaded(g);
 	conns_guard_refresh(t);
 	snprintf(msg, sizeof(msg), "%s: %zu rules", g->path, policy_nrules(p));
@@ -277,7 +363,16 @@ static struct approval *approval_note(struct guard *g, const struct conn_info *c
 	ap->key = key;
 	ap->seen = mono_ns();
 	snprintf(ap->rule, sizeof(ap->rule), "%s", rule);
-	snprintf(ap->statement, sizeof(ap->statement), "%s", a->normalized);
+	{
+		/* it leaves the host (webhook, approvals list): through the detectors too */
+		const char *t = a->normalized ? a->normalized : "";
+		size_t n;
+		unsigned found;
+		char *m = detect_mask(g->mask.det, t, strlen(t), &n, &found);
+
+		snprintf(ap->statement, sizeof(ap->statement), "%s", m ? m : "<unscanned>");
+		free(m);
+	}
 	snprintf(ap->actor, sizeof(ap->actor), "uid=%u user=%s comm=%s pid=%u%s%s%s%s",
 		 ci->who->uid, ci->user, ci->who->comm, ci->who->pid,
 		 ci->wl && ci->wl->pod ? " pod=" : "", ci->wl && ci->wl->pod ? ci->wl->pod->ns : "",
@@ -329,8 +424,11 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 	struct policy_conn pc;
 
 	conn_of(ci, &pc);
-	if (g->cap)
+	if (g->cap) {
 		capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
+		if (policy_nmask_rules(g->pol))
+			capture_mask_conn(g->cap, ci->id, policy_mask_conn_rules(g->pol, &pc));
+	}
 }
 
 /*
@@ -591,11 +689,22 @@ void guard_print_classes(const struct guard *g, FILE *f)
 	wl_classes_print_summary(g->classes, f);
 }
 
+static const struct conn_masking *on_masking(void *ctx)
+{
+	return &((struct guard *)ctx)->mask;
+}
+
 void guard_ops(struct guard *g, struct conn_guard_ops *ops)
 {
 	ops->ctx = g;
 	ops->conn_changed = on_conn_changed;
 	ops->decide = on_decide;
+	ops->masking = on_masking;
+}
+
+bool guard_mask_allows_unmaskable(const struct guard *g, uint32_t rules)
+{
+	return policy_mask_allows_unmaskable(g->pol, rules);
 }
 
 void guard_stats(const struct guard *g, uint64_t *mismatches)

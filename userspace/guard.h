@@ -3,6 +3,7 @@
 #ifndef DBW_GUARD_H
 #define DBW_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +47,9 @@ void guard_print_classes(const struct guard *g, FILE *f);
 void guard_ops(struct guard *g, struct conn_guard_ops *ops);
 
 void guard_stats(const struct guard *g, uint64_t *mismatches);
+
+/* Every masking rule in `rules` says on_unmaskable: allow. */
+bool guard_mask_allows_unmaskable(const struct guard *g, uint32_t rules);
 
 /* The policy in force and the approvals, for `status` and the metrics. */
 struct guard_info {

@@ -295,7 +295,7 @@ static void q_pop(struct pg_conn *c)
 /* ---- statements out ------------------------------------------------------- */
 
 static void emit(struct pg_conn *c, struct pend *p, enum dbw_stmt_status status, const char *tag,
-		 const char *sqlstate, uint64_t end_ns)
+		 const struct pg_error *err, uint64_t end_ns)
 {
 	static const char empty[] = "";
 	struct dbw_stmt st;
@@ -333,8 +333,11 @@ static void emit(struct pg_conn *c, struct pend *p, enum dbw_stmt_status status,
 		st.has_rows = true;
 		st.rows = p->rows;
 	}
-	if (sqlstate)
-		snprintf(st.sqlstate, sizeof(st.sqlstate), "%s", sqlstate);
+	if (err) {
+		snprintf(st.sqlstate, sizeof(st.sqlstate), "%s", err->code);
+		st.error_message = err->message;
+		st.error_detail = err->detail;
+	}
 	st.start_ns = p->start_ns;
 	st.end_ns = end_ns;
 	st.pid = p->pid;
@@ -648,7 +651,7 @@ static bool frontend_stores(uint8_t type)
  * were skipped. A failing Parse/Bind with no Execute after it still yields
  * one error statement, so that a failing statement is never invisible.
  */
-static void extended_error(struct pg_conn *c, const char *code, uint64_t ts)
+static void extended_error(struct pg_conn *c, const struct pg_error *err, uint64_t ts)
 {
 	struct pend *head = q_head(c);
 	bool attributed = false;
@@ -662,14 +665,14 @@ static void extended_error(struct pg_conn *c, const char *code, uint64_t ts)
 
 		if (p->kind == PK_EXECUTE) {
 			emit(c, p, attributed ? DBW_STMT_SKIPPED : DBW_STMT_ERROR, NULL,
-			     attributed ? NULL : code, ts);
+			     attributed ? NULL : err, ts);
 			attributed = true;
 		}
 		q_pop(c);
 	}
 	if (!attributed && (failed.kind == PK_PARSE || failed.kind == PK_BIND)) {
 		failed.kind = PK_EXECUTE;
-		emit(c, &failed, DBW_STMT_ERROR, NULL, code, ts);
+		emit(c, &failed, DBW_STMT_ERROR, NULL, err, ts);
 	}
 	text_put(c, failed.text);
 	free(failed.name);
@@ -714,8 +717,8 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 {
 	const uint8_t *body = body_of(s);
 	struct pend *p = q_head(c);
+	struct pg_error err;
 	const char *tag;
-	char code[6];
 
 	switch (s->h.type) {
 	case 'Z':
@@ -773,16 +776,16 @@ static void backend_msg(struct pg_conn *c, struct pg_stream *s, uint64_t ts)
 	case 'E':
 		if (!p)
 			lost(c, ts);
-		if (!p || pg_parse_error(body, s->kept, code) != DBW_PARSE_OK)
+		if (!p || pg_parse_error_fields(body, s->kept, &err) != DBW_PARSE_OK)
 			break; /* e.g. a FATAL during authentication: no request waits */
 		if (p->kind == PK_STMT) {
-			emit(c, p, DBW_STMT_ERROR, NULL, code, ts);
+			emit(c, p, DBW_STMT_ERROR, NULL, &err, ts);
 			q_pop(c);
 			c->q_error = true;
 		} else if (p->kind == PK_FUNC) {
 			q_pop(c);
 		} else if (p->kind != PK_SYNC && p->kind != PK_QEND) {
-			extended_error(c, code, ts);
+			extended_error(c, &err, ts);
 		}
 		break;
 	default:

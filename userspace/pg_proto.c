@@ -187,23 +187,68 @@ enum dbw_parse pg_parse_tag(const uint8_t *body, size_t len, const char **tag)
 	return *tag ? DBW_PARSE_OK : DBW_PARSE_INVALID;
 }
 
-enum dbw_parse pg_parse_error(const uint8_t *body, size_t len, char code[6])
+enum dbw_parse pg_parse_error_fields(const uint8_t *body, size_t len, struct pg_error *out)
 {
 	const uint8_t *p = body, *end = body + len;
 
-	code[0] = 0;
+	out->code[0] = 0;
+	out->message = out->detail = "";
 	while (p < end && *p) {
 		uint8_t field = *p++;
 		const char *v = cstr(&p, end);
 
 		if (!v)
 			return DBW_PARSE_INVALID;
-		/* only the SQLSTATE: messages and details can quote the user's values */
-		if (field == 'C' && strlen(v) == 5) {
-			memcpy(code, v, 6);
-		}
+		if (field == 'C' && strlen(v) == 5)
+			memcpy(out->code, v, 6);
+		else if (field == 'M')
+			out->message = v;
+		else if (field == 'D')
+			out->detail = v;
 	}
 	return DBW_PARSE_OK;
+}
+
+char *pg_error_scrub(const char *s)
+{
+	size_t n = strlen(s), o = 0;
+	char *out = malloc(n + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		char close = 0;
+
+		if (s[i] == '"')
+			close = '"';
+		else if (s[i] == '(' && ((i > 0 && s[i - 1] == '=') ||
+					 (i >= 9 && !strncmp(s + i - 9, "contains ", 9))))
+			close = ')';
+		out[o++] = s[i++];
+		if (!close)
+			continue;
+		/* the value up to its closing mark (nested parentheses counted) */
+		for (int depth = 0; i < n; i++) {
+			if (close == ')' && s[i] == '(')
+				depth++;
+			else if (s[i] == close && depth-- == 0)
+				break;
+		}
+		out[o++] = '?';
+		if (i < n)
+			out[o++] = s[i++];
+	}
+	out[o] = 0;
+	return out;
+}
+
+enum dbw_parse pg_parse_error(const uint8_t *body, size_t len, char code[6])
+{
+	struct pg_error e;
+	enum dbw_parse r = pg_parse_error_fields(body, len, &e);
+
+	memcpy(code, e.code, 6);
+	return r;
 }
 
 bool pg_tag_rows(const char *tag, uint64_t *rows)

@@ -99,6 +99,28 @@ enum dbw_parse pg_parse_tag(const uint8_t *body, size_t len, const char **tag);
 enum dbw_parse pg_parse_error(const uint8_t *body, size_t len, char code[6]);
 
 /*
+ * The fields of an ErrorResponse the audit reports: SQLSTATE, message ('M')
+ * and detail ('D'), NUL-terminated within the body ("" when absent). The
+ * message and detail can quote the user's values: they leave the host
+ * only through the detectors (README "Masking").
+ */
+struct pg_error {
+	char code[6];
+	const char *message, *detail;
+};
+enum dbw_parse pg_parse_error_fields(const uint8_t *body, size_t len, struct pg_error *out);
+
+/*
+ * An error message or detail with the values PostgreSQL quotes in it
+ * replaced, as normalized statement text has its literals replaced: what
+ * stands between double quotes ("abc" -> "?"), and a parenthesised list
+ * after '=' or "contains " (Key (email)=(?) already exists, Failing row
+ * contains (?)). Returns a malloc'd NUL-terminated string, NULL when out
+ * of memory.
+ */
+char *pg_error_scrub(const char *s);
+
+/*
  * The row count a CommandComplete tag carries ("SELECT 5", "INSERT 0 1",
  * "UPDATE 3", "COPY 10000", ...). Returns true and sets *rows when it has one.
  */

@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "conn.h"
+#include "detect.h"
 #include "policy.h"
 #include "redis_proto.h"
 
@@ -66,8 +67,26 @@ struct target {
 	struct kvs labels;
 };
 
+/* masking.results: one rule of dynamic result masking. */
+struct mask_rule {
+	char *name;
+	struct cond match; /* connection-level selectors only */
+	struct strs columns; /* result column names ("users.ssn": its name part is matched) */
+	uint8_t detectors; /* enum dbw_mask_det */
+	uint8_t style; /* enum dbw_mask_style */
+	bool allow_unmaskable; /* on_unmaskable: allow */
+	int line;
+};
+
 struct policy {
 	char *path;
+	/* masking: what leaves the host, and what matched clients see */
+	enum policy_text_mode text_mode;
+	uint32_t det_builtin;
+	struct det_custom det_custom[DET_MAX_CUSTOM];
+	size_t ndet_custom;
+	struct mask_rule mask_rules[DBW_MASK_RULES];
+	size_t nmask_rules;
 	enum dbw_action def_action;
 	int def_unparsed; /* -1 unset, 0 allow, 1 block */
 	bool mismatch_reset;
@@ -713,6 +732,179 @@ static void parse_rules(struct ld *l, yaml_node_t *n, struct policy *p)
 	}
 }
 
+/* A list of detector names into a built-in mask; custom names are allowed where custom. */
+static uint32_t parse_detector_names(struct ld *l, yaml_node_t *n, const char *what,
+				     const struct policy *p, bool kernel)
+{
+	struct strs names = {};
+	uint32_t mask = 0;
+
+	get_strs(l, n, what, &names);
+	for (size_t i = 0; i < names.n; i++) {
+		int b = detect_builtin(names.v[i]);
+		bool custom = false;
+
+		for (size_t k = 0; !kernel && k < p->ndet_custom; k++)
+			custom |= !strcmp(p->det_custom[k].name, names.v[i]);
+		if (kernel) {
+			if (b == DET_EMAIL)
+				mask |= DBW_MDET_EMAIL;
+			else if (b == DET_CREDIT_CARD)
+				mask |= DBW_MDET_CARD;
+			else
+				perr(l, n,
+				     "%s: '%s' is not a kernel value detector (expected email, "
+				     "credit_card)",
+				     what, names.v[i]);
+		} else if (b >= 0) {
+			mask |= 1u << b;
+		} else if (!custom) {
+			perr(l, n,
+			     "%s: unknown detector '%s' (expected email, credit_card, ssn, phone, "
+			     "iban, aws_key, jwt, private_key, password, or a custom one)",
+			     what, names.v[i]);
+		}
+	}
+	free_strs(&names);
+	return mask;
+}
+
+static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
+{
+	static const char *const keys[] = { "name",  "match",	      "columns", "detectors",
+					    "style", "on_unmaskable", NULL };
+	static const char *const styles[] = { [DBW_MASK_STARS] = "stars",
+					      [DBW_MASK_KEEP_LAST4] = "keep_last4",
+					      [DBW_MASK_TOKEN] = "token" };
+	struct mask_rule *r;
+	yaml_node_t *v;
+
+	if (!want_map(l, rn, "a masking rule"))
+		return;
+	if (p->nmask_rules == DBW_MASK_RULES) {
+		perr(l, rn, "more than %d masking.results rules", DBW_MASK_RULES);
+		return;
+	}
+	r = &p->mask_rules[p->nmask_rules++];
+	r->line = rn->start_mark.line + 1;
+	known_keys(l, rn, "masking rule", keys);
+	r->name = xstrdup(scalar(get(l, rn, "name")));
+	if (!*r->name)
+		perr(l, rn, "a masking rule needs a name");
+	v = get(l, rn, "match");
+	parse_cond(l, v, "match", &r->match);
+	if (r->match.verbs || r->match.objects.n || r->match.without_where >= 0)
+		perr(l, v,
+		     "masking rule '%s': match selects connections (target, database, db_user, "
+		     "actor), not statements",
+		     r->name);
+	for (size_t t = 0; t < r->match.target_names.n; t++) {
+		size_t k;
+
+		for (k = 0; k < p->ntargets; k++)
+			if (!strcmp(p->targets[k].name, r->match.target_names.v[t]))
+				break;
+		if (k == p->ntargets)
+			perr(l, get(l, v, "target"), "unknown target '%s'",
+			     r->match.target_names.v[t]);
+	}
+	get_strs(l, get(l, rn, "columns"), "columns", &r->columns);
+	for (size_t i = 0; i < r->columns.n; i++)
+		if (!*r->columns.v[i] || strlen(r->columns.v[i]) > 63)
+			perr(l, get(l, rn, "columns"), "columns: '%s' is not a column name",
+			     r->columns.v[i]);
+	r->detectors = parse_detector_names(l, get(l, rn, "detectors"), "detectors", p, true);
+	if (!r->columns.n && !r->detectors)
+		perr(l, rn, "masking rule '%s' names no columns and no detectors", r->name);
+	v = get(l, rn, "style");
+	r->style = DBW_MASK_STARS;
+	if (v) {
+		size_t k;
+
+		for (k = 0; k < sizeof(styles) / sizeof(styles[0]); k++)
+			if (scalar(v) && !strcmp(scalar(v), styles[k]))
+				break;
+		if (k == sizeof(styles) / sizeof(styles[0]))
+			perr(l, v, "style must be stars, keep_last4 or token");
+		else
+			r->style = k;
+	}
+	v = get(l, rn, "on_unmaskable");
+	if (v && scalar(v) && !strcmp(scalar(v), "allow"))
+		r->allow_unmaskable = true;
+	else if (v && (!scalar(v) || strcmp(scalar(v), "block")))
+		perr(l, v, "on_unmaskable must be block or allow");
+}
+
+/* masking: statement_text, detectors, custom detectors and results rules. */
+static void parse_masking(struct ld *l, yaml_node_t *n, struct policy *p)
+{
+	static const char *const keys[] = { "statement_text", "detectors", "custom", "results",
+					    NULL };
+	static const char *const ckeys[] = { "name", "regex", NULL };
+	yaml_node_t *v;
+
+	if (!want_map(l, n, "masking"))
+		return;
+	known_keys(l, n, "masking", keys);
+	v = get(l, n, "statement_text");
+	if (v) {
+		const char *m = scalar(v) ? scalar(v) : "";
+
+		if (!strcmp(m, "normalized"))
+			p->text_mode = POLICY_TEXT_NORMALIZED;
+		else if (!strcmp(m, "masked"))
+			p->text_mode = POLICY_TEXT_MASKED;
+		else if (!strcmp(m, "raw"))
+			p->text_mode = POLICY_TEXT_RAW;
+		else
+			perr(l, v, "statement_text must be normalized, masked or raw");
+	}
+	v = get(l, n, "custom");
+	if (v && v->type != YAML_SEQUENCE_NODE) {
+		perr(l, v, "masking.custom must be a list of {name, regex}");
+	} else if (v) {
+		for (yaml_node_item_t *i = v->data.sequence.items.start;
+		     i < v->data.sequence.items.top; i++) {
+			yaml_node_t *c = node(l, *i), *re;
+			const char *name;
+			char err[256];
+
+			if (!want_map(l, c, "a custom detector"))
+				continue;
+			known_keys(l, c, "custom detector", ckeys);
+			if (p->ndet_custom == DET_MAX_CUSTOM) {
+				perr(l, c, "more than %d custom detectors", DET_MAX_CUSTOM);
+				break;
+			}
+			name = scalar(get(l, c, "name"));
+			re = get(l, c, "regex");
+			if (!name || !name_chars(name, "_-", 32, false))
+				perr(l, c, "a custom detector needs a name (a-z, 0-9, '_', '-')");
+			else if (detect_builtin(name) >= 0)
+				perr(l, c, "custom detector '%s' has a built-in detector's name",
+				     name);
+			if (!scalar(re))
+				perr(l, c, "a custom detector needs a regex");
+			else if (detect_check_regex(scalar(re), err, sizeof(err)))
+				perr(l, re, "regex does not compile: %s", err);
+			p->det_custom[p->ndet_custom].name = xstrdup(name);
+			p->det_custom[p->ndet_custom].regex = xstrdup(scalar(re));
+			p->ndet_custom++;
+		}
+	}
+	v = get(l, n, "detectors");
+	if (v)
+		p->det_builtin = parse_detector_names(l, v, "masking.detectors", p, false);
+	v = get(l, n, "results");
+	if (v && v->type != YAML_SEQUENCE_NODE)
+		perr(l, v, "masking.results must be a list");
+	else if (v)
+		for (yaml_node_item_t *i = v->data.sequence.items.start;
+		     i < v->data.sequence.items.top; i++)
+			parse_mask_rule(l, node(l, *i), p);
+}
+
 static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
 {
 	static const char *const keys[] = { "version",	   "defaults",	"targets", "rules",
@@ -782,6 +974,9 @@ static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
 	v = get(l, root, "rules");
 	if (v)
 		parse_rules(l, v, p);
+	v = get(l, root, "masking");
+	if (v)
+		parse_masking(l, v, p);
 }
 
 void policy_free(struct policy *p)
@@ -799,6 +994,15 @@ void policy_free(struct policy *p)
 		free(p->targets[i].name);
 		free(p->targets[i].host);
 		free_kvs(&p->targets[i].labels);
+	}
+	for (size_t i = 0; i < p->ndet_custom; i++) {
+		free((char *)p->det_custom[i].name);
+		free((char *)p->det_custom[i].regex);
+	}
+	for (size_t i = 0; i < p->nmask_rules; i++) {
+		free(p->mask_rules[i].name);
+		free_cond(&p->mask_rules[i].match);
+		free_strs(&p->mask_rules[i].columns);
 	}
 	free(p->webhook);
 	free(p->path);
@@ -819,6 +1023,7 @@ struct policy *policy_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	p->path = xstrdup(path);
 	p->def_unparsed = -1;
+	p->det_builtin = DET_ALL_BUILTIN;
 	f = fopen(path, "r");
 	if (!f) {
 		perr(&l, NULL, "cannot open: %s", strerror(errno));
@@ -1201,6 +1406,9 @@ bool policy_has_workload_selectors(const struct policy *p)
 		if (has_workload_selectors(&p->rules[i].match) ||
 		    has_workload_selectors(&p->rules[i].unless))
 			return true;
+	for (size_t i = 0; i < p->nmask_rules; i++)
+		if (has_workload_selectors(&p->mask_rules[i].match))
+			return true;
 	return false;
 }
 
@@ -1484,4 +1692,165 @@ void policy_print(const struct policy *p, FILE *f)
 		if (*r->message)
 			fprintf(f, "  message: %s\n", r->message);
 	}
+	fprintf(f, "masking: statement_text=%s detectors=",
+		p->text_mode == POLICY_TEXT_RAW	   ? "raw" :
+		p->text_mode == POLICY_TEXT_MASKED ? "masked" :
+						     "normalized");
+	for (int b = 0, first = 1; b < DET__BUILTIN; b++)
+		if (p->det_builtin & (1u << b)) {
+			fprintf(f, "%s%s", first ? "" : ",", detect_builtin_name(b));
+			first = 0;
+		}
+	for (size_t i = 0; i < p->ndet_custom; i++)
+		fprintf(f, ",%s", p->det_custom[i].name);
+	fprintf(f, "\n");
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct mask_rule *r = &p->mask_rules[k];
+		static const char *const styles[] = { "stars", "keep_last4", "token" };
+
+		fprintf(f, "masking rule %zu %s (line %d): style=%s on_unmaskable=%s", k + 1,
+			r->name, r->line, styles[r->style % 3],
+			r->allow_unmaskable ? "allow" : "block");
+		print_strs(f, "columns", &r->columns);
+		if (r->detectors & DBW_MDET_EMAIL)
+			fprintf(f, " detector=email");
+		if (r->detectors & DBW_MDET_CARD)
+			fprintf(f, " detector=credit_card");
+		fprintf(f, "\n");
+		print_cond(f, "match", &r->match);
+	}
+}
+
+/* ---- masking ------------------------------------------------------------------------ */
+
+enum policy_text_mode policy_text_mode(const struct policy *p)
+{
+	return p->text_mode;
+}
+
+uint32_t policy_detectors(const struct policy *p, const struct det_custom **custom, size_t *n)
+{
+	*custom = p->det_custom;
+	*n = p->ndet_custom;
+	return p->det_builtin;
+}
+
+size_t policy_nmask_rules(const struct policy *p)
+{
+	return p->nmask_rules;
+}
+
+const char *policy_mask_rule_name(const struct policy *p, unsigned k)
+{
+	return k < p->nmask_rules ? p->mask_rules[k].name : "?";
+}
+
+/* Masking rules that may apply to c with `unk` unknown: maybe counts as yes (stricter). */
+static uint32_t mask_rules_of(const struct policy *p, const struct policy_conn *c, unsigned unk)
+{
+	uint32_t mask = 0;
+
+	for (size_t k = 0; k < p->nmask_rules; k++)
+		if (conn_tri(p, &p->mask_rules[k].match, c, unk) != T_NO)
+			mask |= 1u << k;
+	return mask;
+}
+
+uint32_t policy_mask_conn_rules(const struct policy *p, const struct policy_conn *c)
+{
+	return mask_rules_of(p, c, 0);
+}
+
+uint32_t policy_mask_workload_rules(const struct policy *p, const struct policy_conn *c)
+{
+	static const struct policy_conn none = { .user = "",
+						 .comm = "",
+						 .exe = "",
+						 .cgroup = "",
+						 .server = "",
+						 .database = "",
+						 .db_user = "" };
+	struct policy_conn w = none;
+
+	if (c) {
+		w.cgroup = c->cgroup ? c->cgroup : "";
+		w.container_id = c->container_id;
+		w.in_pod = c->in_pod;
+		w.pod_known = c->pod_known;
+		w.pod_namespace = c->pod_namespace;
+		w.pod_name = c->pod_name;
+		w.service_account = c->service_account;
+		w.container = c->container;
+		w.labels = c->labels;
+		w.nlabels = c->nlabels;
+	}
+	return mask_rules_of(p, &w, UNK_PROCESS | UNK_TARGET | (c ? 0 : UNK_WORKLOAD));
+}
+
+uint32_t policy_mask_port_rules(const struct policy *p, uint16_t port)
+{
+	uint32_t mask = 0;
+
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct cond *m = &p->mask_rules[k].match;
+		bool maybe = !m->target_names.n && !m->target_labels.n;
+
+		for (size_t t = 0; !maybe && t < p->ntargets; t++) {
+			struct policy_conn c = { .server_port = port };
+			char addr[128];
+
+			if (p->targets[t].port != port)
+				continue;
+			snprintf(addr, sizeof(addr), "%s:%u", p->targets[t].host, port);
+			c.server = addr;
+			maybe = target_holds(p, m, &c);
+		}
+		if (maybe)
+			mask |= 1u << k;
+	}
+	return mask;
+}
+
+bool policy_mask_allows_unmaskable(const struct policy *p, uint32_t rules)
+{
+	for (size_t k = 0; k < p->nmask_rules; k++)
+		if ((rules & (1u << k)) && !p->mask_rules[k].allow_unmaskable)
+			return false;
+	return true;
+}
+
+size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
+			  void (*column)(void *ctx, const char *name, uint32_t rules), void *ctx)
+{
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct mask_rule *r = &p->mask_rules[k];
+
+		rules[k] = (struct dbw_mask_rule){ .style = r->style,
+						   .detectors = r->detectors,
+						   .allow_unmaskable = r->allow_unmaskable,
+						   .columns = r->columns.n > 0 };
+		for (size_t i = 0; i < r->columns.n; i++) {
+			/* RowDescription names a column's table by OID only: the name decides */
+			const char *dot = strrchr(r->columns.v[i], '.');
+
+			column(ctx, dot ? dot + 1 : r->columns.v[i], 1u << k);
+		}
+	}
+	return p->nmask_rules;
+}
+
+uint32_t policy_mask_uids(const struct policy *p,
+			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx)
+{
+	uint32_t free_rules = 0;
+
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct strs *u = &p->mask_rules[k].match.actor.uid;
+
+		if (!u->n)
+			free_rules |= 1u << k;
+		for (size_t i = 0; i < u->n; i++)
+			uid(ctx, (uint32_t)strtoul(u->v[i], NULL, 10), 1u << k);
+	}
+	return free_rules;
 }

@@ -140,4 +140,45 @@ const char *policy_action_name(enum dbw_action a);
 /* enum dbw_action of a name ("block"), or -1. */
 int policy_action(const char *name);
 
+/*
+ * Masking (README "Masking"). statement_text: what the event's statement
+ * text is; detectors: the built-in set (enum det_builtin bits) and the
+ * custom ones (valid while p is) applied to every string that leaves the
+ * host.
+ */
+enum policy_text_mode {
+	POLICY_TEXT_NORMALIZED = 0, /* literals become $n (libpg_query) */
+	POLICY_TEXT_MASKED = 1, /* as sent, every detector's span replaced by <name> */
+	POLICY_TEXT_RAW = 2, /* as sent: an explicit opt-in */
+};
+
+struct det_custom;
+enum policy_text_mode policy_text_mode(const struct policy *p);
+uint32_t policy_detectors(const struct policy *p, const struct det_custom **custom, size_t *n);
+
+/*
+ * masking.results: at most DBW_MASK_RULES rules, bit k = rule k in file
+ * order. A selector not known yet may hold: the rule applies (stricter).
+ */
+size_t policy_nmask_rules(const struct policy *p);
+const char *policy_mask_rule_name(const struct policy *p, unsigned k);
+uint32_t policy_mask_conn_rules(const struct policy *p, const struct policy_conn *c);
+/* As policy_workload_rules, for masking rules (c NULL: a cgroup not classified yet). */
+uint32_t policy_mask_workload_rules(const struct policy *p, const struct policy_conn *c);
+uint32_t policy_mask_port_rules(const struct policy *p, uint16_t port);
+/* Every rule in `rules` says on_unmaskable: allow. */
+bool policy_mask_allows_unmaskable(const struct policy *p, uint32_t rules);
+/*
+ * The kernel's share: rules[k] for each rule, and column(ctx, name, bit)
+ * for each column a rule names. Returns the number of rules.
+ */
+size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
+			  void (*column)(void *ctx, const char *name, uint32_t rules), void *ctx);
+/*
+ * The kernel's uid filter: the rules without a uid selector (returned),
+ * and uid(ctx, uid, bit) for each uid a rule's selector names.
+ */
+uint32_t policy_mask_uids(const struct policy *p,
+			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx);
+
 #endif /* DBW_POLICY_H */

@@ -59,6 +59,11 @@ struct dbw_stmt {
 	bool has_rows;
 	uint64_t rows; /* from the tag, or DataRows counted */
 	char sqlstate[6]; /* "" unless status == ERROR */
+	/*
+	 * The server's error message and detail (status ERROR), NULL when
+	 * none. They can quote values: only the detectors' output leaves.
+	 */
+	const char *error_message, *error_detail;
 	uint64_t start_ns; /* capture time of the request */
 	uint64_t end_ns; /* capture time of the completion; 0 if none */
 	uint32_t pid; /* sender tgid of the request, 0 if unknown */

@@ -38,6 +38,7 @@
 struct wl_cg {
 	uint64_t cgid;
 	uint64_t rules;
+	uint32_t mask_rules;
 	uint64_t epoch; /* the last walk that saw it */
 	int wd; /* its inotify watch, or -1 */
 	bool in_pod; /* its class depends on pod metadata */
@@ -189,21 +190,24 @@ static void classify(struct wl_classes *w, struct wl_cg *cg, bool is_new)
 	struct policy_conn pc = { .cgroup = cg->path };
 	struct workload wl;
 	uint64_t rules;
+	uint32_t mask;
 
 	identity_workload_of(w->id, cg->path, &wl);
 	workload_policy_conn(&wl, &pc);
 	rules = policy_workload_rules(w->pol, &pc);
+	mask = policy_mask_workload_rules(w->pol, &pc);
 	cg->in_pod = pc.in_pod;
 	workload_release(&wl);
-	if (!is_new && rules == cg->rules)
+	if (!is_new && rules == cg->rules && mask == cg->mask_rules)
 		return;
-	if (capture_workload_set(w->cap, cg->cgid, rules)) {
+	if (capture_workload_set(w->cap, cg->cgid, rules, mask)) {
 		/* the kernel keeps using the ANY class for it (stricter); next time again */
 		w->failures++;
 		cg->rules = ~rules;
 		return;
 	}
 	cg->rules = rules;
+	cg->mask_rules = mask;
 	w->updates++;
 }
 
@@ -434,7 +438,8 @@ void wl_classes_policy(struct wl_classes *w, const struct policy *p)
 {
 	w->pol = p;
 	w->per_cgroup = policy_has_workload_selectors(p) && *w->mount;
-	if (capture_workload_set(w->cap, DBW_WORKLOAD_ANY, policy_workload_rules(p, NULL)))
+	if (capture_workload_set(w->cap, DBW_WORKLOAD_ANY, policy_workload_rules(p, NULL),
+				 policy_mask_workload_rules(p, NULL)))
 		w->failures++;
 	if (!w->per_cgroup) {
 		forget_all(w);

@@ -11,6 +11,14 @@
 
 #include "policy.h"
 
+static void on_column(void *ctx, const char *name, uint32_t rules)
+{
+}
+
+static void on_uid(void *ctx, uint32_t uid, uint32_t rules)
+{
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct dbw_guard_text texts[DBW_GUARD_RULES], unparsed;
@@ -38,6 +46,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fclose(null);
 	}
 	policy_kernel(p, rules, texts, &unparsed, &cfg);
+	{
+		struct dbw_mask_rule mrules[DBW_MASK_RULES];
+		struct policy_conn c = { .user = "",
+					 .comm = "",
+					 .exe = "",
+					 .cgroup = "/a/b",
+					 .server = "10.0.0.5:5432",
+					 .server_port = 5432,
+					 .database = "",
+					 .db_user = "" };
+
+		policy_mask_kernel(p, mrules, on_column, NULL);
+		policy_mask_uids(p, on_uid, NULL);
+		policy_mask_conn_rules(p, &c);
+		policy_mask_workload_rules(p, &c);
+		policy_mask_workload_rules(p, NULL);
+		policy_mask_port_rules(p, 5432);
+	}
 	policy_free(p);
 	return 0;
 }

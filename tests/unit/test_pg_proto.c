@@ -567,6 +567,45 @@ static void test_error(void **state)
 	free(p);
 }
 
+/* The message and detail, as the masking layer gets them; then scrubbed of quoted values. */
+static void test_error_fields(void **state)
+{
+	const size_t n = sizeof(error_body) - 1;
+	struct pg_error e;
+	uint8_t *p = exact(error_body, n);
+	char *s;
+
+	assert_int_equal(pg_parse_error_fields(p, n, &e), DBW_PARSE_OK);
+	assert_string_equal(e.code, "23505");
+	assert_string_equal(e.message, "duplicate key value violates unique constraint");
+	assert_string_equal(e.detail, "Key (email)=(lit_secret@example.com) already exists.");
+	s = pg_error_scrub(e.detail);
+	assert_string_equal(s, "Key (email)=(?) already exists.");
+	free(s);
+	free(p);
+	p = exact(FIX("SFATAL\0\0"));
+	assert_int_equal(pg_parse_error_fields(p, 8, &e), DBW_PARSE_OK);
+	assert_string_equal(e.message, "");
+	assert_string_equal(e.detail, "");
+	free(p);
+
+	static const char *const scrub[][2] = {
+		{ "invalid input syntax for type integer: \"lit_abc\"",
+		  "invalid input syntax for type integer: \"?\"" },
+		{ "Failing row contains (1, null, lit (x) y).", "Failing row contains (?)." },
+		{ "Key (a, b)=(1, (2)) is duplicated.", "Key (a, b)=(?) is duplicated." },
+		{ "unterminated \"abc", "unterminated \"?" },
+		{ "Key (k)=(unterminated", "Key (k)=(?" },
+		{ "no values here (really)", "no values here (really)" },
+		{ "", "" },
+	};
+	for (size_t i = 0; i < sizeof(scrub) / sizeof(scrub[0]); i++) {
+		s = pg_error_scrub(scrub[i][0]);
+		assert_string_equal(s, scrub[i][1]);
+		free(s);
+	}
+}
+
 static void test_tag_rows(void **state)
 {
 	static const struct {
@@ -625,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_target),
 		cmocka_unit_test(test_tag),
 		cmocka_unit_test(test_error),
+		cmocka_unit_test(test_error_fields),
 		cmocka_unit_test(test_tag_rows),
 	};
 

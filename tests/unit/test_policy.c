@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "detect.h"
 #include "policy.h"
 
 static char path[64];
@@ -515,6 +516,144 @@ static void test_workload_classes(void **state)
 	policy_free(good);
 }
 
+static const char MASKING[] = "version: 1\n"
+			      "targets:\n"
+			      "  - {name: prod, address: 10.0.0.5:5432, labels: {env: prod}}\n"
+			      "masking:\n"
+			      "  statement_text: masked\n"
+			      "  detectors: [email, credit_card, employee_id]\n"
+			      "  custom:\n"
+			      "    - {name: employee_id, regex: 'EMP-[0-9]{6}'}\n"
+			      "  results:\n"
+			      "    - name: agents\n"
+			      "      match: {target: {env: prod}, actor: {cgroup: /ai}}\n"
+			      "      columns: [email, users.ssn]\n"
+			      "      detectors: [email, credit_card]\n"
+			      "      style: keep_last4\n"
+			      "      on_unmaskable: allow\n"
+			      "    - name: uid-1000\n"
+			      "      match: {actor: {uid: 1000}}\n"
+			      "      columns: phone\n";
+
+struct cols {
+	char names[8][64];
+	uint32_t rules[8];
+	int n;
+};
+
+static void on_column(void *ctx, const char *name, uint32_t rules)
+{
+	struct cols *c = ctx;
+
+	snprintf(c->names[c->n], 64, "%s", name);
+	c->rules[c->n++] = rules;
+}
+
+static void on_uid(void *ctx, uint32_t uid, uint32_t rules)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%u", uid);
+	on_column(ctx, name, rules);
+}
+
+static void test_masking(void **state)
+{
+	char err[4096];
+	struct policy *p = load(MASKING, err, sizeof(err));
+	const struct det_custom *custom;
+	struct dbw_mask_rule rules[DBW_MASK_RULES];
+	struct cols cols = {};
+	size_t n;
+
+	if (!p)
+		fprintf(stderr, "%s", err);
+	assert_non_null(p);
+	assert_int_equal(policy_text_mode(p), POLICY_TEXT_MASKED);
+	assert_int_equal(policy_detectors(p, &custom, &n), (1u << 0) | (1u << 1));
+	assert_int_equal(n, 1);
+	assert_int_equal(policy_nmask_rules(p), 2);
+	assert_string_equal(policy_mask_rule_name(p, 1), "uid-1000");
+	assert_int_equal(policy_mask_kernel(p, rules, on_column, &cols), 2);
+	assert_int_equal(rules[0].style, DBW_MASK_KEEP_LAST4);
+	assert_int_equal(rules[0].detectors, DBW_MDET_EMAIL | DBW_MDET_CARD);
+	assert_int_equal(rules[0].allow_unmaskable, 1);
+	assert_int_equal(rules[1].style, DBW_MASK_STARS);
+	assert_int_equal(rules[1].allow_unmaskable, 0);
+	assert_int_equal(cols.n, 3);
+	assert_string_equal(cols.names[1], "ssn"); /* the table is not in RowDescription */
+	assert_int_equal(cols.rules[2], 2);
+	/* ports: the prod rule on 5432 only; the uid rule anywhere */
+	assert_int_equal(policy_mask_port_rules(p, 5432), 3);
+	assert_int_equal(policy_mask_port_rules(p, 5433), 2);
+	{
+		struct policy_conn c = conn("10.0.0.5:5432", 5432, 1000, "app");
+		struct policy_conn ai = { .cgroup = "/ai/agent-1" };
+
+		assert_int_equal(policy_mask_conn_rules(p, &c), 2); /* not under /ai */
+		c.cgroup = "/ai/agent-1";
+		c.uid = 0;
+		assert_int_equal(policy_mask_conn_rules(p, &c), 1);
+		/* a cgroup's class: the process is not known, the uid rule may apply */
+		assert_int_equal(policy_mask_workload_rules(p, &ai), 3);
+		ai.cgroup = "/user.slice";
+		assert_int_equal(policy_mask_workload_rules(p, &ai), 2);
+		assert_int_equal(policy_mask_workload_rules(p, NULL), 3);
+	}
+	{
+		struct cols uids = {};
+
+		/* the uid rule is the only one with a uid selector */
+		assert_int_equal(policy_mask_uids(p, on_uid, &uids), 1);
+		assert_int_equal(uids.n, 1);
+		assert_string_equal(uids.names[0], "1000");
+		assert_int_equal(uids.rules[0], 2);
+	}
+	assert_true(policy_has_workload_selectors(p));
+	assert_true(policy_mask_allows_unmaskable(p, 1));
+	assert_false(policy_mask_allows_unmaskable(p, 3));
+	policy_free(p);
+}
+
+static void test_masking_errors(void **state)
+{
+	static const struct {
+		const char *yaml, *want;
+	} bad[] = {
+		{ "version: 1\nmasking: {statement_text: plain}\n",
+		  ":2:27: statement_text must be normalized, masked or raw" },
+		{ "version: 1\nmasking: {detectors: [email, dna]}\n",
+		  ":2:22: masking.detectors: unknown detector 'dna'" },
+		{ "version: 1\nmasking:\n  custom:\n    - {name: x, regex: 'a(b'}\n",
+		  ":4:24: regex does not compile" },
+		{ "version: 1\nmasking:\n  custom:\n    - {name: email, regex: 'a'}\n",
+		  ":4:7: custom detector 'email' has a built-in detector's name" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], style: "
+		  "blur}\n",
+		  ":4:38: style must be stars, keep_last4 or token" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, detectors: [ssn]}\n",
+		  ":4:28: detectors: 'ssn' is not a kernel value detector" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r}\n",
+		  ":4:7: masking rule 'r' names no columns and no detectors" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], match: {verb: "
+		  "SELECT}}\n",
+		  "masking rule 'r': match selects connections" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], on_unmaskable: "
+		  "maybe}\n",
+		  ":4:46: on_unmaskable must be block or allow" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char err[4096];
+		struct policy *p = load(bad[i].yaml, err, sizeof(err));
+
+		if (p || !strstr(err, bad[i].want))
+			fprintf(stderr, "case %zu: want '%s', got '%s'\n", i, bad[i].want, err);
+		assert_null(p);
+		assert_non_null(strstr(err, bad[i].want));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -522,6 +661,8 @@ int main(void)
 		cmocka_unit_test(test_protocols),	 cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_many_rules),	 cmocka_unit_test(test_workload_selectors),
 		cmocka_unit_test(test_workload_classes),
+		cmocka_unit_test(test_masking),
+		cmocka_unit_test(test_masking_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+Result masking cost: the wall time of a 100,000-row SELECT (id, email,
+card, note; two columns masked by name, the detectors on the others) read
+by psql from a cgroup a masking rule selects, against the same SELECT from
+a cgroup it does not select (agent running: capture only), and with no
+agent at all. Interleaved runs; medians and every sample printed, and
+written to bench/results/mask.json.
+
+    make bench-mask        (BENCH_PAIRS=N, default 10)
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+
+from conftest import Agent, Postgres  # noqa: E402
+from workloads import Cgroups  # noqa: E402
+
+ROWS = 100000
+MASKED, OTHER = "/dbw-bench-mask/agent", "/dbw-bench-mask/other"
+POLICY = f"""\
+version: 1
+masking:
+  results:
+    - name: bench
+      match: {{actor: {{cgroup: {MASKED}}}}}
+      columns: [email, card]
+      detectors: [email, credit_card]
+"""
+
+
+def timed_select(pg, cg, rel):
+    """Seconds for psql to read the whole result, from inside cgroup rel."""
+    cmd = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+           "-d", "postgres", "-c", "SELECT id, email, card, note FROM bench_big"]
+    p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    cg.move(p.pid, rel)
+    t0 = time.monotonic()
+    out, err = p.communicate(b"go\n", timeout=300)
+    t = time.monotonic() - t0
+    assert p.returncode == 0, err
+    assert out.count(b"\n") == ROWS
+    return t
+
+
+def main():
+    pairs = int(os.environ.get("BENCH_PAIRS", "10"))
+    work = tempfile.mkdtemp(prefix="dbw-bench-mask-")
+    pg, cg, agent = Postgres(), Cgroups(), None
+    res = {"none": [], "capture_only": [], "masked": []}
+    try:
+        pg.start()
+        pg.psql("-c", "CREATE TABLE bench_big AS SELECT g AS id, 'user' || g || '@example.com' "
+                      "AS email, lpad((g * 7919)::text, 16, '4') AS card, 'note ' || g AS note "
+                      f"FROM generate_series(1, {ROWS}) g", host=pg.dir)
+        cg.make(MASKED)
+        cg.make(OTHER)
+        policy = os.path.join(work, "policy.yaml")
+        with open(policy, "w") as f:
+            f.write(POLICY)
+        for _ in range(pairs):
+            res["none"].append(timed_select(pg, cg, OTHER))
+            agent = Agent(work, pg.port, ("--policy", policy, "--api",
+                                          os.path.join(work, "api.sock")))
+            res["capture_only"].append(timed_select(pg, cg, OTHER))
+            res["masked"].append(timed_select(pg, cg, MASKED))
+            res["masked"].append(timed_select(pg, cg, MASKED))
+            res["capture_only"].append(timed_select(pg, cg, OTHER))
+            agent.stop()
+            agent = None
+    finally:
+        if agent:
+            agent.kill()
+        cg.cleanup()
+        pg.stop()
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"100,000-row SELECT, psql, {pairs} rounds (median seconds):")
+    print(f"  no agent          {med['none']:.3f}")
+    print(f"  agent, unmasked   {med['capture_only']:.3f}")
+    print(f"  agent, masked     {med['masked']:.3f}  "
+          f"({med['masked'] / med['capture_only']:.2f}x the unmasked client)")
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "mask.json"), "w") as f:
+        json.dump({"median_s": med, "samples_s": res, "rows": ROWS}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

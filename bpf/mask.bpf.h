@@ -1,0 +1,974 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Result masking: PostgreSQL DataRow values rewritten in place, same
+ * length, on the client socket's ingress (an sk_skb verdict), before the
+ * client can read them. BPF-only header.
+ *
+ * Only connections that a masking rule may select pay for it: their
+ * candidate rules are taken at connect() (the port's rules masked by the
+ * cgroup's workload class, see the ABI header), and at ESTABLISHED such a
+ * socket joins `socks_mask` instead of `socks`. A socket takes the
+ * programs of the sockhash it joins: `socks_mask` has the same sk_msg
+ * program as `socks`, plus this verdict. So the others keep the plain
+ * receive path.
+ *
+ * The verdict runs a streaming parser of the server's messages over each
+ * skb; its state is carried across skbs in `mask_state` (keyed by conn id)
+ * so that a header, a length word, a column name or a value may be cut
+ * anywhere. RowDescription gives each column's name, hashed and looked up
+ * in `mask_cols`; a DataRow field is masked when a rule in force names its
+ * column, or when a rule's value detector recognises the whole field (an
+ * email, a card number that passes Luhn): a renamed column (`max(email)`)
+ * is caught that way. The detectors are small automata fed byte by byte,
+ * so a value cut by an skb boundary is followed across it; its first part
+ * has passed by then, so it is masked while the value can still match, and
+ * counted (`overmasked`) when it turns out not to.
+ *
+ * What cannot be masked follows the rules' on_unmaskable: an encrypted
+ * connection (the server's "yes" to SSLRequest/GSSENCRequest is replaced
+ * by an ErrorResponse the client reports: block; or passed with a record:
+ * allow), rows without a RowDescription and columns past DBW_MASK_COLS
+ * (masked whole: block; passed and counted: allow), lost framing (dropped
+ * and the connection reset by userspace: block; passed: allow). Every
+ * case is counted and reported in a MASK record: nothing passes silently.
+ *
+ * Loop shape (notes/result-masking-feasibility.md): bpf_loop over a global
+ * step function, which is verified once; the working state lives in a
+ * per-CPU scratch slot, as the guard's does. Each step consumes at least
+ * one byte or ends the skb.
+ */
+#ifndef DBW_MASK_BPF_H
+#define DBW_MASK_BPF_H
+
+#include "maps.bpf.h"
+
+/* Sockets of connections a masking rule may select: sk_msg + this verdict. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} socks_mask SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dbw_mask_cfg);
+} mask_cfg SEC(".maps");
+
+/* dbw_name_hash(column name) -> rules that mask that column. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} mask_cols SEC(".maps");
+
+/* uid -> the rules whose uid selector names it (struct dbw_mask_cfg). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} mask_uid SEC(".maps");
+
+/* The rules userspace settled for a connection (a subset of its candidates). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u32);
+} mask_conn SEC(".maps");
+
+/* Parser states. */
+enum {
+	MS_HDR = 0, /* a message header (type + length) */
+	MS_SKIP, /* the rest of a message not read */
+	MS_D_NF, /* DataRow: field count */
+	MS_D_FL, /* DataRow: a field's length */
+	MS_D_FD, /* DataRow: a field's bytes */
+	MS_T_NF, /* RowDescription: field count */
+	MS_T_NAME, /* RowDescription: a column name, up to its NUL */
+	MS_T_META, /* RowDescription: the 18 bytes after a name */
+	MS_COPY, /* CopyData of a COPY TO STDOUT */
+	MS_OFF, /* nothing (more) to mask: encrypted and allowed, or no rule in force */
+	MS_LOST, /* framing lost */
+};
+
+/* What is done with the bytes of the current field. */
+enum {
+	FM_PASS = 0,
+	FM_STYLE = 1, /* masked in fstyle */
+	FM_CHECK = 2, /* the value detectors decide */
+};
+
+/* Email automaton states. */
+enum { EM_LOCAL0 = 0, EM_LOCAL, EM_AT, EM_DOM, EM_DOT };
+
+/* Value automata of one field: kept across skbs. */
+struct mask_vdet {
+	__u32 alive; /* enum dbw_mask_det still possible */
+	__u32 digits, luhn0, luhn1, tld;
+	__u8 email, dot, last, prefix_masked;
+};
+
+/* Per connection, across skbs. */
+struct mask_st {
+	__u64 off; /* stream offset of the next byte */
+	__u64 cols; /* columns masked by name (bit = column) */
+	__u64 style_lo, style_hi; /* their style: two bits per column */
+	__u64 nontext; /* columns of a type that is not text: no email detector */
+	__u64 nhash; /* RowDescription: the name's hash so far */
+	__u32 cand; /* candidate rules (connect) */
+	__u32 rules; /* rules in force */
+	__u32 gen; /* dbw_mask_cfg.gen they were read from */
+	__u32 pad1;
+	__u32 dets; /* their value detectors */
+	__u32 msg_rem, field_rem, field_len, nfields, fidx;
+	__u32 rows, masked, unmasked, overmasked; /* since the last record */
+	struct mask_vdet v;
+	__u8 state, have, fmode, fstyle;
+	__u8 started; /* the server's first typed message was seen */
+	__u8 allow; /* every rule in force: on_unmaskable allow */
+	__u8 dstyle; /* style of values the detectors catch */
+	__u8 has_cols; /* a rule in force names columns */
+	__u8 desc; /* a RowDescription describes the rows now */
+	__u8 hi_match; /* a column past DBW_MASK_COLS is named by a rule */
+	__u8 inited;
+	__u8 pad;
+	__u8 acc[8]; /* a header or length word cut by an skb */
+};
+
+#define MASK_BUF 256
+
+/* The working copy of one skb's run. */
+struct mask_work {
+	struct mask_st st;
+	__u32 pos, len;
+	__u8 stop;
+	__u8 tls; /* the server said yes to encryption at pos */
+	__u8 lost;
+	__u8 pad;
+	__u32 pad2;
+	__u8 buf[MASK_BUF];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mask_work);
+} mask_scratch SEC(".maps");
+
+/* A zeroed mask_st to create entries from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mask_st);
+} mask_zero SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct mask_st);
+} mask_state SEC(".maps");
+
+const volatile __u8 mask_stars[MASK_BUF] = { [0 ... MASK_BUF - 1] = '*' };
+/* the token style: a fixed word, repeated, aligned on the field's start */
+const volatile __u8 mask_token[MASK_BUF + 8] =
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+
+/*
+ * What replaces the server's "S" (or "G") to SSLRequest (GSSENCRequest) on
+ * a connection that must not be encrypted: an ErrorResponse. libpq reads
+ * an 'E' there as the server's error, reports it and closes.
+ */
+#define MASK_TLS_ERR_LEN 108
+const volatile __u8 mask_tls_err[MASK_TLS_ERR_LEN] =
+	"E\0\0\0\x6b"
+	"SFATAL\0"
+	"C28000\0"
+	"Mdbwarden: results are masked for this client; an encrypted connection cannot "
+	"be masked\0"
+	"\0";
+
+static __always_inline struct mask_work *mask_work_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&mask_scratch, &zero);
+}
+
+/* ---- connection setup ---------------------------------------------------------- */
+
+/*
+ * connect(): the masking rules that may apply to this socket (0: none):
+ * its port's, for its cgroup's workload class, for its uid.
+ */
+static __always_inline __u32 mask_candidates(struct dbw_port_cfg *port, __u64 cgid, __u32 uid)
+{
+	struct dbw_workload_class *wc;
+	__u64 any = DBW_WORKLOAD_ANY;
+	struct dbw_mask_cfg *cfg;
+	__u32 zero = 0, r, *u;
+
+	if (!port->mask_rules)
+		return 0;
+	wc = bpf_map_lookup_elem(&workload_class, &cgid);
+	if (!wc)
+		wc = bpf_map_lookup_elem(&workload_class, &any);
+	r = port->mask_rules & (wc ? wc->mask_rules : ~0u);
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!r || !cfg)
+		return r;
+	u = bpf_map_lookup_elem(&mask_uid, &uid);
+	return r & (cfg->uid_free | (u ? *u : 0));
+}
+
+/*
+ * ESTABLISHED: a socket with candidate rules gets its masking state and
+ * joins socks_mask. 0, or an error (the caller counts it: not watched).
+ */
+static __always_inline long mask_join(struct bpf_sock_ops *skops, struct dbw_sk_state *st,
+				      __u64 *key)
+{
+	__u32 zero = 0;
+	struct mask_st *z = bpf_map_lookup_elem(&mask_zero, &zero), *m;
+
+	if (!z || bpf_map_update_elem(&mask_state, key, z, BPF_ANY))
+		goto fail;
+	m = bpf_map_lookup_elem(&mask_state, key);
+	if (!m)
+		goto fail;
+	m->cand = st->mask_rules;
+	if (bpf_sock_hash_update(skops, &socks_mask, key, BPF_NOEXIST)) {
+		bpf_map_delete_elem(&mask_state, key);
+		goto fail;
+	}
+	cnt_add(DBW_CNT_MASK_CONNS, 1);
+	return 0;
+fail:
+	cnt_add(DBW_CNT_MASK_JOIN_FAIL, 1);
+	return -1;
+}
+
+/* Closed: its state goes (userspace writes mask_conn for every connection). */
+static __always_inline void mask_on_close(__u64 key)
+{
+	bpf_map_delete_elem(&mask_state, &key);
+	bpf_map_delete_elem(&mask_conn, &key);
+}
+
+/* A selected connection that could not join socks_mask: userspace resets it. */
+static __always_inline void mask_join_failed(__u64 conn_id)
+{
+	struct dbw_rec_mask *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), conn_id);
+	r->kind = DBW_MASK_REC_JOIN_FAIL;
+	r->blocked = 1;
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+}
+
+/* ---- records ------------------------------------------------------------------- */
+
+static __always_inline void mask_record(__u64 conn_id, struct mask_st *st, __u8 kind, __u8 blocked,
+					__u8 type)
+{
+	struct dbw_rec_mask *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r) {
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+		return;
+	}
+	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), conn_id);
+	r->stream_off = st->off;
+	r->rules = st->rules;
+	r->kind = kind;
+	r->blocked = blocked;
+	r->msg_type = type;
+	r->pad = 0;
+	r->rows = st->rows;
+	r->masked = st->masked;
+	r->unmasked = st->unmasked;
+	r->overmasked = st->overmasked;
+	st->rows = st->masked = st->unmasked = st->overmasked = 0;
+	/* an encrypted or lost connection may need a reset: wake the daemon */
+	bpf_ringbuf_submit(r,
+			   kind == DBW_MASK_REC_RESULT ? rb_submit_flags() : BPF_RB_FORCE_WAKEUP);
+}
+
+/* ---- value automata ------------------------------------------------------------ */
+
+static __always_inline int m_digit(__u8 c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static __always_inline int m_alnum(__u8 c)
+{
+	return m_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Start the automata for a field of flen bytes: only shapes that fit its length. */
+static __always_inline void v_start(struct mask_vdet *v, __u32 dets, __u32 flen)
+{
+	__u32 alive = 0;
+
+	if ((dets & DBW_MDET_EMAIL) && flen >= 6)
+		alive |= DBW_MDET_EMAIL;
+	if ((dets & DBW_MDET_CARD) && flen >= 13 && flen <= 19 + 18)
+		alive |= DBW_MDET_CARD;
+	v->alive = alive;
+	v->digits = v->luhn0 = v->luhn1 = v->tld = 0;
+	v->email = EM_LOCAL0;
+	v->dot = 0;
+	v->last = 0;
+	v->prefix_masked = 0;
+}
+
+/* Feed one byte to the automata still alive. */
+static __always_inline void v_byte(struct mask_vdet *v, __u8 c)
+{
+	__u32 alive = v->alive;
+
+	if (alive & DBW_MDET_EMAIL) {
+		__u8 e = v->email;
+		int local = m_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
+
+		if (e <= EM_LOCAL) {
+			if (c == '@' && e == EM_LOCAL)
+				e = EM_AT;
+			else if (local)
+				e = EM_LOCAL;
+			else
+				alive &= ~DBW_MDET_EMAIL;
+		} else if (c == '.' && e == EM_DOM) {
+			e = EM_DOT;
+			v->dot = 1;
+			v->tld = 0;
+		} else if (m_alnum(c) || (c == '-' && e == EM_DOM)) {
+			e = EM_DOM;
+			/* the top-level domain is letters only */
+			v->tld = (c >= '0' && c <= '9') || c == '-' ? 0x80000000 : v->tld + 1;
+		} else {
+			alive &= ~DBW_MDET_EMAIL;
+		}
+		v->email = e;
+	}
+	if (alive & DBW_MDET_CARD) {
+		if (m_digit(c)) {
+			__u32 d = c - '0', dd = d * 2 > 9 ? d * 2 - 9 : d * 2;
+
+			/* Luhn from the left: both parities, the digit count picks one */
+			if (v->digits & 1) {
+				v->luhn0 += d;
+				v->luhn1 += dd;
+			} else {
+				v->luhn0 += dd;
+				v->luhn1 += d;
+			}
+			if (++v->digits > 19)
+				alive &= ~DBW_MDET_CARD;
+		} else if (!((c == ' ' || c == '-') && m_digit(v->last))) {
+			alive &= ~DBW_MDET_CARD; /* one separator between digits */
+		}
+	}
+	v->last = c;
+	v->alive = alive;
+}
+
+/* At the field's end: does a detector recognise the whole value? */
+static __always_inline int v_match(struct mask_vdet *v)
+{
+	if ((v->alive & DBW_MDET_EMAIL) && v->email == EM_DOM && v->dot && v->tld >= 2 &&
+	    v->tld < 64)
+		return 1;
+	if ((v->alive & DBW_MDET_CARD) && v->digits >= 13 && m_digit(v->last)) {
+		/* an even count doubles the digits at even positions from the left */
+		__u32 sum = v->digits & 1 ? v->luhn1 : v->luhn0;
+
+		return sum % 10 == 0;
+	}
+	return 0;
+}
+
+/* bpf_loop callback: byte i of the work buffer into the automata. */
+static long v_step(__u32 i, void *ctx)
+{
+	struct mask_work *w = mask_work_get();
+
+	if (!w || i >= MASK_BUF)
+		return 1;
+	v_byte(&w->st.v, w->buf[i & (MASK_BUF - 1)]);
+	return w->st.v.alive ? 0 : 1;
+}
+
+/* bpf_loop callback: mask byte i of a CopyData chunk, keeping the row's separators. */
+static long copy_step(__u32 i, void *ctx)
+{
+	struct mask_work *w = mask_work_get();
+	__u8 c;
+
+	if (!w || i >= MASK_BUF)
+		return 1;
+	c = w->buf[i & (MASK_BUF - 1)];
+	if (c != '\t' && c != '\n')
+		w->buf[i & (MASK_BUF - 1)] = '*';
+	return 0;
+}
+
+/* ---- the parser ------------------------------------------------------------------ */
+
+static __always_inline __u32 m_be32(const __u8 *a)
+{
+	return ((__u32)a[0] << 24) | ((__u32)a[1] << 16) | ((__u32)a[2] << 8) | a[3];
+}
+
+/*
+ * Gather `need` (2, 4 or 5) bytes at w->pos into st->acc, across skbs.
+ * 1 when they are all there (st->have reset), 0 when the skb ended first.
+ */
+static __always_inline int take(struct __sk_buff *skb, struct mask_work *w, __u32 need)
+{
+	struct mask_st *st = &w->st;
+	__u8 b[8] = {};
+
+	if (st->have == 0 && w->pos + need <= w->len) {
+		if (bpf_skb_load_bytes(skb, w->pos, b, need == 5 ? 5 : need == 4 ? 4 : 2))
+			return 0;
+		st->acc[0] = b[0];
+		st->acc[1] = b[1];
+		st->acc[2] = b[2];
+		st->acc[3] = b[3];
+		st->acc[4] = b[4];
+		w->pos += need;
+		return 1;
+	}
+	for (int i = 0; i < 5; i++) {
+		if (st->have >= need || w->pos >= w->len)
+			break;
+		if (bpf_skb_load_bytes(skb, w->pos, b, 1))
+			return 0;
+		st->acc[st->have & 7] = b[0];
+		st->have++;
+		w->pos++;
+	}
+	if (st->have < need)
+		return 0;
+	st->have = 0;
+	return 1;
+}
+
+/* Overwrite n bytes at pos, field offset foff, in style s (field of flen bytes). */
+static __always_inline void mask_write(struct __sk_buff *skb, __u32 pos, __u32 n, __u32 foff,
+				       __u32 flen, __u8 s)
+{
+	__u32 m = n;
+
+	if (s == DBW_MASK_KEEP_LAST4 && flen > 4) {
+		__u32 lim = flen - 4;
+
+		m = foff < lim ? lim - foff : 0;
+		if (m > n)
+			m = n;
+	}
+	if (m == 0 || m > MASK_BUF)
+		return;
+	if (s == DBW_MASK_TOKEN) {
+		__u32 o = foff & 7;
+
+		bpf_skb_store_bytes(skb, pos, (void *)&mask_token[o], m, 0);
+	} else {
+		bpf_skb_store_bytes(skb, pos, (void *)mask_stars, m, 0);
+	}
+}
+
+/* The style of column i, or -1 when no rule names it. */
+static __always_inline int col_style(struct mask_st *st, __u32 i)
+{
+	if (i >= DBW_MASK_COLS || !(st->cols & (1ULL << i)))
+		return -1;
+	return ((st->style_lo >> i) & 1) | (((st->style_hi >> i) & 1) << 1);
+}
+
+/* A message ended: where the parser goes next. */
+static __always_inline void msg_done(struct mask_st *st)
+{
+	st->state = st->msg_rem ? MS_SKIP : MS_HDR;
+}
+
+/* A DataRow field ended. */
+static __always_inline void field_done(struct mask_st *st)
+{
+	st->fidx++;
+	if (st->fidx >= st->nfields)
+		msg_done(st);
+	else
+		st->state = MS_D_FL;
+}
+
+/* A field's mode, from its column and the rules in force; flen > 0. */
+static __always_inline void field_start(struct mask_st *st, __u32 flen)
+{
+	int s = col_style(st, st->fidx);
+
+	st->field_len = st->field_rem = flen;
+	st->fmode = FM_PASS;
+	if (s >= 0) {
+		st->fmode = FM_STYLE;
+		st->fstyle = s;
+		st->masked++;
+		cnt_add(DBW_CNT_MASK_FIELDS, 1);
+		return;
+	}
+	if (st->has_cols && (!st->desc || (st->fidx >= DBW_MASK_COLS && st->hi_match))) {
+		/* no name to go by: on_unmaskable decides */
+		if (!st->allow) {
+			st->fmode = FM_STYLE;
+			st->fstyle = DBW_MASK_STARS;
+			st->masked++;
+			cnt_add(DBW_CNT_MASK_FIELDS, 1);
+			return;
+		}
+		st->unmasked++;
+		cnt_add(DBW_CNT_MASK_UNMASKED, 1);
+	}
+	if (st->dets && flen <= DBW_MASK_VALUE) {
+		__u32 dets = st->dets;
+
+		/* an email is text; a card number may be stored as a number */
+		if (st->desc && st->fidx < DBW_MASK_COLS && (st->nontext & (1ULL << st->fidx)))
+			dets &= ~DBW_MDET_EMAIL;
+		st->fmode = FM_CHECK;
+		v_start(&st->v, dets, flen);
+		if (!st->v.alive)
+			st->fmode = FM_PASS;
+	}
+}
+
+/*
+ * The bytes of a value-checked field at w->pos, n of them (<= MASK_BUF).
+ * A field wholly in this skb is decided, then masked; the part before an
+ * skb boundary is masked while the value may still match.
+ */
+static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work *w, __u32 n)
+{
+	struct mask_st *st = &w->st;
+	__u32 foff = st->field_len - st->field_rem;
+	int last = n == st->field_rem;
+
+	if (n == 0 || n > MASK_BUF || bpf_skb_load_bytes(skb, w->pos, w->buf, n)) {
+		st->v.alive = 0;
+		return;
+	}
+	bpf_loop(n, v_step, NULL, 0);
+	if (!last) {
+		/* the rest comes in a later skb: mask this part if it may still match */
+		if (st->v.alive && (foff == 0 || st->v.prefix_masked)) {
+			mask_write(skb, w->pos, n, foff, st->field_len, st->dstyle);
+			st->v.prefix_masked = 1;
+		}
+		return;
+	}
+	if (v_match(&st->v)) {
+		if (foff == 0 || st->v.prefix_masked) {
+			mask_write(skb, w->pos, n, foff, st->field_len, st->dstyle);
+			st->masked++;
+			cnt_add(DBW_CNT_MASK_FIELDS, 1);
+		}
+	} else if (st->v.prefix_masked) {
+		st->overmasked++;
+		cnt_add(DBW_CNT_MASK_OVERMASKED, 1);
+	}
+}
+
+/*
+ * One step of the parser at w->pos. Global: verified once. Returns 1 to
+ * stop (skb done, or nothing more to do), 0 to go on.
+ */
+__noinline int mask_step(struct __sk_buff *skb)
+{
+	struct mask_work *w = mask_work_get();
+	struct mask_st *st;
+	__u8 b[8] = {};
+	__u32 n;
+
+	if (!w || !skb)
+		return 1;
+	st = &w->st;
+	if (w->pos >= w->len)
+		return 1;
+	switch (st->state) {
+	case MS_HDR: {
+		__u32 mlen;
+		__u8 type;
+
+		if (!st->started && st->have == 0) {
+			/* the lone byte answering SSLRequest / GSSENCRequest */
+			if (bpf_skb_load_bytes(skb, w->pos, b, 1))
+				return 1;
+			if (b[0] == 'N') {
+				w->pos++;
+				return 0;
+			}
+			if (b[0] == 'S' || b[0] == 'G') {
+				w->tls = 1;
+				st->state = MS_OFF;
+				return 1;
+			}
+		}
+		if (!take(skb, w, 5))
+			return 1;
+		type = st->acc[0];
+		mlen = m_be32(&st->acc[1]);
+		if (mlen < 4) {
+			w->lost = 1;
+			return 1;
+		}
+		st->started = 1;
+		st->msg_rem = mlen - 4;
+		if (type == 'T') {
+			st->state = MS_T_NF;
+		} else if (type == 'D') {
+			st->rows++;
+			st->state = MS_D_NF;
+		} else if (type == 'd' && st->msg_rem) {
+			/*
+			 * COPY TO STDOUT: text rows with no column names and
+			 * values the detectors cannot frame. on_unmaskable:
+			 * block masks every byte but the separators; allow
+			 * passes the row, counted.
+			 */
+			st->rows++;
+			if (st->allow) {
+				st->unmasked++;
+				cnt_add(DBW_CNT_MASK_UNMASKED, 1);
+				st->state = MS_SKIP;
+			} else {
+				st->masked++;
+				st->state = MS_COPY;
+			}
+		} else {
+			if (type == 'C' || type == 'E' || type == 's' || type == 'I') {
+				/* a result ended: report it (after its rows were seen) */
+				if (st->masked || st->unmasked || st->overmasked)
+					mask_record(bpf_get_socket_cookie(skb), st,
+						    DBW_MASK_REC_RESULT, 0, type);
+				st->rows = 0;
+			} else if (type == 'Z') {
+				/* the next rows need their own description */
+				st->desc = 0;
+			}
+			msg_done(st);
+		}
+		return 0;
+	}
+	case MS_SKIP:
+		n = w->len - w->pos;
+		if (n > st->msg_rem)
+			n = st->msg_rem;
+		w->pos += n;
+		st->msg_rem -= n;
+		if (!st->msg_rem)
+			st->state = MS_HDR;
+		return 0;
+	case MS_COPY:
+		n = w->len - w->pos;
+		if (n > st->msg_rem)
+			n = st->msg_rem;
+		if (n > MASK_BUF)
+			n = MASK_BUF;
+		if (n == 0 || bpf_skb_load_bytes(skb, w->pos, w->buf, n))
+			return 1;
+		bpf_loop(n, copy_step, NULL, 0);
+		bpf_skb_store_bytes(skb, w->pos, w->buf, n, 0);
+		w->pos += n;
+		st->msg_rem -= n;
+		if (!st->msg_rem)
+			st->state = MS_HDR;
+		return 0;
+	case MS_T_NF:
+		if (!take(skb, w, 2))
+			return 1;
+		if (st->msg_rem < 2)
+			goto lost;
+		st->msg_rem -= 2;
+		st->nfields = ((__u32)st->acc[0] << 8) | st->acc[1];
+		st->fidx = 0;
+		st->cols = st->style_lo = st->style_hi = st->nontext = 0;
+		st->hi_match = 0;
+		st->desc = 1;
+		st->nhash = DBW_FNV_OFFSET;
+		st->state = st->nfields ? MS_T_NAME : MS_HDR;
+		if (!st->nfields)
+			msg_done(st);
+		return 0;
+	case MS_T_NAME: {
+		__u32 k, *rules;
+		__u64 h = st->nhash;
+		int nul = -1;
+
+		n = w->len - w->pos;
+		if (n > st->msg_rem)
+			n = st->msg_rem;
+		if (n > 64)
+			n = 64;
+		if (n == 0)
+			goto lost;
+		if (bpf_skb_load_bytes(skb, w->pos, w->buf, n & 127))
+			return 1;
+		for (k = 0; k < 64; k++) {
+			__u8 c;
+
+			if (k >= n)
+				break;
+			c = w->buf[k];
+			if (!c) {
+				nul = k;
+				break;
+			}
+			h = (h ^ c) * DBW_FNV_PRIME;
+		}
+		st->nhash = h;
+		if (nul < 0) {
+			w->pos += n;
+			st->msg_rem -= n;
+			return 0;
+		}
+		w->pos += nul + 1;
+		st->msg_rem -= nul + 1;
+		rules = bpf_map_lookup_elem(&mask_cols, &h);
+		if (rules && (*rules & st->rules)) {
+			__u32 hit = *rules & st->rules, i = st->fidx, zero = 0;
+			struct dbw_mask_cfg *cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+			__u8 s = DBW_MASK_STARS;
+
+			/* the first rule (file order) that names the column sets its style */
+			for (__u32 j = 0; cfg && j < DBW_MASK_RULES; j++)
+				if (hit & (1u << j)) {
+					s = cfg->rules[j].style;
+					break;
+				}
+			if (i < DBW_MASK_COLS) {
+				st->cols |= 1ULL << i;
+				st->style_lo |= (__u64)(s & 1) << i;
+				st->style_hi |= (__u64)((s >> 1) & 1) << i;
+			} else {
+				st->hi_match = 1;
+			}
+		}
+		st->field_rem = 18;
+		st->state = MS_T_META;
+		return 0;
+	}
+	case MS_T_META:
+		/* table oid (4), column number (2), then the type oid; cut by an skb: text */
+		if (st->field_rem == 18 && w->pos + 10 <= w->len && st->fidx < DBW_MASK_COLS &&
+		    !bpf_skb_load_bytes(skb, w->pos + 6, b, 4)) {
+			__u32 oid = m_be32(b);
+
+			/* text, varchar, bpchar, name, unknown, json, jsonb, char */
+			if (oid != 25 && oid != 1043 && oid != 1042 && oid != 19 && oid != 705 &&
+			    oid != 114 && oid != 3802 && oid != 18)
+				st->nontext |= 1ULL << st->fidx;
+		}
+		n = w->len - w->pos;
+		if (n > st->field_rem)
+			n = st->field_rem;
+		if (n > st->msg_rem)
+			goto lost;
+		w->pos += n;
+		st->msg_rem -= n;
+		st->field_rem -= n;
+		if (st->field_rem)
+			return 0;
+		st->fidx++;
+		st->nhash = DBW_FNV_OFFSET;
+		if (st->fidx >= st->nfields)
+			msg_done(st);
+		else
+			st->state = MS_T_NAME;
+		return 0;
+	case MS_D_NF:
+		if (!take(skb, w, 2))
+			return 1;
+		if (st->msg_rem < 2)
+			goto lost;
+		st->msg_rem -= 2;
+		st->nfields = ((__u32)st->acc[0] << 8) | st->acc[1];
+		st->fidx = 0;
+		if (st->nfields)
+			st->state = MS_D_FL;
+		else
+			msg_done(st);
+		return 0;
+	case MS_D_FL: {
+		__s32 flen;
+
+		if (!take(skb, w, 4))
+			return 1;
+		if (st->msg_rem < 4)
+			goto lost;
+		st->msg_rem -= 4;
+		flen = (__s32)m_be32(st->acc);
+		if (flen <= 0) {
+			/* NULL (-1) or empty */
+			field_done(st);
+			return 0;
+		}
+		if ((__u32)flen > st->msg_rem)
+			goto lost;
+		field_start(st, flen);
+		st->state = MS_D_FD;
+		return 0;
+	}
+	case MS_D_FD:
+		n = w->len - w->pos;
+		if (n > st->field_rem)
+			n = st->field_rem;
+		if (n > MASK_BUF)
+			n = MASK_BUF;
+		if (st->fmode == FM_STYLE)
+			mask_write(skb, w->pos, n, st->field_len - st->field_rem, st->field_len,
+				   st->fstyle);
+		else if (st->fmode == FM_CHECK)
+			check_chunk(skb, w, n);
+		w->pos += n;
+		st->field_rem -= n;
+		st->msg_rem -= n;
+		if (!st->field_rem)
+			field_done(st);
+		return 0;
+	default:
+		return 1;
+	}
+lost:
+	w->lost = 1;
+	return 1;
+}
+
+struct mask_loop {
+	struct __sk_buff *skb;
+};
+
+static long mask_loop_step(__u32 i, void *ctx)
+{
+	struct mask_loop *l = ctx;
+
+	return mask_step(l->skb) ? 1 : 0;
+}
+
+/* The rules in force changed: what the parser needs of them. */
+static __always_inline void rules_settle(struct mask_st *st, __u32 rules)
+{
+	__u32 zero = 0;
+	struct dbw_mask_cfg *cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+
+	st->rules = rules;
+	st->gen = cfg ? cfg->gen : 0;
+	st->dets = 0;
+	st->allow = 1;
+	st->has_cols = 0;
+	st->dstyle = DBW_MASK_STARS;
+	for (__u32 k = 0; cfg && k < DBW_MASK_RULES; k++) {
+		struct dbw_mask_rule *r = &cfg->rules[k];
+
+		if (!(rules & (1u << k)))
+			continue;
+		if (r->detectors && !st->dets)
+			st->dstyle = r->style;
+		st->dets |= r->detectors;
+		st->allow &= r->allow_unmaskable ? 1 : 0;
+		st->has_cols |= r->columns ? 1 : 0;
+	}
+	st->inited = 1;
+}
+
+/* Rewrite the server's 1-byte "yes" to encryption into an ErrorResponse. */
+static __always_inline int refuse_tls(struct __sk_buff *skb, __u32 pos)
+{
+	if (pos != 0 || skb->len != 1)
+		return -1;
+	if (bpf_skb_change_tail(skb, MASK_TLS_ERR_LEN, 0))
+		return -1;
+	return bpf_skb_store_bytes(skb, 0, (void *)mask_tls_err, MASK_TLS_ERR_LEN, 0);
+}
+
+/*
+ * The verdict's body: one skb of the server -> client stream of a masked
+ * connection. Always passes the bytes, masked, except what on_unmaskable:
+ * block refuses.
+ */
+static __always_inline int mask_skb(struct __sk_buff *skb)
+{
+	__u64 key = bpf_get_socket_cookie(skb);
+	struct mask_st *st = bpf_map_lookup_elem(&mask_state, &key);
+	struct mask_loop l = { .skb = skb };
+	struct mask_work *w;
+	struct dbw_mask_cfg *cfg;
+	__u32 rules, *settled, len = skb->len, zero = 0;
+	int verdict = SK_PASS;
+
+	cnt_add(DBW_CNT_MASK_SKBS, 1);
+	if (!st)
+		return SK_PASS;
+	if (st->state == MS_OFF)
+		goto out;
+	if (st->state == MS_LOST) {
+		if (!st->allow)
+			verdict = SK_DROP; /* userspace resets the connection */
+		goto out;
+	}
+	settled = bpf_map_lookup_elem(&mask_conn, &key);
+	rules = settled ? *settled & st->cand : st->cand;
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!st->inited || rules != st->rules || (cfg && cfg->gen != st->gen))
+		rules_settle(st, rules);
+	if (!rules) {
+		/* no rule applies after all (userspace knows the process): never again */
+		st->state = MS_OFF;
+		goto out;
+	}
+	w = mask_work_get();
+	if (!w)
+		goto out;
+	__builtin_memcpy(&w->st, st, sizeof(*st));
+	w->pos = 0;
+	w->len = len;
+	w->tls = w->lost = 0;
+	bpf_loop(1 << 18, mask_loop_step, &l, 0);
+	if (w->pos < w->len && !w->tls && !w->lost)
+		w->lost = 1; /* more steps than the loop runs */
+	__builtin_memcpy(st, &w->st, sizeof(*st));
+	if (w->tls) {
+		cnt_add(DBW_CNT_MASK_TLS, 1);
+		st->state = MS_OFF;
+		if (!st->allow && refuse_tls(skb, w->pos))
+			verdict = SK_DROP;
+		mask_record(key, st, DBW_MASK_REC_TLS, !st->allow, 'S');
+	} else if (w->lost) {
+		cnt_add(DBW_CNT_MASK_DESYNC, 1);
+		st->state = MS_LOST;
+		if (!st->allow)
+			verdict = SK_DROP;
+		mask_record(key, st, DBW_MASK_REC_LOST, !st->allow, 0);
+	}
+out:
+	st->off += len;
+	return verdict;
+}
+
+#endif /* DBW_MASK_BPF_H */
