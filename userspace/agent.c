@@ -436,7 +436,13 @@ int agent_run(const struct agent_opts *o)
 	}
 	if (capture_adopted(cap, last)) {
 		/* counters from where the predecessor reported them; streams mid-way */
-		conns_set_resuming(conns);
+		uint8_t protos[CAPTURE_MAX_PORTS];
+
+		_Static_assert(CONN_MAX_PORTS >= CAPTURE_MAX_PORTS, "every watched port");
+
+		for (int i = 0; i < o->nports; i++)
+			protos[i] = o->ports[i].proto;
+		conns_set_resuming(conns, rctx.ports, protos, o->nports);
 		fprintf(stderr,
 			"dbwarden: adopted the programs pinned in %s: they kept enforcing; "
 			"draining what they buffered\n",

@@ -83,6 +83,10 @@ struct conn_table {
 	int nsnap;
 	uint64_t snap_ms;
 	struct conn_masking mask_default; /* without a policy */
+	/* the watched ports' protocols: a connection learnt from its data alone */
+	uint16_t ports[CONN_MAX_PORTS];
+	uint8_t port_proto[CONN_MAX_PORTS];
+	int nports;
 };
 
 /*
@@ -994,6 +998,30 @@ static int resume_lookup(struct conn_table *t, struct conn *c)
 	return -1;
 }
 
+/* The protocol of a watched server port, or 0. */
+static uint8_t port_proto(const struct conn_table *t, uint16_t port)
+{
+	for (int i = 0; i < t->nports; i++)
+		if (t->ports[i] == port)
+			return t->port_proto[i];
+	return 0;
+}
+
+/* Parse c as proto from now on (its stitcher replaced: nothing was fed yet). */
+static void conn_set_proto(struct conn *c, uint8_t proto)
+{
+	if (!proto || proto == c->proto)
+		return;
+	if (c->sc)
+		c->sc->destroy(c->stitcher);
+	c->stitcher = NULL;
+	c->proto = proto;
+	c->sc = stitcher_of(proto);
+	if (c->sc)
+		c->stitcher = c->sc->create(&stitch_ops, c);
+	conn_rebuild_json(c);
+}
+
 /* A DATA record for a connection whose CONN_OPEN was lost (ring buffer full). */
 static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *r)
 {
@@ -1017,6 +1045,7 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 	conn_rebuild_json(c);
 	if (t->resuming && r->stream_off && !resume_lookup(t, c)) {
 		/* mid-stream after a restart: an earlier daemon saw it open */
+		conn_set_proto(c, port_proto(t, c->tuple.server_port));
 		c->partial = false;
 		c->resumed = true;
 		if (c->sc)
@@ -1277,9 +1306,13 @@ void conns_flush_all(struct conn_table *t)
 			c->sc->close(c->stitcher, 0);
 }
 
-void conns_set_resuming(struct conn_table *t)
+void conns_set_resuming(struct conn_table *t, const uint16_t *ports, const uint8_t *protos,
+			int nports)
 {
 	t->resuming = true;
+	t->nports = nports < CONN_MAX_PORTS ? nports : CONN_MAX_PORTS;
+	memcpy(t->ports, ports, t->nports * sizeof(*ports));
+	memcpy(t->port_proto, protos, t->nports * sizeof(*protos));
 }
 
 size_t conns_pending(const struct conn_table *t)

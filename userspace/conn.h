@@ -57,8 +57,14 @@ int conns_record(struct conn_table *t, const void *data, size_t size);
 /* Agent shutdown: report every statement still waiting for its answer. */
 void conns_flush_all(struct conn_table *t);
 
-/* The programs were adopted from an earlier daemon: connections seen mid-stream are expected. */
-void conns_set_resuming(struct conn_table *t);
+#define CONN_MAX_PORTS 64 /* CAPTURE_MAX_PORTS: agent.c checks */
+
+/*
+ * The programs were adopted from an earlier daemon: connections seen
+ * mid-stream are expected; ports[i] is parsed as protos[i] (enum dbw_proto).
+ */
+void conns_set_resuming(struct conn_table *t, const uint16_t *ports, const uint8_t *protos,
+			int nports);
 
 /* Statements seen sent whose answer has not come yet, over every connection. */
 size_t conns_pending(const struct conn_table *t);

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 import events
-from conftest import DBW_BIN, Agent, Postgres, agents, free_port, scratch_table, serve
+from conftest import DBW_BIN, Agent, Postgres, Redis, agents, free_port, scratch_table, serve
 
 
 @pytest.fixture
@@ -328,3 +328,46 @@ def test_another_build_replaces_the_pins(tmp_path, pg, pin_dir, start):
     pg.psql("-tAc", "SELECT 'after the upgrade'")
     b.wait_for(lambda evs: any(e["type"] == "statement" for e in evs))
     b.stop()
+
+
+@pytest.fixture(scope="module")
+def rds():
+    yield from serve(Redis())
+
+
+def test_redis_connection_goes_on_across_a_restart(tmp_path, rds, pin_dir):
+    """A Redis client's connection outlives the daemon: every command is audited once."""
+    import redis
+
+    gen = agents(tmp_path, rds.port, proto="redis")
+    start = next(gen)
+    try:
+        a = start("--pin-dir", pin_dir)
+        r = redis.Redis(host="127.0.0.1", port=rds.port)
+        for i in range(50):
+            r.set(f"restart:{i}", "v")
+        a.kill()
+        for i in range(50):
+            r.get(f"restart:{i}")
+        b = start("--pin-dir", pin_dir)
+        b.unclean = True
+        for i in range(50):
+            r.delete(f"restart:{i}")
+        r.close()
+        evs = b.wait_for(lambda evs: len([e for e in evs.of("statement")
+                                          if e["statement"]["verb"] == "DEL"]) == 50)
+        verbs = [e["statement"]["verb"] for e in evs.of("statement")
+                 if e["statement"]["objects"] and
+                 e["statement"]["objects"][0].startswith("restart:")]
+        lost = sum(e["loss"]["count"] for e in evs.of("loss"))
+        assert verbs.count("SET") + verbs.count("GET") + lost >= 100, (verbs, lost)
+        assert verbs.count("GET") >= 49 and verbs.count("DEL") == 50
+        conns = {e["connection"]["id"] for e in evs.of("statement")
+                 if e["statement"]["verb"] in ("GET", "DEL")}
+        assert len(conns) == 1
+        ev = [e for e in evs.of("statement") if e["statement"]["verb"] == "DEL"][0]
+        assert ev["connection"]["client"] and ev["connection"]["protocol"] == "redis"
+        b.stop()
+    finally:
+        for _ in gen:
+            pass
