@@ -389,6 +389,16 @@ int agent_run(const struct agent_opts *o)
 		fprintf(stderr, "dbwarden: out of memory\n");
 		goto out;
 	}
+	{
+		uint8_t protos[CAPTURE_MAX_PORTS];
+
+		_Static_assert(CONN_MAX_PORTS >= CAPTURE_MAX_PORTS, "every watched port");
+		for (int i = 0; i < o->nports; i++) {
+			protos[i] = o->ports[i].proto;
+			rctx.ports[i] = o->ports[i].port;
+		}
+		conns_set_ports(conns, rctx.ports, protos, o->nports);
+	}
 	if (identity_k8s_start(id, &o->k8s, em, err, sizeof(err))) {
 		fprintf(stderr, "dbwarden: %s\n", err);
 		goto out;
@@ -415,8 +425,6 @@ int agent_run(const struct agent_opts *o)
 	rctx.o = o;
 	rctx.em = em;
 	rctx.id = id;
-	for (int i = 0; i < o->nports; i++)
-		rctx.ports[i] = o->ports[i].port;
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -436,13 +444,7 @@ int agent_run(const struct agent_opts *o)
 	}
 	if (capture_adopted(cap, last)) {
 		/* counters from where the predecessor reported them; streams mid-way */
-		uint8_t protos[CAPTURE_MAX_PORTS];
-
-		_Static_assert(CONN_MAX_PORTS >= CAPTURE_MAX_PORTS, "every watched port");
-
-		for (int i = 0; i < o->nports; i++)
-			protos[i] = o->ports[i].proto;
-		conns_set_resuming(conns, rctx.ports, protos, o->nports);
+		conns_set_resuming(conns);
 		fprintf(stderr,
 			"dbwarden: adopted the programs pinned in %s: they kept enforcing; "
 			"draining what they buffered\n",

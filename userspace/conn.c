@@ -1043,18 +1043,24 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 		return NULL;
 	c->partial = true;
 	conn_rebuild_json(c);
-	if (t->resuming && r->stream_off && !resume_lookup(t, c)) {
-		/* mid-stream after a restart: an earlier daemon saw it open */
+	if (!resume_lookup(t, c)) {
+		/* the socket is still there: its tuple, owner and protocol */
 		conn_set_proto(c, port_proto(t, c->tuple.server_port));
 		c->partial = false;
-		c->resumed = true;
-		if (c->sc)
-			c->sc->resume(c->stitcher);
+		if (t->resuming && r->stream_off) {
+			/* mid-stream after a restart: an earlier daemon read its start */
+			c->resumed = true;
+			if (c->sc)
+				c->sc->resume(c->stitcher);
+		}
 	}
 	conn_build_actor(c);
-	if (c->partial)
+	/* after a restart the earlier daemon reported the open; else its record was lost */
+	if (!t->resuming)
 		alert(t, c, "connection_partial",
-		      "connection_open record lost; identity incomplete");
+		      c->partial ?
+			      "connection_open record lost; identity incomplete" :
+			      "connection_open record lost; identity from the socket and /proc");
 	return c;
 }
 
@@ -1306,10 +1312,13 @@ void conns_flush_all(struct conn_table *t)
 			c->sc->close(c->stitcher, 0);
 }
 
-void conns_set_resuming(struct conn_table *t, const uint16_t *ports, const uint8_t *protos,
-			int nports)
+void conns_set_resuming(struct conn_table *t)
 {
 	t->resuming = true;
+}
+
+void conns_set_ports(struct conn_table *t, const uint16_t *ports, const uint8_t *protos, int nports)
+{
 	t->nports = nports < CONN_MAX_PORTS ? nports : CONN_MAX_PORTS;
 	memcpy(t->ports, ports, t->nports * sizeof(*ports));
 	memcpy(t->port_proto, protos, t->nports * sizeof(*protos));

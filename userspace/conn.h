@@ -59,12 +59,16 @@ void conns_flush_all(struct conn_table *t);
 
 #define CONN_MAX_PORTS 64 /* CAPTURE_MAX_PORTS: agent.c checks */
 
+/* The programs were adopted from an earlier daemon: connections seen mid-stream are expected. */
+void conns_set_resuming(struct conn_table *t);
+
 /*
- * The programs were adopted from an earlier daemon: connections seen
- * mid-stream are expected; ports[i] is parsed as protos[i] (enum dbw_proto).
+ * The watched ports: ports[i] is parsed as protos[i] (enum dbw_proto), for
+ * a connection learnt from its data (its CONN_OPEN lost, or read by an
+ * earlier daemon).
  */
-void conns_set_resuming(struct conn_table *t, const uint16_t *ports, const uint8_t *protos,
-			int nports);
+void conns_set_ports(struct conn_table *t, const uint16_t *ports, const uint8_t *protos,
+		     int nports);
 
 /* Statements seen sent whose answer has not come yet, over every connection. */
 size_t conns_pending(const struct conn_table *t);

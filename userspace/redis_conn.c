@@ -46,6 +46,7 @@ struct redis_conn {
 	size_t nqueued, queued_cap;
 	char user[64], db[24];
 	uint64_t swallow; /* replies still due to a (UN)SUBSCRIBE already reported */
+	bool resumed; /* read from the middle: replies may precede any command seen */
 };
 
 static void unparsed(struct redis_conn *c, const char *reason)
@@ -298,8 +299,13 @@ static void on_reply(struct redis_conn *c, const struct redis_reply *r, uint64_t
 		c->swallow--; /* SUBSCRIBE a b: the reply for b */
 		return;
 	}
-	if (!c->qlen)
-		return; /* a subscriber's message (RESP2) or a reply to nothing seen */
+	if (!c->qlen) {
+		/* a subscriber's message (RESP2) or a reply to nothing seen: after a
+		 * restart, to a command the previous daemon read */
+		if (c->resumed && c->ops->lost)
+			c->ops->lost(c->ctx, ts);
+		return;
+	}
 	p = c->q[c->qhead];
 	c->qhead = (c->qhead + 1) % c->qcap;
 	c->qlen--;
@@ -359,10 +365,11 @@ void redis_conn_feed(struct redis_conn *c, int dir, const uint8_t *buf, size_t l
 		if (r == DBW_PARSE_NEED_MORE)
 			break;
 		c->in_unit[dir] = false;
-		if (dir == DBW_DIR_TO_SERVER)
+		if (dir == DBW_DIR_TO_SERVER) {
+			c->resumed = false; /* replies from now on are to commands seen here */
 			on_command(c, &s->cmd, c->unit_off[dir], c->unit_ns[dir], c->unit_pid,
 				   s->unit_bytes);
-		else
+		} else
 			on_reply(c, &s->reply, ts_ns);
 		if (c->dead)
 			return;
@@ -389,6 +396,7 @@ size_t redis_conn_pending(const struct redis_conn *c)
 void redis_conn_resume(struct redis_conn *c)
 {
 	/* RESP has no handshake: commands and replies frame themselves */
+	c->resumed = true;
 }
 
 void redis_conn_resume_at(struct redis_conn *c, int dir, uint64_t off)
