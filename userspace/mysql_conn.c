@@ -88,6 +88,7 @@ struct mysql_conn {
 	struct prep *preps;
 	size_t nprep, prep_cap;
 	uint32_t pid;
+	bool resumed; /* read from the middle: an answer may precede any command seen */
 };
 
 static void unparsed(struct mysql_conn *c, const char *reason)
@@ -327,6 +328,7 @@ static void on_command(struct mysql_conn *c, struct mstream *s)
 
 	if (s->cont || !n)
 		return;
+	c->resumed = false; /* answers from now on are to commands seen here */
 	if (s->seq0 != 0)
 		return; /* LOCAL INFILE data, or another packet of a command */
 	com = b[0];
@@ -475,8 +477,14 @@ static void on_answer(struct mysql_conn *c, struct mstream *s)
 
 	if (s->cont)
 		return; /* the rest of a long row */
-	if (!c->qlen)
-		return; /* an answer to nothing we saw */
+	if (!c->qlen) {
+		/* an answer to nothing we saw: after a restart, to the command the
+		 * previous daemon read (one at most: the protocol does not pipeline) */
+		if (c->resumed && c->ops->lost)
+			c->ops->lost(c->ctx, 0);
+		c->resumed = false;
+		return;
+	}
 	p = &c->q[c->qhead];
 	if (!n) {
 		if (p->rs == R_ROWS)
@@ -765,6 +773,7 @@ void mysql_conn_resume(struct mysql_conn *c)
 {
 	/* the handshake is behind: commands from here (capabilities unknown: the defaults) */
 	c->phase = PH_COMMAND;
+	c->resumed = true;
 }
 
 void mysql_conn_resume_at(struct mysql_conn *c, int dir, uint64_t off)
