@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 import events
-from conftest import DBW_BIN, Agent, Postgres, Redis, agents, free_port, scratch_table, serve
+from conftest import DBW_BIN, Agent, MariaDB, Postgres, Redis, agents, free_port, scratch_table, serve
 
 
 @pytest.fixture
@@ -367,6 +367,46 @@ def test_redis_connection_goes_on_across_a_restart(tmp_path, rds, pin_dir):
         assert len(conns) == 1
         ev = [e for e in evs.of("statement") if e["statement"]["verb"] == "DEL"][0]
         assert ev["connection"]["client"] and ev["connection"]["protocol"] == "redis"
+        b.stop()
+    finally:
+        for _ in gen:
+            pass
+
+
+@pytest.fixture(scope="module")
+def mdb():
+    yield from serve(MariaDB())
+
+
+def test_mysql_connection_goes_on_across_a_restart(tmp_path, mdb, pin_dir):
+    """A PyMySQL connection outlives the daemon: every statement is an event or a counted loss."""
+    import pymysql
+
+    gen = agents(tmp_path, mdb.port, proto="mysql")
+    start = next(gen)
+    try:
+        a = start("--pin-dir", pin_dir)
+        c = pymysql.connect(host="127.0.0.1", port=mdb.port, user="app",
+                            password="app-secret-pw", database="shop", autocommit=True)
+        cur = c.cursor()
+        for i in range(50):
+            cur.execute(f"SELECT {i} AS before_kill")
+        a.kill()
+        for i in range(50):
+            cur.execute(f"SELECT {i} AS while_down")
+        b = start("--pin-dir", pin_dir)
+        b.unclean = True
+        for i in range(50):
+            cur.execute(f"SELECT {i} AS after_restart")
+        c.close()
+        evs = b.wait_for(lambda evs: sum(e["statement"]["text"].endswith("after_restart")
+                                         for e in evs.of("statement")) == 50)
+        sel = [e for e in evs.of("statement") if e["statement"]["verb"] == "SELECT"]
+        lost = sum(e["loss"]["count"] for e in evs.of("loss"))
+        assert len(sel) + lost == 150 and lost <= 1, (len(sel), lost)
+        assert all(e["connection"]["client"] and e["connection"]["protocol"] == "mysql"
+                   for e in sel)
+        assert len({e["connection"]["id"] for e in sel}) == 1
         b.stop()
     finally:
         for _ in gen:
