@@ -106,8 +106,12 @@ def main():
                     raise SystemExit(f"soak: pgbench failed: {err}")
                 sent[kind] += int(m.group(1))
                 sent["pgbench_runs"] += 1
-                took = max(time.time() - t0, 1.0)
-                per_client[i] = max(100, int(per_client[i] * ROUND_S / took))
+                # next round sized from this run's own rate (the round's wall time
+                # includes the psql loop, so it would only ever shrink the load)
+                tps = re.search(r"tps = ([\d.]+)", out)
+                clients = int(runs[i][1][runs[i][1].index("-c") + 1])
+                if tps and float(tps.group(1)) > 0:
+                    per_client[i] = max(100, int(float(tps.group(1)) * ROUND_S / clients))
             procs = []
             s = sample(agent.proc.pid, mport)
             samples.append(s)
