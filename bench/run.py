@@ -162,8 +162,10 @@ class Agent:
         if keep_events and os.path.exists(self.out):
             os.unlink(self.out)
         self.errf = open(self.err, "w")
-        self.proc = subprocess.Popen([DBW, "run", "--no-pin", "--port", f"{port}=postgres", "--output",
-                                      f"file:{self.out}"] + list(extra),
+        # its own state: the host's default would lock out any other agent running
+        self.proc = subprocess.Popen([DBW, "run", "--no-pin", "--port", f"{port}=postgres",
+                                      "--state-dir", os.path.join(workdir, "state"),
+                                      "--output", f"file:{self.out}"] + list(extra),
                                      stdout=subprocess.DEVNULL, stderr=self.errf,
                                      env=dict(os.environ, **(env or {})))
         deadline = time.time() + 30

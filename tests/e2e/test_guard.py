@@ -351,7 +351,8 @@ def test_policy_test_command(policy):
 def test_bad_policy_at_start_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nrules:\n  - name: x\n    action: explode\n")
-    r = subprocess.run([DBW_BIN, "run", "--port", "5999", "--policy", str(bad)],
+    r = subprocess.run([DBW_BIN, "run", "--port", "5999", "--policy", str(bad), "--no-pin",
+                        "--state-dir", str(tmp_path / "state")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert f"{bad}:4:13: unknown action 'explode'" in r.stderr
