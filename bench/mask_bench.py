@@ -24,7 +24,7 @@ from conftest import Agent, Postgres  # noqa: E402
 from workloads import Cgroups  # noqa: E402
 
 ROWS = 100000
-MASKED, OTHER = "/dbw-bench-mask/agent", "/dbw-bench-mask/other"
+MASKED, OTHER = f"/dbw-bench-mask-{os.getpid()}/agent", f"/dbw-bench-mask-{os.getpid()}/other"
 POLICY = f"""\
 version: 1
 masking:

@@ -128,8 +128,11 @@ def test_extended_protocol_error_detail_masked(pg, agent, pii_table, tmp_path):
 
 # ---- result masking -------------------------------------------------------------------
 
-MASKED_CG = "/dbw-mask-test/agent"
-OTHER_CG = "/dbw-mask-test/other"
+# per run: another checkout's suite may run at the same time, and its cleanup
+# moves the processes of cgroups it made back to the root
+_RUN = f"/dbw-mask-{os.getpid()}"
+MASKED_CG = f"{_RUN}/agent"
+OTHER_CG = f"{_RUN}/other"
 
 RESULT_POLICY = f"""\
 masking:
