@@ -1373,19 +1373,23 @@ uint64_t policy_conn_rules(const struct policy *p, const struct policy_conn *c)
 	return kernel_mask(p, c, 0);
 }
 
-uint64_t policy_workload_rules(const struct policy *p, const struct policy_conn *c)
+/*
+ * The workload's side of c (cgroup, container, pod) as a connection whose
+ * process, server and session are unknown; *unk says which fields are.
+ * c NULL: no workload known either.
+ */
+static struct policy_conn workload_view(const struct policy_conn *c, unsigned *unk)
 {
-	static const struct policy_conn none = { .user = "",
-						 .comm = "",
-						 .exe = "",
-						 .cgroup = "",
-						 .server = "",
-						 .database = "",
-						 .db_user = "" };
-	struct policy_conn w = none;
+	struct policy_conn w = { .user = "",
+				 .comm = "",
+				 .exe = "",
+				 .cgroup = "",
+				 .server = "",
+				 .database = "",
+				 .db_user = "" };
 
+	*unk = UNK_PROCESS | UNK_TARGET | (c ? 0 : UNK_WORKLOAD);
 	if (c) {
-		/* the workload's fields; the process, the server and the session unknown */
 		w.cgroup = c->cgroup ? c->cgroup : "";
 		w.container_id = c->container_id;
 		w.in_pod = c->in_pod;
@@ -1397,7 +1401,15 @@ uint64_t policy_workload_rules(const struct policy *p, const struct policy_conn 
 		w.labels = c->labels;
 		w.nlabels = c->nlabels;
 	}
-	return kernel_mask(p, &w, UNK_PROCESS | UNK_TARGET | (c ? 0 : UNK_WORKLOAD));
+	return w;
+}
+
+uint64_t policy_workload_rules(const struct policy *p, const struct policy_conn *c)
+{
+	unsigned unk;
+	struct policy_conn w = workload_view(c, &unk);
+
+	return kernel_mask(p, &w, unk);
 }
 
 bool policy_has_workload_selectors(const struct policy *p)
@@ -1572,7 +1584,8 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 
 void policy_down_text(uint8_t proto, struct dbw_guard_text *t)
 {
-	replacement(t, proto, "fail-mode closed", "no dbwarden agent is running to audit it", false);
+	replacement(t, proto, "fail-mode closed", "no dbwarden agent is running to audit it",
+		    false);
 }
 
 /* ---- accessors and printing ----------------------------------------------------- */
@@ -1763,28 +1776,10 @@ uint32_t policy_mask_conn_rules(const struct policy *p, const struct policy_conn
 
 uint32_t policy_mask_workload_rules(const struct policy *p, const struct policy_conn *c)
 {
-	static const struct policy_conn none = { .user = "",
-						 .comm = "",
-						 .exe = "",
-						 .cgroup = "",
-						 .server = "",
-						 .database = "",
-						 .db_user = "" };
-	struct policy_conn w = none;
+	unsigned unk;
+	struct policy_conn w = workload_view(c, &unk);
 
-	if (c) {
-		w.cgroup = c->cgroup ? c->cgroup : "";
-		w.container_id = c->container_id;
-		w.in_pod = c->in_pod;
-		w.pod_known = c->pod_known;
-		w.pod_namespace = c->pod_namespace;
-		w.pod_name = c->pod_name;
-		w.service_account = c->service_account;
-		w.container = c->container;
-		w.labels = c->labels;
-		w.nlabels = c->nlabels;
-	}
-	return mask_rules_of(p, &w, UNK_PROCESS | UNK_TARGET | (c ? 0 : UNK_WORKLOAD));
+	return mask_rules_of(p, &w, unk);
 }
 
 uint32_t policy_mask_port_rules(const struct policy *p, uint16_t port)
