@@ -51,16 +51,31 @@ def timed_select(pg, cg, rel):
     return t
 
 
+def pgbench_tps(pg, cg, rel, seconds=5):
+    """pgbench -S TPS of one client running inside cgroup rel."""
+    cmd = ["pgbench", "-n", "-S", "-c", "1", "-T", str(seconds), "-h", "127.0.0.1", "-p",
+           str(pg.port), "-U", "postgres", "postgres"]
+    p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", text=True)
+    cg.move(p.pid, rel)
+    out, err = p.communicate("go\n", timeout=120)
+    assert p.returncode == 0, err
+    return float(out.split("tps = ")[1].split()[0])
+
+
 def main():
     pairs = int(os.environ.get("BENCH_PAIRS", "10"))
     work = tempfile.mkdtemp(prefix="dbw-bench-mask-")
     pg, cg, agent = Postgres(), Cgroups(), None
     res = {"none": [], "capture_only": [], "masked": []}
+    tps = {"unmasked": [], "masked": []}
     try:
         pg.start()
         pg.psql("-c", "CREATE TABLE bench_big AS SELECT g AS id, 'user' || g || '@example.com' "
                       "AS email, lpad((g * 7919)::text, 16, '4') AS card, 'note ' || g AS note "
                       f"FROM generate_series(1, {ROWS}) g", host=pg.dir)
+        subprocess.run(["pgbench", "-i", "-q", "-s", "2", "-h", pg.dir, "-p", str(pg.port), "-U",
+                        "postgres", "postgres"], check=True, capture_output=True)
         cg.make(MASKED)
         cg.make(OTHER)
         policy = os.path.join(work, "policy.yaml")
@@ -74,6 +89,8 @@ def main():
             res["masked"].append(timed_select(pg, cg, MASKED))
             res["masked"].append(timed_select(pg, cg, MASKED))
             res["capture_only"].append(timed_select(pg, cg, OTHER))
+            tps["unmasked"].append(pgbench_tps(pg, cg, OTHER))
+            tps["masked"].append(pgbench_tps(pg, cg, MASKED))
             agent.stop()
             agent = None
     finally:
@@ -87,9 +104,15 @@ def main():
     print(f"  agent, unmasked   {med['capture_only']:.3f}")
     print(f"  agent, masked     {med['masked']:.3f}  "
           f"({med['masked'] / med['capture_only']:.2f}x the unmasked client)")
+    ratios = [m / u for m, u in zip(tps["masked"], tps["unmasked"])]
+    print(f"pgbench -S, 1 client, {pairs} pairs: masked actor {statistics.median(tps['masked']):.0f}"
+          f" TPS, unmasked {statistics.median(tps['unmasked']):.0f} TPS, median ratio "
+          f"{statistics.median(ratios):.3f} (each pair: "
+          + ", ".join(f"{r:.2f}" for r in ratios) + ")")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "mask.json"), "w") as f:
-        json.dump({"median_s": med, "samples_s": res, "rows": ROWS}, f, indent=1)
+        json.dump({"median_s": med, "samples_s": res, "rows": ROWS, "pgbench_tps": tps,
+                   "pgbench_ratio": statistics.median(ratios)}, f, indent=1)
 
 
 if __name__ == "__main__":

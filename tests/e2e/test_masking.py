@@ -579,3 +579,28 @@ def test_copy_out_follows_on_unmaskable(pg, agent, cgroups, people, tmp_path, un
         assert len(unm) == 1 and unm[0].startswith("20 values"), unm
     else:
         assert unm == []
+
+
+def test_pinned_masking_outlives_the_agent(pg, agent, cgroups, people, tmp_path):
+    """Pinned (the default), the masking programs stay: a masked session stays masked, not reset."""
+    import uuid
+    from workloads import SqlClient
+    name, rows = people
+    pin = f"/sys/fs/bpf/dbw-test-{uuid.uuid4().hex[:8]}"
+    a = agent("--pin-dir", pin,
+              "--policy", policy_file(tmp_path, RESULT_POLICY.replace("UNMASKABLE", "block")))
+    masked = SqlClient(cgroups, MASKED_CG, pg.dsn())
+    try:
+        q = f"SELECT email FROM {name} WHERE id = 1"
+        assert masked.sql(q)["rows"] == [[stars(rows[0][1])]]
+        evs = a.stop()
+        assert a.rc == 0
+        # no daemon now: the kernel still masks, and the session was not reset
+        assert masked.sql(q)["rows"] == [[stars(rows[0][1])]]
+        assert masked.sql(f"SELECT email FROM {name} WHERE id = 2")["rows"] == \
+            [[stars(rows[1][1])]]
+    finally:
+        masked.close()
+        a.unpin()
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+    assert not os.path.exists(pin)
