@@ -1037,7 +1037,7 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 			who.comm[strcspn(who.comm, "\n")] = 0;
 		fclose(f);
 	}
-	/* the port map says which protocol; without it, PostgreSQL is the only one parsed */
+	/* PostgreSQL until its socket names its server port (resume_lookup) */
 	c = conn_create(t, r->hdr.conn_id, &who, DBW_PROTO_POSTGRES);
 	if (!c)
 		return NULL;
@@ -1086,7 +1086,8 @@ static void on_data(struct conn_table *t, const struct dbw_rec_data *r, size_t s
 		c = conn_adopt(t, r);
 	if (!c)
 		return;
-	if (c->partial && !c->expect[0] && !c->expect[1] && off && c->sc && !c->resumed) {
+	if (t->resuming && c->partial && !c->expect[0] && !c->expect[1] && off && c->sc &&
+	    !c->resumed) {
 		/* mid-stream: the programs outlived a daemon that read the start */
 		c->resumed = true;
 		c->sc->resume(c->stitcher);
