@@ -1,48 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * libFuzzer: the PostgreSQL stitcher fed a conversation in arbitrary
- * pieces. Each piece is [control][bytes]: control bit 7 picks the
- * direction, bit 6 makes it a gap of the piece's length instead of bytes,
- * bits 0-5 the length (1-64). Every statement reported is read whole, so
- * that ASan sees a stale or short pointer in it.
+ * pieces (the format in stitch_fuzz.h). Every statement reported is read
+ * whole, so that ASan sees a stale or short pointer in it.
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "pg_conn.h"
-#include "stmt.h"
-
-static volatile size_t sink;
+#include "stitch_fuzz.h"
 
 static void on_statement(void *ctx, const struct dbw_stmt *s)
 {
-	sink += s->text ? strnlen(s->text, s->text_len + 1) : 0;
-	sink += strnlen(s->tag, sizeof(s->tag));
-	sink += s->prepared_name ? strlen(s->prepared_name) : 0;
+	read_stmt(s);
 	for (uint32_t i = 0; i < s->nparam_types && i < DBW_MAX_PARAM_TYPES; i++)
 		sink += s->param_types[i];
 }
-
-static void on_session(void *ctx, const char *user, const char *db, const char *app)
-{
-	sink += (user ? strlen(user) : 0) + (db ? strlen(db) : 0) + (app ? strlen(app) : 0);
-}
-
-static void on_other(void *ctx)
-{
-}
-
-static void on_unparsed(void *ctx, const char *reason)
-{
-	sink += strlen(reason);
-}
-
-static const struct dbw_stitch_ops ops = {
-	.statement = on_statement,
-	.session = on_session,
-	.encrypted = on_other,
-	.unparsed = on_unparsed,
-};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -51,23 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!c)
 		return 0;
-	while (size) {
-		uint8_t ctl = data[0];
-		size_t n = (ctl & 63) + 1;
-		int dir = ctl >> 7;
-
-		data++;
-		size--;
-		if (ctl & 64) {
-			pg_conn_gap(c, dir, n, ts++);
-			continue;
-		}
-		if (n > size)
-			n = size;
-		pg_conn_feed(c, dir, data, n, ts++, 42);
-		data += n;
-		size -= n;
-	}
+	STITCH_FUZZ_FEED(pg, c, data, size, ts);
 	/* memory stays bounded whatever came in */
 	if (pg_conn_mem(c) > (4u << 20))
 		__builtin_trap();
