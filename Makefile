@@ -160,7 +160,7 @@ $(FUZZ)/us/%.o: userspace/%.c $(HDRS) $(SKELS) | $(FUZZ)/us
 	$(call msg,CC-FUZZ,$@)
 	$(Q)$(CLANG) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS) $(HDRS) | $(FUZZ)
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(FUZZ_OBJS) $(HDRS) | $(FUZZ)
 	$(call msg,FUZZER,$@)
 	$(Q)$(CLANG) $(CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) $(LIBS) -o $@
 
