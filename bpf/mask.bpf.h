@@ -136,7 +136,7 @@ struct mask_st {
 	__u8 desc; /* a RowDescription describes the rows now */
 	__u8 hi_match; /* a column past DBW_MASK_COLS is named by a rule */
 	__u8 inited;
-	__u8 pad;
+	__u8 proto; /* enum dbw_proto: which parser reads the stream */
 	__u8 acc[8]; /* a header or length word cut by an skb */
 };
 
@@ -248,6 +248,7 @@ static __always_inline long mask_join(struct bpf_sock_ops *skops, struct dbw_sk_
 	if (!m)
 		goto fail;
 	m->cand = st->mask_rules;
+	m->proto = st->proto;
 	if (bpf_sock_hash_update(skops, &socks_mask, key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&mask_state, key);
 		goto fail;
@@ -504,6 +505,36 @@ static __always_inline int col_style(struct mask_st *st, __u32 i)
 	return ((st->style_lo >> i) & 1) | (((st->style_hi >> i) & 1) << 1);
 }
 
+/*
+ * Result column st->fidx is named h (dbw_name_hash): when a rule in force
+ * names it, it is masked in the style of the first such rule (file order).
+ * Shared by every protocol's description of a result's columns.
+ */
+static __always_inline void col_named(struct mask_st *st, __u64 h)
+{
+	__u32 *rules = bpf_map_lookup_elem(&mask_cols, &h);
+	__u32 hit, i = st->fidx, zero = 0;
+	struct dbw_mask_cfg *cfg;
+	__u8 s = DBW_MASK_STARS;
+
+	if (!rules || !(*rules & st->rules))
+		return;
+	hit = *rules & st->rules;
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	for (__u32 j = 0; cfg && j < DBW_MASK_RULES; j++)
+		if (hit & (1u << j)) {
+			s = cfg->rules[j].style;
+			break;
+		}
+	if (i < DBW_MASK_COLS) {
+		st->cols |= 1ULL << i;
+		st->style_lo |= (__u64)(s & 1) << i;
+		st->style_hi |= (__u64)((s >> 1) & 1) << i;
+	} else {
+		st->hi_match = 1;
+	}
+}
+
 /* A message ended: where the parser goes next. */
 static __always_inline void msg_done(struct mask_st *st)
 {
@@ -595,11 +626,14 @@ static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work 
 	}
 }
 
+#include "mask_mysql.bpf.h"
+#include "mask_resp.bpf.h"
+
 /*
- * One step of the parser at w->pos. Global: verified once. Returns 1 to
- * stop (skb done, or nothing more to do), 0 to go on.
+ * One step of the PostgreSQL parser at w->pos. Global: verified once.
+ * Returns 1 to stop (skb done, or nothing more to do), 0 to go on.
  */
-__noinline int mask_step(struct __sk_buff *skb)
+__noinline int mask_step_pg(struct __sk_buff *skb)
 {
 	struct mask_work *w = mask_work_get();
 	struct mask_st *st;
@@ -717,7 +751,7 @@ __noinline int mask_step(struct __sk_buff *skb)
 			msg_done(st);
 		return 0;
 	case MS_T_NAME: {
-		__u32 k, *rules;
+		__u32 k;
 		__u64 h = st->nhash;
 		int nul = -1;
 
@@ -750,26 +784,7 @@ __noinline int mask_step(struct __sk_buff *skb)
 		}
 		w->pos += nul + 1;
 		st->msg_rem -= nul + 1;
-		rules = bpf_map_lookup_elem(&mask_cols, &h);
-		if (rules && (*rules & st->rules)) {
-			__u32 hit = *rules & st->rules, i = st->fidx, zero = 0;
-			struct dbw_mask_cfg *cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
-			__u8 s = DBW_MASK_STARS;
-
-			/* the first rule (file order) that names the column sets its style */
-			for (__u32 j = 0; cfg && j < DBW_MASK_RULES; j++)
-				if (hit & (1u << j)) {
-					s = cfg->rules[j].style;
-					break;
-				}
-			if (i < DBW_MASK_COLS) {
-				st->cols |= 1ULL << i;
-				st->style_lo |= (__u64)(s & 1) << i;
-				st->style_hi |= (__u64)((s >> 1) & 1) << i;
-			} else {
-				st->hi_match = 1;
-			}
-		}
+		col_named(st, h);
 		st->field_rem = 18;
 		st->state = MS_T_META;
 		return 0;
@@ -864,11 +879,19 @@ struct mask_loop {
 	struct __sk_buff *skb;
 };
 
+/* bpf_loop callback: one step of the connection's protocol parser. */
 static long mask_loop_step(__u32 i, void *ctx)
 {
 	struct mask_loop *l = ctx;
+	struct mask_work *w = mask_work_get();
 
-	return mask_step(l->skb) ? 1 : 0;
+	if (!w)
+		return 1;
+	if (w->st.proto == DBW_PROTO_MYSQL)
+		return mask_step_mysql(l->skb) ? 1 : 0;
+	if (w->st.proto == DBW_PROTO_REDIS)
+		return mask_step_resp(l->skb) ? 1 : 0;
+	return mask_step_pg(l->skb) ? 1 : 0;
 }
 
 /* The rules in force changed: what the parser needs of them. */

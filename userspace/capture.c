@@ -652,6 +652,21 @@ int capture_counters(struct capture *c, uint64_t *out)
 	return 0;
 }
 
+/*
+ * Whether the kernel's masking verdict can read this protocol's replies
+ * (bpf/mask*.bpf.h). A port of another protocol gets no masking rules, so
+ * its sockets never carry the verdict.
+ */
+static bool mask_parses(uint8_t proto)
+{
+	switch (proto) {
+	case DBW_PROTO_POSTGRES:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* The Redis command names the guard classifies, for the kernel (resp.bpf.h). 0 or -1. */
 static int redis_verbs_load(int fd)
 {
@@ -733,7 +748,9 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 		struct dbw_port_cfg cfg = {
 			.proto = c->ports[i].proto,
 			.rules = g->port_rules ? g->port_rules[i] : 0,
-			.mask_rules = g->port_mask_rules ? g->port_mask_rules[i] : 0,
+			.mask_rules = g->port_mask_rules && mask_parses(c->ports[i].proto) ?
+					      g->port_mask_rules[i] :
+					      0,
 		};
 
 		if (bpf_map_update_elem(ports_fd, &c->ports[i].port, &cfg, BPF_ANY))
