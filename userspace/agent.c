@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "status.h"
 #include "tls.h"
+#include "log.h"
 
 /*
  * How long a record may wait in the ring buffer before the daemon drains
@@ -85,8 +86,8 @@ static void check_counters(struct capture *cap, struct emitter *em, uint64_t *la
 
 		if (now[k] <= last[k])
 			continue;
-		fprintf(stderr, "dbwarden: loss: %s +%llu\n", capture_counter_name(k),
-			(unsigned long long)(now[k] - last[k]));
+		log_warn("loss: %s +%llu", capture_counter_name(k),
+			 (unsigned long long)(now[k] - last[k]));
 		ev = event_new(em, "loss", 0);
 		if (ev)
 			json_object_set_new(ev, "loss",
@@ -122,45 +123,46 @@ static void print_summary(struct capture *cap, struct conn_table *conns, struct 
 {
 	uint64_t cnt[DBW_CNT__MAX], missed = 0;
 	struct conn_stats st;
+	char line[4096] = "";
+	size_t n = 0;
+
+	if (!log_enabled(DBW_LOG_INFO))
+		return;
 
 	conns_stats(conns, &st);
-	fprintf(stderr,
-		"dbwarden: events %llu (write errors %llu), connections %llu, statements %llu, "
-		"unparsed %llu, gaps %llu (%llu bytes), bad records %llu, evicted %llu\n",
-		(unsigned long long)emitter_seq(em), (unsigned long long)emitter_errors(em),
-		(unsigned long long)st.opened, (unsigned long long)st.statements,
-		(unsigned long long)st.unparsed, (unsigned long long)st.gaps,
-		(unsigned long long)st.gap_bytes, (unsigned long long)st.bad_records,
-		(unsigned long long)st.evicted);
+	log_info("events %llu (write errors %llu), connections %llu, statements %llu, "
+		 "unparsed %llu, gaps %llu (%llu bytes), bad records %llu, evicted %llu",
+		 (unsigned long long)emitter_seq(em), (unsigned long long)emitter_errors(em),
+		 (unsigned long long)st.opened, (unsigned long long)st.statements,
+		 (unsigned long long)st.unparsed, (unsigned long long)st.gaps,
+		 (unsigned long long)st.gap_bytes, (unsigned long long)st.bad_records,
+		 (unsigned long long)st.evicted);
 	if (g) {
 		guard_stats(g, &missed);
 		/* the two ways the kernel lexer and the exact parse can differ */
-		fprintf(stderr,
-			"dbwarden: guard: verdicts %llu, resets %llu, kernel blocks not confirmed "
-			"%llu, statements the kernel missed %llu\n",
-			(unsigned long long)st.verdicts, (unsigned long long)st.resets,
-			(unsigned long long)st.mismatches, (unsigned long long)missed);
-		guard_print_classes(g, stderr);
+		log_info("guard: verdicts %llu, resets %llu, kernel blocks not confirmed "
+			 "%llu, statements the kernel missed %llu",
+			 (unsigned long long)st.verdicts, (unsigned long long)st.resets,
+			 (unsigned long long)st.mismatches, (unsigned long long)missed);
+		guard_log_classes(g);
 	}
 	if (tls) {
 		struct tls_stats ts;
 
 		tls_stats(tls, &ts);
-		fprintf(stderr,
-			"dbwarden: tls: libraries probed %llu (in total %llu, detached %llu, "
-			"failed %llu), process scans %llu, exec rescans dropped %llu\n",
-			(unsigned long long)ts.libraries, (unsigned long long)ts.attached,
-			(unsigned long long)ts.detached, (unsigned long long)ts.failed,
-			(unsigned long long)ts.scans, (unsigned long long)ts.pending_full);
+		log_info("tls: libraries probed %llu (in total %llu, detached %llu, "
+			 "failed %llu), process scans %llu, exec rescans dropped %llu",
+			 (unsigned long long)ts.libraries, (unsigned long long)ts.attached,
+			 (unsigned long long)ts.detached, (unsigned long long)ts.failed,
+			 (unsigned long long)ts.scans, (unsigned long long)ts.pending_full);
 	}
 	if (!cap || capture_counters(cap, cnt))
 		return;
-	fprintf(stderr, "dbwarden: kernel counters:");
 	for (int i = 0; i < DBW_CNT__MAX; i++)
-		if (capture_counter_name(i))
-			fprintf(stderr, " %s=%llu", capture_counter_name(i),
-				(unsigned long long)cnt[i]);
-	fputc('\n', stderr);
+		if (capture_counter_name(i) && n < sizeof(line))
+			n += snprintf(line + n, sizeof(line) - n, " %s=%llu",
+				      capture_counter_name(i), (unsigned long long)cnt[i]);
+	log_info("kernel counters:%s", line);
 }
 
 struct record_ctx {
@@ -184,7 +186,7 @@ static int install_policy(void *ctx, struct capture *cap, char *err, size_t errl
 
 	if (rc->o->tls) {
 		/* TLS libraries probed before any connection is watched, like the policy */
-		rc->tls = tls_new(cap, rc->o->verbose);
+		rc->tls = tls_new(cap);
 		if (!rc->tls) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -248,7 +250,7 @@ int agent_replay(const char *path, unsigned repeat, const struct output_opts *ou
 	FILE *f;
 
 	if (!em) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		log_error("%s", err);
 		goto out;
 	}
 	conns = id && an ? conns_new(em, id, an, 0) : NULL;
@@ -256,7 +258,7 @@ int agent_replay(const char *path, unsigned repeat, const struct output_opts *ou
 		/* the userspace half of the guard: every statement evaluated */
 		g = guard_new(NULL, em, policy, NULL, 0, err, sizeof(err));
 		if (!g) {
-			fputs(err, stderr);
+			log_error("%s", err);
 			goto out;
 		}
 		guard_ops(g, &ops);
@@ -264,7 +266,7 @@ int agent_replay(const char *path, unsigned repeat, const struct output_opts *ou
 	}
 	f = fopen(path, "r");
 	if (!conns || !f) {
-		fprintf(stderr, "dbwarden: replay: cannot open %s\n", path);
+		log_error("replay: cannot open %s", path);
 		if (f)
 			fclose(f);
 		goto out;
@@ -326,6 +328,7 @@ out:
 int agent_run(const struct agent_opts *o)
 {
 	char err[4096], mount[PATH_MAX], cgroup[PATH_MAX], outputs[1024];
+	char watching[CAPTURE_MAX_PORTS * 6 + 1] = "";
 	struct capture_opts co = { 0 };
 	struct emitter *em = NULL;
 	struct identity *id = NULL;
@@ -344,15 +347,14 @@ int agent_run(const struct agent_opts *o)
 	int rc = 1, e;
 
 	if (sys_check_privileges(err, sizeof(err))) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		log_error("%s", err);
 		return 1;
 	}
 	e = sys_mount_bpffs();
 	if (e)
-		fprintf(stderr, "dbwarden: warning: cannot mount bpffs at /sys/fs/bpf: %s\n",
-			strerror(-e));
+		log_warn("cannot mount bpffs at /sys/fs/bpf: %s", strerror(-e));
 	if (sys_cgroup2_mount(mount, sizeof(mount))) {
-		fprintf(stderr, "dbwarden: no cgroup v2 hierarchy is mounted\n");
+		log_error("no cgroup v2 hierarchy is mounted");
 		return 1;
 	}
 	if (!o->cgroup)
@@ -364,20 +366,20 @@ int agent_run(const struct agent_opts *o)
 		snprintf(cgroup, sizeof(cgroup), "%s/%s", mount,
 			 o->cgroup[0] == '/' ? o->cgroup + 1 : o->cgroup);
 	if (stat(cgroup, &sb) || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "dbwarden: --cgroup: %s is not a cgroup v2 directory\n", cgroup);
+		log_error("--cgroup: %s is not a cgroup v2 directory", cgroup);
 		return 1;
 	}
 
 	em = emitter_open(&o->out, err, sizeof(err));
 	if (!em) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		log_error("%s", err);
 		return 1;
 	}
 	if (o->metrics) {
 		/* before the programs: the liveness probe answers while they load */
 		metrics = metrics_open(o->metrics, err, sizeof(err));
 		if (!metrics) {
-			fprintf(stderr, "dbwarden: %s\n", err);
+			log_error("%s", err);
 			emitter_free(em);
 			return 1;
 		}
@@ -386,7 +388,7 @@ int agent_run(const struct agent_opts *o)
 	an = sql_analyzer_new(0);
 	conns = id && an ? conns_new(em, id, an, o->max_conns) : NULL;
 	if (!conns) {
-		fprintf(stderr, "dbwarden: out of memory\n");
+		log_error("out of memory");
 		goto out;
 	}
 	{
@@ -400,7 +402,7 @@ int agent_run(const struct agent_opts *o)
 		conns_set_ports(conns, rctx.ports, protos, o->nports);
 	}
 	if (identity_k8s_start(id, &o->k8s, em, err, sizeof(err))) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		log_error("%s", err);
 		goto out;
 	}
 
@@ -415,7 +417,7 @@ int agent_run(const struct agent_opts *o)
 	if (o->record) {
 		rctx.record = fopen(o->record, "we");
 		if (!rctx.record) {
-			fprintf(stderr, "dbwarden: --record %s: %s\n", o->record, strerror(errno));
+			log_error("--record %s: %s", o->record, strerror(errno));
 			goto out;
 		}
 	}
@@ -435,20 +437,16 @@ int agent_run(const struct agent_opts *o)
 
 	cap = capture_start(&co, err, sizeof(err));
 	if (!cap) {
-		/* a policy's errors are whole lines already */
-		if (strchr(err, '\n'))
-			fputs(err, stderr);
-		else
-			fprintf(stderr, "dbwarden: %s\n", err);
+		/* a policy's errors: one line each, each prefixed */
+		log_error("%s", err);
 		goto out;
 	}
 	if (capture_adopted(cap, last)) {
 		/* counters from where the predecessor reported them; streams mid-way */
 		conns_set_resuming(conns);
-		fprintf(stderr,
-			"dbwarden: adopted the programs pinned in %s: they kept enforcing; "
-			"draining what they buffered\n",
-			capture_pin_dir(cap));
+		log_info("adopted the programs pinned in %s: they kept enforcing; "
+			 "draining what they buffered",
+			 capture_pin_dir(cap));
 	}
 	/* the detectors compiled now, not under the first statement */
 	conns_masking_ready(conns);
@@ -459,17 +457,16 @@ int agent_run(const struct agent_opts *o)
 	view.guard = rctx.guard;
 	view.tls = rctx.tls;
 	msrc.ready = true;
-	fprintf(stderr, "dbwarden: ready: watching");
-	for (int i = 0; i < o->nports; i++)
-		fprintf(stderr, " %u", o->ports[i].port);
+	for (int i = 0, n = 0; i < o->nports; i++)
+		n += snprintf(watching + n, sizeof(watching) - n, " %u", o->ports[i].port);
 	output_describe(&o->out, outputs, sizeof(outputs));
-	fprintf(stderr, " under %s, output %s\n", cgroup, outputs);
+	log_info("ready: watching%s under %s, output %s", watching, cgroup, outputs);
 
 	last_check = now_ms();
 	while (!stop_requested) {
 		e = capture_poll(cap, DBW_DRAIN_MS);
 		if (e < 0 && e != -EINTR) {
-			fprintf(stderr, "dbwarden: ring buffer poll failed: %s\n", strerror(-e));
+			log_error("ring buffer poll failed: %s", strerror(-e));
 			goto out;
 		}
 		if (rctx.guard)
@@ -485,7 +482,7 @@ int agent_run(const struct agent_opts *o)
 			if (rctx.guard)
 				guard_reload(rctx.guard, rctx.ports, o->nports, conns);
 			else
-				fprintf(stderr, "dbwarden: SIGHUP: no --policy to read again\n");
+				log_warn("SIGHUP: no --policy to read again");
 		}
 		emitter_flush(em);
 		/* out of the process: a successor need not read those records again */
@@ -500,8 +497,7 @@ int agent_run(const struct agent_opts *o)
 			last_check = now_ms();
 		}
 	}
-	if (o->verbose)
-		fprintf(stderr, "dbwarden: signal %d, draining\n", (int)stop_requested);
+	log_debug("signal %d, draining", (int)stop_requested);
 	/* no new connections; deliver every record already in the ring */
 	capture_stop_new(cap);
 	if (capture_pin_dir(cap)) {
@@ -527,22 +523,21 @@ int agent_run(const struct agent_opts *o)
 	emitter_flush(em);
 	capture_commit(cap);
 	if (capture_pin_dir(cap))
-		fprintf(stderr,
-			"dbwarden: the programs stay pinned in %s and keep enforcing the last "
-			"policy; `dbwarden stop --unpin` removes them\n",
-			capture_pin_dir(cap));
+		log_info("the programs stay pinned in %s and keep enforcing the last "
+			 "policy; `dbwarden stop --unpin` removes them",
+			 capture_pin_dir(cap));
 	rc = 0;
 out:
 	if (conns) {
 		print_summary(cap, conns, em, rctx.guard, rctx.tls);
-		identity_print_summary(id, stderr);
+		identity_log_summary(id);
 	}
 	metrics_close(metrics);
 	tls_free(rctx.tls);
 	capture_close(cap);
 	if (rctx.record) {
 		if (fclose(rctx.record) || rctx.record_errors)
-			fprintf(stderr, "dbwarden: --record: write errors\n");
+			log_error("--record: write errors");
 	}
 	conns_free(conns);
 	guard_free(rctx.guard);

@@ -14,7 +14,6 @@ struct agent_opts {
 	int nports;
 	size_t ringbuf_bytes;
 	size_t max_conns;
-	int verbose;
 	const char *record; /* --record: also write raw records here */
 	const char *policy; /* --policy FILE; SIGHUP reads it again */
 	const char *api; /* --api PATH: the local API socket (approvals) */

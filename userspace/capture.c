@@ -28,6 +28,7 @@
 #include "redis_proto.h"
 #include "dbwarden.skel.h"
 #include "statefile.h"
+#include "log.h"
 
 /*
  * The ring buffer, read directly (as libbpf does) so that the consumer
@@ -120,12 +121,18 @@ const char *capture_counter_name(int idx)
 	return counter_names[idx];
 }
 
+/* libbpf's own messages, in the agent's log: its warnings as warnings, the rest as debug. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	/* the verifier log is long; show it only with LIBBPF_DEBUG set */
-	if (!getenv("LIBBPF_DEBUG") && (level == LIBBPF_DEBUG || strstr(fmt, "PROG LOAD LOG")))
+	if (getenv("LIBBPF_DEBUG")) {
+		vfprintf(stderr, fmt, args);
 		return 0;
-	return vfprintf(stderr, fmt, args);
+	}
+	if (level == LIBBPF_DEBUG || strstr(fmt, "PROG LOAD LOG"))
+		return 0;
+	log_vwrite(level == LIBBPF_WARN ? DBW_LOG_WARN : DBW_LOG_DEBUG, fmt, args);
+	return 0;
 }
 
 static void ring_free(struct ring *r)
@@ -307,10 +314,9 @@ static int pin_prepare(struct capture *c, char *err, size_t errlen)
 		c->meta.gen = c->prev.gen + 1 ? c->prev.gen + 1 : 1;
 		return 0;
 	}
-	fprintf(stderr,
-		"dbwarden: %s holds the programs of another dbwarden build: replacing them "
-		"(connections they watched are not watched any more)\n",
-		c->pin_dir);
+	log_warn("%s holds the programs of another dbwarden build: replacing them "
+		 "(connections they watched are not watched any more)",
+		 c->pin_dir);
 	unpin_all(c->pin_dir, false);
 	memset(&c->prev, 0, sizeof(c->prev));
 	return 0;
@@ -475,9 +481,8 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 	e = load(c, o);
 	if (e && c->adopted) {
 		/* pinned maps that do not fit (another --ringbuf-mb): start afresh */
-		fprintf(stderr,
-			"dbwarden: cannot reuse the maps pinned in %s (%s): replacing them\n",
-			c->pin_dir, strerror(-e));
+		log_warn("cannot reuse the maps pinned in %s (%s): replacing them", c->pin_dir,
+			 strerror(-e));
 		dbwarden_bpf__destroy(c->skel);
 		unpin_all(c->pin_dir, false);
 		c->adopted = false;
@@ -996,7 +1001,7 @@ int capture_stop_pinned(const char *dir, bool unpin)
 
 	if (read_meta(dir, &m)) {
 		if (!unpin || !unpin_all(dir, true)) {
-			fprintf(stderr, "dbwarden: stop: nothing pinned in %s\n", dir);
+			log_error("stop: nothing pinned in %s", dir);
 			return 1;
 		}
 		printf("removed the pins in %s\n", dir);
@@ -1004,14 +1009,14 @@ int capture_stop_pinned(const char *dir, bool unpin)
 	}
 	if (m.heartbeat_ns && m.pid && is_dbwarden(m.pid)) {
 		if (kill(m.pid, SIGTERM)) {
-			fprintf(stderr, "dbwarden: stop: pid %u: %s\n", m.pid, strerror(errno));
+			log_error("stop: pid %u: %s", m.pid, strerror(errno));
 			return -1;
 		}
 		/* it drains the ring buffer and flushes its outputs first */
 		for (int i = 0; i < 300 && is_dbwarden(m.pid); i++)
 			usleep(100 * 1000);
 		if (is_dbwarden(m.pid)) {
-			fprintf(stderr, "dbwarden: stop: pid %u did not exit within 30 s\n", m.pid);
+			log_error("stop: pid %u did not exit within 30 s", m.pid);
 			return -1;
 		}
 		printf("stopped dbwarden (pid %u)\n", m.pid);
@@ -1019,7 +1024,7 @@ int capture_stop_pinned(const char *dir, bool unpin)
 	}
 	if (!unpin) {
 		if (rc)
-			fprintf(stderr, "dbwarden: stop: no agent is running for %s\n", dir);
+			log_error("stop: no agent is running for %s", dir);
 		else
 			printf("the programs stay pinned in %s, enforcing the last policy "
 			       "(--unpin removes them)\n",
@@ -1028,7 +1033,7 @@ int capture_stop_pinned(const char *dir, bool unpin)
 	}
 	lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB)) {
-		fprintf(stderr, "dbwarden: stop: an agent still holds %s\n", dir);
+		log_error("stop: an agent still holds %s", dir);
 		if (lock >= 0)
 			close(lock);
 		return -1;

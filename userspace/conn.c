@@ -25,6 +25,7 @@
 #include "redis_conn.h"
 #include "sockdiag.h"
 #include "stmt.h"
+#include "log.h"
 
 /* What the kernel's result masking did (struct dbw_rec_mask). */
 struct conn_mask_counts {
@@ -363,10 +364,11 @@ static void conn_emit(struct conn *c, json_t *ev)
 static void alert(struct conn_table *t, struct conn *c, const char *kind, const char *detail)
 {
 	json_t *ev = c ? conn_event(c, "alert", 0) : event_new(t->em, "alert", 0);
+	char where[64];
 
-	if (ev)
-		json_object_set_new(ev, "alert",
-				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+	if (c)
+		snprintf(where, sizeof(where), "connection %llu", (unsigned long long)c->id);
+	event_set_alert(ev, kind, detail, c ? where : NULL);
 	if (c)
 		conn_emit(c, ev);
 	else
@@ -478,7 +480,7 @@ static const struct conn_masking *masking_of(struct conn_table *t)
 	if (!t->mask_default.det) {
 		t->mask_default.det = detect_new(DET_ALL_BUILTIN, NULL, 0, err, sizeof(err), &bad);
 		if (!t->mask_default.det)
-			fprintf(stderr, "dbwarden: detectors: %s (text is withheld)\n", err);
+			log_error("detectors: %s (text is withheld)", err);
 	}
 	return &t->mask_default;
 }
@@ -760,6 +762,8 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 		json_object_set_new(ev, "stats", st);
 	}
 	conn_emit(c, ev);
+	log_debug("connection %llu closed: %llu statements", (unsigned long long)c->id,
+		  (unsigned long long)c->statements);
 	conn_destroy(t, c);
 }
 
@@ -857,6 +861,9 @@ static void on_open(struct conn_table *t, const struct dbw_rec_conn_open *r)
 		ev = conn_event(c, "connection_open", r->hdr.ts_ns);
 		conn_emit(c, ev);
 	}
+	log_debug("connection %llu %s: pid %u (%.16s) uid %u to port %u", (unsigned long long)c->id,
+		  resumed ? "resumed" : "opened", r->who.pid, r->who.comm, r->who.uid,
+		  tp.server_port);
 	guard_changed(c);
 }
 

@@ -17,6 +17,7 @@
 #include "event.h"
 #include "kafka.h"
 #include "statefile.h"
+#include "log.h"
 
 struct emitter {
 	struct sink *sinks[OUTPUT_MAX];
@@ -140,10 +141,9 @@ static void drop_torn_line(int fd, const char *path)
 	}
 found:
 	if (pos < end && !ftruncate(fd, pos))
-		fprintf(stderr,
-			"dbwarden: %s: removed a torn last line (%lld bytes) left by a run "
-			"that died while writing it\n",
-			path, (long long)(end - pos));
+		log_warn("%s: removed a torn last line (%lld bytes) left by a run "
+			 "that died while writing it",
+			 path, (long long)(end - pos));
 }
 
 static struct sink *jsonl_sink_new(const char *spec, char *err, size_t errlen)
@@ -231,9 +231,9 @@ static void emit_loss(struct emitter *em, const struct sink *s, const struct sin
 {
 	json_t *ev = event_new(em, "loss", 0);
 
-	fprintf(stderr, "dbwarden: loss: %s +%llu (seq %llu..%llu, output %s)\n", l->counter,
-		(unsigned long long)l->count, (unsigned long long)l->first_seq,
-		(unsigned long long)l->last_seq, s->name);
+	log_warn("loss: %s +%llu (seq %llu..%llu, output %s)", l->counter,
+		 (unsigned long long)l->count, (unsigned long long)l->first_seq,
+		 (unsigned long long)l->last_seq, s->name);
 	em->losses += l->count;
 	if (ev)
 		json_object_set_new(ev, "loss",
@@ -301,13 +301,13 @@ struct emitter *emitter_open(const struct output_opts *o, char *err, size_t errl
 	if (unclean) {
 		json_t *ev = event_new(em, "alert", 0);
 
+		event_set_alert(ev, "unclean_restart",
+				"the previous run did not stop cleanly: events it had not written "
+				"out before it died are missing",
+				NULL);
 		if (ev)
-			json_object_set_new(
-				ev, "alert",
-				json_pack("{s:s, s:s, s:I}", "kind", "unclean_restart", "detail",
-					  "the previous run did not stop cleanly: events it had "
-					  "not written out before it died are missing",
-					  "last_seq", (json_int_t)em->first_seq));
+			json_object_set_new(json_object_get(ev, "alert"), "last_seq",
+					    json_integer(em->first_seq));
 		event_emit(em, ev);
 	}
 	/* a loss an earlier run could not report yet */
@@ -360,6 +360,46 @@ static void format_time(const struct emitter *em, uint64_t mono_ns, char *buf, s
 	gmtime_r(&sec, &tm);
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(real % 1000000000) / 1000);
+}
+
+void event_set_alert(json_t *ev, const char *kind, const char *detail, const char *where)
+{
+	static const char *const routine[] = { "policy_loaded", "identity_restored",
+					       "approval_granted" };
+	static struct {
+		const char *kind;
+		struct log_limit lim;
+	} seen[32];
+	enum dbw_log_level level = DBW_LOG_WARN;
+	struct timespec now;
+	uint64_t held = 0;
+	size_t i;
+
+	if (ev)
+		json_object_set_new(ev, "alert",
+				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+	for (i = 0; i < sizeof(routine) / sizeof(routine[0]); i++)
+		if (!strcmp(kind, routine[i]))
+			level = DBW_LOG_INFO;
+	if (!log_enabled(level))
+		return;
+	/* kinds are a small fixed set of literals; past 32, no limit */
+	for (i = 0; i < sizeof(seen) / sizeof(seen[0]); i++)
+		if (!seen[i].kind || !strcmp(seen[i].kind, kind))
+			break;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (i < sizeof(seen) / sizeof(seen[0])) {
+		seen[i].kind = kind;
+		if (!log_limit_pass(&seen[i].lim, now.tv_sec * 1000ULL + now.tv_nsec / 1000000,
+				    10000, &held))
+			return;
+	}
+	if (held)
+		log_write(level, "alert %s%s%s: %s (and %llu more in the last 10 s)", kind,
+			  where ? " " : "", where ? where : "", detail, (unsigned long long)held);
+	else
+		log_write(level, "alert %s%s%s: %s", kind, where ? " " : "", where ? where : "",
+			  detail);
 }
 
 json_t *event_new(struct emitter *em, const char *type, uint64_t ts_mono_ns)

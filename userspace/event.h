@@ -39,6 +39,16 @@ void emitter_free(struct emitter *em);
 /* A new event of type with the common fields; ts_mono_ns: CLOCK_MONOTONIC. */
 json_t *event_new(struct emitter *em, const char *type, uint64_t ts_mono_ns);
 
+/*
+ * Make ev (may be NULL: out of memory) an alert of this kind, and say it in
+ * the agent's log (log.h): a warning, or info for the kinds that report the
+ * agent's ordinary work (policy_loaded, identity_restored,
+ * approval_granted). `where` (may be NULL) says what it is about, e.g. a
+ * connection. The log holds at most one line per kind per 10 s with a count
+ * of those held back; the events themselves are never held back.
+ */
+void event_set_alert(json_t *ev, const char *kind, const char *detail, const char *where);
+
 /* Serialise and write ev (the reference is consumed). Returns 0 or -1. */
 int event_emit(struct emitter *em, json_t *ev);
 

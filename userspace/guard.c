@@ -32,6 +32,7 @@
 #include "policy.h"
 #include "stmt.h"
 #include "workload.h"
+#include "log.h"
 
 /* A statement held for approval, by id (dbw_approval_id of shape and actor). */
 struct approval {
@@ -253,9 +254,7 @@ static void alert(struct guard *g, const char *kind, const char *detail)
 {
 	json_t *ev = event_new(g->em, "alert", 0);
 
-	if (ev)
-		json_object_set_new(ev, "alert",
-				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+	event_set_alert(ev, kind, detail, NULL);
 	event_emit(g->em, ev);
 }
 
@@ -275,9 +274,8 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 		err[strcspn(err, "\0")] = 0;
 		if (strlen(err) && err[strlen(err) - 1] == '\n')
 			err[strlen(err) - 1] = 0;
-		fprintf(stderr, "dbwarden: policy reload refused, the previous policy stays:\n%s\n",
-			err);
-		alert(g, "policy_rejected", err);
+		snprintf(msg, sizeof(msg), "reload refused, the previous policy stays:\n%s", err);
+		alert(g, "policy_rejected", msg);
 		return -1;
 	}
 	e = install(g, p, ports, nports);
@@ -298,7 +296,6 @@ int guard_reload(struct guard *g, const uint16_t *ports, int nports, struct conn
 	note_loaded(g);
 	conns_guard_refresh(t);
 	snprintf(msg, sizeof(msg), "%s: %zu rules", g->path, policy_nrules(p));
-	fprintf(stderr, "dbwarden: policy loaded: %s\n", msg);
 	alert(g, "policy_loaded", msg);
 	return 0;
 }
@@ -684,9 +681,9 @@ void guard_tick(struct guard *g)
 		wl_classes_tick(g->classes);
 }
 
-void guard_print_classes(const struct guard *g, FILE *f)
+void guard_log_classes(const struct guard *g)
 {
-	wl_classes_print_summary(g->classes, f);
+	wl_classes_log_summary(g->classes);
 }
 
 static const struct conn_masking *on_masking(void *ctx)

@@ -41,7 +41,7 @@ void guard_api_poll(struct guard *g);
 struct identity;
 void guard_set_identity(struct guard *g, struct identity *id);
 void guard_tick(struct guard *g);
-void guard_print_classes(const struct guard *g, FILE *f);
+void guard_log_classes(const struct guard *g);
 
 /* The callbacks the connection table calls. */
 void guard_ops(struct guard *g, struct conn_guard_ops *ops);

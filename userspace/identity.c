@@ -12,6 +12,7 @@
 #include "event.h"
 #include "identity.h"
 #include "k8s.h"
+#include "log.h"
 
 #define ID_CACHE 1024 /* entries per cache; direct-mapped, a collision replaces */
 
@@ -241,8 +242,8 @@ int identity_k8s_start(struct identity *id, const struct k8s_opts *o, struct emi
 	id->k8s = k8s_start(&ko, err, errlen);
 	if (!id->k8s)
 		return -1;
-	fprintf(stderr, "dbwarden: kubernetes: pods of node %s from %s (CA %s)\n", ko.node, ko.api,
-		ko.ca_file ? ko.ca_file : "system store");
+	log_info("kubernetes: pods of node %s from %s (CA %s)", ko.node, ko.api,
+		 ko.ca_file ? ko.ca_file : "system store");
 	return 0;
 }
 
@@ -250,10 +251,7 @@ static void alert(struct identity *id, const char *kind, const char *detail)
 {
 	json_t *ev = event_new(id->em, "alert", 0);
 
-	fprintf(stderr, "dbwarden: %s: %s\n", kind, detail);
-	if (ev)
-		json_object_set_new(ev, "alert",
-				    json_pack("{s:s, s:s}", "kind", kind, "detail", detail));
+	event_set_alert(ev, kind, detail, NULL);
 	event_emit(id->em, ev);
 }
 
@@ -284,7 +282,7 @@ bool identity_poll(struct identity *id)
 			if (id->last_state == K8S_DOWN)
 				alert(id, "identity_restored", msg);
 			else
-				fprintf(stderr, "dbwarden: %s\n", msg);
+				log_info("%s", msg);
 		}
 		id->last_state = st;
 	}
@@ -300,17 +298,16 @@ uint64_t identity_generation(struct identity *id)
 	return id->k8s ? id->last_gen : 0;
 }
 
-void identity_print_summary(struct identity *id, FILE *f)
+void identity_log_summary(struct identity *id)
 {
 	struct k8s_stats ks = {};
 
 	if (id->k8s)
 		k8s_get_stats(id->k8s, &ks);
-	fprintf(f,
-		"dbwarden: identity: identity_degraded=%llu k8s_pods=%llu k8s_lists=%llu "
-		"k8s_watches=%llu k8s_events=%llu k8s_relists=%llu k8s_errors=%llu\n",
-		(unsigned long long)id->degraded, (unsigned long long)ks.pods,
-		(unsigned long long)ks.lists, (unsigned long long)ks.watches,
-		(unsigned long long)ks.events, (unsigned long long)ks.relists,
-		(unsigned long long)ks.errors);
+	log_info("identity: identity_degraded=%llu k8s_pods=%llu k8s_lists=%llu "
+		 "k8s_watches=%llu k8s_events=%llu k8s_relists=%llu k8s_errors=%llu",
+		 (unsigned long long)id->degraded, (unsigned long long)ks.pods,
+		 (unsigned long long)ks.lists, (unsigned long long)ks.watches,
+		 (unsigned long long)ks.events, (unsigned long long)ks.relists,
+		 (unsigned long long)ks.errors);
 }

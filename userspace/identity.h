@@ -89,6 +89,6 @@ bool identity_poll(struct identity *id);
 uint64_t identity_generation(struct identity *id);
 
 /* One line of counters for the exit summary. */
-void identity_print_summary(struct identity *id, FILE *f);
+void identity_log_summary(struct identity *id);
 
 #endif /* DBW_IDENTITY_H */

@@ -24,6 +24,7 @@
 #include "kafka.h"
 #include "spool.h"
 #include "statefile.h"
+#include "log.h"
 
 /* statement -> delivery latency: log-linear, 16 buckets per power of two of µs */
 #define HIST_SUB     16
@@ -109,7 +110,7 @@ static void log_err(struct kafka_sink *k, rd_kafka_resp_err_t err, const char *w
 		return;
 	k->last_err = err;
 	k->last_err_ms = now;
-	fprintf(stderr, "dbwarden: kafka: %s: %s\n", what, reason ? reason : rd_kafka_err2str(err));
+	log_warn("kafka: %s: %s", what, reason ? reason : rd_kafka_err2str(err));
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -139,7 +140,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		k->samples++;
 	}
 	if (k->last_err) {
-		fprintf(stderr, "dbwarden: kafka: delivering again\n");
+		log_info("kafka: delivering again");
 		k->last_err = 0;
 	}
 }
@@ -152,7 +153,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		char why[512];
 
 		rd_kafka_fatal_error(rk, why, sizeof(why));
-		fprintf(stderr, "dbwarden: kafka: fatal: %s: starting a new producer\n", why);
+		log_error("kafka: fatal: %s: starting a new producer", why);
 		k->fatal = true;
 		return;
 	}
@@ -171,8 +172,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 	for (int i = 0; k && i < k->o.nconf; i++)
 		debug |= !strncmp(k->o.conf[i], "debug=", 6);
-	if (level <= LOG_CRIT || debug)
-		fprintf(stderr, "dbwarden: kafka: %s: %s\n", fac, buf);
+	if (level <= LOG_CRIT)
+		log_error("kafka: %s: %s", fac, buf);
+	else if (debug)
+		log_info("kafka: %s: %s", fac, buf);
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t errlen)
@@ -438,30 +441,25 @@ static void kafka_close(struct sink *s)
 	}
 	producer_stop(k);
 	spool_stats(k->sp, &st);
-	fprintf(stderr,
-		"dbwarden: kafka: produced %" PRIu64 ", delivered %" PRIu64
-		", delivery failures %" PRIu64 ", replayed from the spool %" PRIu64
-		", dropped (spool full) %" PRIu64 ", left in the queue %d, "
-		"in the spool for the next start %" PRIu64 " (%" PRIu64 " bytes)\n",
-		k->produced, k->delivered, k->dr_errors, k->replayed, k->dropped, left, st.pending,
-		st.bytes);
+	log_info("kafka: produced %" PRIu64 ", delivered %" PRIu64 ", delivery failures %" PRIu64
+		 ", replayed from the spool %" PRIu64 ", dropped (spool full) %" PRIu64
+		 ", left in the queue %d, "
+		 "in the spool for the next start %" PRIu64 " (%" PRIu64 " bytes)",
+		 k->produced, k->delivered, k->dr_errors, k->replayed, k->dropped, left, st.pending,
+		 st.bytes);
 	if (k->samples)
-		fprintf(stderr,
-			"dbwarden: kafka: statement to delivery: p50 %" PRIu64 " us, p99 %" PRIu64
-			" us, max %" PRIu64 " us (%" PRIu64 " events)\n",
-			hist_pct(k, 50), hist_pct(k, 99), hist_pct(k, 100), k->samples);
+		log_warn("kafka: statement to delivery: p50 %" PRIu64 " us, p99 %" PRIu64
+			 " us, max %" PRIu64 " us (%" PRIu64 " events)",
+			 hist_pct(k, 50), hist_pct(k, 99), hist_pct(k, 100), k->samples);
 	if (k->delivered > 1 && k->last_delivery_ns > k->first_produce_ns)
-		fprintf(stderr,
-			"dbwarden: kafka: %.0f events/s from the first produce to the last delivery\n",
-			k->delivered * 1e9 / (k->last_delivery_ns - k->first_produce_ns));
+		log_info("kafka: %.0f events/s from the first produce to the last delivery",
+			 k->delivered * 1e9 / (k->last_delivery_ns - k->first_produce_ns));
 	if (k->dropping) {
 		/* no event could say it before exit: the next start will */
 		snprintf(text, sizeof(text), "first=%" PRIu64 " last=%" PRIu64 " count=%" PRIu64,
 			 k->drop_first, k->drop_last, k->drop_count);
-		fprintf(stderr,
-			"dbwarden: loss: kafka_spool_full +%" PRIu64
-			" (reported at the next start)\n",
-			k->drop_count);
+		log_info("loss: kafka_spool_full +%" PRIu64 " (reported at the next start)",
+			 k->drop_count);
 	} else {
 		snprintf(text, sizeof(text), "count=0");
 	}
@@ -510,10 +508,9 @@ struct sink *kafka_sink_new(const struct kafka_opts *o, const char *state_dir, c
 	if (producer_start(k, err, errlen))
 		goto fail;
 	if (st.pending)
-		fprintf(stderr,
-			"dbwarden: kafka: %" PRIu64 " events from an earlier run in the spool: "
-			"sending them first\n",
-			st.pending);
+		log_info("kafka: %" PRIu64 " events from an earlier run in the spool: "
+			 "sending them first",
+			 st.pending);
 	return &k->sink;
 fail:
 	statefile_close(k->lossf);

@@ -23,6 +23,7 @@
 #include "status.h"
 #include "sys.h"
 #include "verify.h"
+#include "log.h"
 
 static void usage(FILE *f)
 {
@@ -73,7 +74,9 @@ static void usage(FILE *f)
 		"  --k8s-ca FILE       CA bundle the API's certificate must chain to\n"
 		"  --k8s-token-file F  bearer token, read again for every request\n"
 		"  --node-name NAME    this node (default $NODE_NAME, else the host name)\n"
-		"  -v                  verbose logs on stderr\n"
+		"  --log-level LEVEL   error, warning, info (default) or debug: what the agent\n"
+		"                      says on stderr (never statements or values)\n"
+		"  -v                  the same as --log-level debug\n"
 		"\n"
 		"dbwarden policy check FILE\n"
 		"dbwarden policy test FILE --sql SQL [--actor k=v ...] [--target HOST:PORT]\n"
@@ -115,17 +118,15 @@ static int parse_port(const char *arg, struct agent_opts *o)
 		int pr = dbw_proto_parse(eq + 1);
 
 		if (pr <= 0) {
-			fprintf(stderr,
-				"dbwarden: --port %s: unknown protocol '%s' (supported: postgres, "
-				"mysql, mariadb, redis)\n",
-				arg, eq + 1);
+			log_error("--port %s: unknown protocol '%s' (supported: postgres, "
+				  "mysql, mariadb, redis)",
+				  arg, eq + 1);
 			return -1;
 		}
 		proto = pr;
 	}
 	if (parse_uint(buf, 1, 65535, &port)) {
-		fprintf(stderr,
-			"dbwarden: --port %s: expected PORT[=PROTO] with PORT in 1..65535\n", arg);
+		log_error("--port %s: expected PORT[=PROTO] with PORT in 1..65535", arg);
 		return -1;
 	}
 	for (int i = 0; i < o->nports; i++) {
@@ -135,7 +136,7 @@ static int parse_port(const char *arg, struct agent_opts *o)
 		}
 	}
 	if (o->nports >= CAPTURE_MAX_PORTS) {
-		fprintf(stderr, "dbwarden: at most %d --port options\n", CAPTURE_MAX_PORTS);
+		log_error("at most %d --port options", CAPTURE_MAX_PORTS);
 		return -1;
 	}
 	o->ports[o->nports].port = port;
@@ -164,6 +165,7 @@ static int cmd_run(int argc, char **argv)
 		{ "pin-dir", required_argument, NULL, 'D' },
 		{ "no-pin", no_argument, NULL, 'U' },
 		{ "fail-mode", required_argument, NULL, 'F' },
+		{ "log-level", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -184,17 +186,15 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'r':
 			if (parse_uint(optarg, 1, 1024, &v) || (v & (v - 1))) {
-				fprintf(stderr,
-					"dbwarden: --ringbuf-mb %s: expected a power of two in 1..1024\n",
-					optarg);
+				log_error("--ringbuf-mb %s: expected a power of two in 1..1024",
+					  optarg);
 				return 2;
 			}
 			o.ringbuf_bytes = (size_t)v << 20;
 			break;
 		case 'm':
 			if (parse_uint(optarg, 16, 1 << 22, &v)) {
-				fprintf(stderr, "dbwarden: --max-conns %s: expected 16..4194304\n",
-					optarg);
+				log_error("--max-conns %s: expected 16..4194304", optarg);
 				return 2;
 			}
 			o.max_conns = v;
@@ -216,9 +216,7 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'K':
 			if (strncmp(optarg, "https://", 8) || !optarg[8]) {
-				fprintf(stderr,
-					"dbwarden: --k8s-api %s: expected an https:// URL\n",
-					optarg);
+				log_error("--k8s-api %s: expected an https:// URL", optarg);
 				return 2;
 			}
 			o.k8s.api = optarg;
@@ -234,9 +232,7 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'D':
 			if (optarg[0] != '/') {
-				fprintf(stderr,
-					"dbwarden: --pin-dir %s: expected an absolute path\n",
-					optarg);
+				log_error("--pin-dir %s: expected an absolute path", optarg);
 				return 2;
 			}
 			o.pin_dir = optarg;
@@ -246,15 +242,21 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'F':
 			if (strcmp(optarg, "open") && strcmp(optarg, "closed")) {
-				fprintf(stderr,
-					"dbwarden: --fail-mode %s: expected open or closed\n",
-					optarg);
+				log_error("--fail-mode %s: expected open or closed", optarg);
 				return 2;
 			}
 			o.fail_closed = !strcmp(optarg, "closed");
 			break;
+		case 'L':
+			if (log_level_parse(optarg) < 0) {
+				log_error("--log-level %s: expected error, warning, info or debug",
+					  optarg);
+				return 2;
+			}
+			log_set_level(log_level_parse(optarg));
+			break;
 		case 'v':
-			o.verbose++;
+			log_set_level(DBW_LOG_DEBUG);
 			break;
 		case 'h':
 			usage(stdout);
@@ -269,7 +271,7 @@ static int cmd_run(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "dbwarden: run: unexpected argument '%s'\n", argv[optind]);
+		log_error("run: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
 	if (output_check(&o.out, STATE_DIR_DEFAULT))
@@ -300,8 +302,7 @@ static int cmd_replay(int argc, char **argv)
 		switch (opt) {
 		case 'n':
 			if (parse_uint(optarg, 1, 1000000, &repeat)) {
-				fprintf(stderr, "dbwarden: --repeat %s: expected 1..1000000\n",
-					optarg);
+				log_error("--repeat %s: expected 1..1000000", optarg);
 				return 2;
 			}
 			break;
@@ -318,7 +319,7 @@ static int cmd_replay(int argc, char **argv)
 		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "dbwarden: replay: expected one recording file\n");
+		log_error("replay: expected one recording file");
 		return 2;
 	}
 	/* nothing persisted unless asked: a replay is a measurement */
@@ -501,19 +502,17 @@ static int cmd_policy_test(int argc, char **argv)
 			break;
 		case 'a':
 			if (set_actor(&c, optarg)) {
-				fprintf(stderr,
-					"dbwarden: --actor %s: expected uid=, user=, comm=, exe=, "
-					"cgroup=, container_id=, container=, pod_namespace=, "
-					"pod_name=, service_account= or label:KEY=VALUE\n",
-					optarg);
+				log_error("--actor %s: expected uid=, user=, comm=, exe=, "
+					  "cgroup=, container_id=, container=, pod_namespace=, "
+					  "pod_name=, service_account= or label:KEY=VALUE",
+					  optarg);
 				return 2;
 			}
 			break;
 		case 't':
 			colon = strrchr(optarg, ':');
 			if (!colon || parse_uint(colon + 1, 1, 65535, &port)) {
-				fprintf(stderr, "dbwarden: --target %s: expected HOST:PORT\n",
-					optarg);
+				log_error("--target %s: expected HOST:PORT", optarg);
 				return 2;
 			}
 			c.server = optarg;
@@ -528,10 +527,9 @@ static int cmd_policy_test(int argc, char **argv)
 		case 'p':
 			proto = dbw_proto_parse(optarg);
 			if (proto <= 0) {
-				fprintf(stderr,
-					"dbwarden: --protocol %s: expected postgres, mysql, "
-					"mariadb or redis\n",
-					optarg);
+				log_error("--protocol %s: expected postgres, mysql, "
+					  "mariadb or redis",
+					  optarg);
 				return 2;
 			}
 			break;
@@ -542,8 +540,8 @@ static int cmd_policy_test(int argc, char **argv)
 	}
 	c.proto = proto;
 	if (optind != argc - 1 || !sql) {
-		fprintf(stderr, "dbwarden: policy test FILE --sql SQL [--protocol P] [--actor k=v] "
-				"[--target HOST:PORT] [--database D] [--db-user U]\n");
+		log_error("policy test FILE --sql SQL [--protocol P] [--actor k=v] "
+			  "[--target HOST:PORT] [--database D] [--db-user U]");
 		return 2;
 	}
 	p = policy_load(argv[optind], err, sizeof(err));
@@ -555,7 +553,7 @@ static int cmd_policy_test(int argc, char **argv)
 	if (proto == DBW_PROTO_REDIS) {
 		e = redis_line_analysis(sql, &scan, rtext, sizeof(rtext), &rs, &a);
 		if (e) {
-			fprintf(stderr, "dbwarden: --sql: not a Redis command line\n");
+			log_error("--sql: not a Redis command line");
 			policy_free(p);
 			sql_analyzer_free(an);
 			return 2;
@@ -568,7 +566,7 @@ static int cmd_policy_test(int argc, char **argv)
 		e = !an || sql_analyze(an, sql, strlen(sql), false, &a);
 	}
 	if (e) {
-		fprintf(stderr, "dbwarden: out of memory\n");
+		log_error("out of memory");
 		policy_free(p);
 		sql_analyzer_free(an);
 		mysql_analyzer_free(my);
@@ -607,12 +605,11 @@ static int api_call(const char *path, const char *req)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		fprintf(stderr, "dbwarden: cannot reach the agent at %s: %s\n", path,
-			strerror(errno));
+		log_error("cannot reach the agent at %s: %s", path, strerror(errno));
 		return 1;
 	}
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-		fprintf(stderr, "dbwarden: %s: %s\n", path, strerror(errno));
+		log_error("%s: %s", path, strerror(errno));
 		close(fd);
 		return 1;
 	}
@@ -622,7 +619,7 @@ static int api_call(const char *path, const char *req)
 		if (!strncmp(buf, "ok", 2))
 			ok = 1;
 		if (!strncmp(buf, "error ", 6)) {
-			fprintf(stderr, "dbwarden: %s", buf + 6);
+			log_error("%s", buf + 6);
 			continue;
 		}
 		fwrite(buf, 1, n, stdout);
@@ -652,9 +649,7 @@ static int cmd_approvals(int argc, char **argv, bool approve)
 			ttl = strtoul(optarg, &end, 10);
 			ttl *= *end == 'h' ? 3600 : *end == 'm' ? 60 : 1;
 			if (!ttl || (*end && strchr("smh", *end) == NULL) || (*end && end[1])) {
-				fprintf(stderr,
-					"dbwarden: --ttl %s: expected a duration (90s, 15m, 2h)\n",
-					optarg);
+				log_error("--ttl %s: expected a duration (90s, 15m, 2h)", optarg);
 				return 2;
 			}
 			break;
@@ -668,13 +663,13 @@ static int cmd_approvals(int argc, char **argv, bool approve)
 	}
 	if (approve) {
 		if (optind != argc - 1) {
-			fprintf(stderr, "dbwarden: approve ID [--ttl 15m] [--socket PATH]\n");
+			log_error("approve ID [--ttl 15m] [--socket PATH]");
 			return 2;
 		}
 		snprintf(req, sizeof(req), "approve %s %lu\n", argv[optind], ttl);
 	} else {
 		if (optind != argc) {
-			fprintf(stderr, "dbwarden: approvals [--socket PATH]\n");
+			log_error("approvals [--socket PATH]");
 			return 2;
 		}
 		snprintf(req, sizeof(req), "approvals\n");
@@ -705,23 +700,23 @@ static int cmd_status(int argc, char **argv)
 			as_json = true;
 			break;
 		default:
-			fprintf(stderr, "dbwarden: status [--metrics ADDR:PORT] [--json]\n");
+			log_error("status [--metrics ADDR:PORT] [--json]");
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "dbwarden: status: unexpected argument '%s'\n", argv[optind]);
+		log_error("status: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
 	body = metrics_get(addr, "/status", err, sizeof(err));
 	if (!body) {
-		fprintf(stderr, "dbwarden: %s\n", err);
+		log_error("%s", err);
 		return 1;
 	}
 	if (as_json) {
 		printf("%s\n", body);
 	} else if (status_render(body, stdout)) {
-		fprintf(stderr, "dbwarden: %s did not answer with an agent's status\n", addr);
+		log_error("%s did not answer with an agent's status", addr);
 		rc = 1;
 	}
 	free(body);
@@ -751,12 +746,12 @@ static int cmd_stop(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "dbwarden: stop: unexpected argument '%s'\n", argv[optind]);
+		log_error("stop: unexpected argument '%s'", argv[optind]);
 		return 2;
 	}
 	e = sys_mount_bpffs();
 	if (e) {
-		fprintf(stderr, "dbwarden: stop: bpffs: %s\n", strerror(-e));
+		log_error("stop: bpffs: %s", strerror(-e));
 		return 1;
 	}
 	e = capture_stop_pinned(dir, unpin);
@@ -769,7 +764,7 @@ static int cmd_policy(int argc, char **argv)
 		return cmd_policy_check(argv[2]);
 	if (argc >= 3 && !strcmp(argv[1], "test"))
 		return cmd_policy_test(argc - 1, argv + 1);
-	fprintf(stderr, "dbwarden: policy check FILE | policy test FILE --sql SQL ...\n");
+	log_error("policy check FILE | policy test FILE --sql SQL ...");
 	return 2;
 }
 
@@ -803,7 +798,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	fprintf(stderr, "dbwarden: unknown command '%s'\n", argv[1]);
+	log_error("unknown command '%s'", argv[1]);
 	usage(stderr);
 	return 2;
 }

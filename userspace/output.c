@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "output.h"
+#include "log.h"
 
 /* "64K", "10M", "1G" or bytes. Returns 0, or -1 if not a size. */
 static int parse_size(const char *s, uint64_t *out)
@@ -45,28 +46,26 @@ int output_opt(struct output_opts *o, int opt, const char *arg)
 	case OPT_OUTPUT:
 		if (strcmp(arg, "stdout") && strcmp(arg, "kafka") &&
 		    (strncmp(arg, "file:", 5) || !arg[5])) {
-			fprintf(stderr,
-				"dbwarden: --output %s: expected stdout or file:PATH (JSON Lines), "
-				"or kafka\n",
-				arg);
+			log_error("--output %s: expected stdout or file:PATH (JSON Lines), "
+				  "or kafka",
+				  arg);
 			return -1;
 		}
 		for (int i = 0; i < o->noutputs; i++) {
 			if (!strcmp(o->outputs[i], arg)) {
-				fprintf(stderr, "dbwarden: --output %s given twice\n", arg);
+				log_error("--output %s given twice", arg);
 				return -1;
 			}
 		}
 		if (o->noutputs >= OUTPUT_MAX) {
-			fprintf(stderr, "dbwarden: at most %d --output options\n", OUTPUT_MAX);
+			log_error("at most %d --output options", OUTPUT_MAX);
 			return -1;
 		}
 		o->outputs[o->noutputs++] = arg;
 		return 1;
 	case OPT_STATE_DIR:
 		if (arg[0] != '/') {
-			fprintf(stderr, "dbwarden: --state-dir %s: expected an absolute path\n",
-				arg);
+			log_error("--state-dir %s: expected an absolute path", arg);
 			return -1;
 		}
 		o->state_dir = arg;
@@ -79,12 +78,11 @@ int output_opt(struct output_opts *o, int opt, const char *arg)
 		return 1;
 	case OPT_KAFKA_CONFIG:
 		if (!strchr(arg, '=') || arg[0] == '=') {
-			fprintf(stderr, "dbwarden: --kafka-config %s: expected KEY=VALUE\n", arg);
+			log_error("--kafka-config %s: expected KEY=VALUE", arg);
 			return -1;
 		}
 		if (o->kafka.nconf >= KAFKA_CONF_MAX) {
-			fprintf(stderr, "dbwarden: at most %d --kafka-config options\n",
-				KAFKA_CONF_MAX);
+			log_error("at most %d --kafka-config options", KAFKA_CONF_MAX);
 			return -1;
 		}
 		o->kafka.conf[o->kafka.nconf++] = arg;
@@ -95,10 +93,9 @@ int output_opt(struct output_opts *o, int opt, const char *arg)
 	case OPT_SPOOL_MAX:
 		/* room for a few whole events at least */
 		if (parse_size(arg, &o->kafka.spool_max) || o->kafka.spool_max < (16 << 10)) {
-			fprintf(stderr,
-				"dbwarden: --spool-max %s: expected a size of at least 16K "
-				"(K, M, G)\n",
-				arg);
+			log_error("--spool-max %s: expected a size of at least 16K "
+				  "(K, M, G)",
+				  arg);
 			return -1;
 		}
 		return 1;
@@ -120,16 +117,15 @@ int output_check(struct output_opts *o, const char *default_state_dir)
 		o->kafka.spool_max = SPOOL_MAX_DEFAULT;
 	if (!kafka &&
 	    (o->kafka.brokers || o->kafka.topic || o->kafka.nconf || o->kafka.conf_file)) {
-		fprintf(stderr, "dbwarden: --kafka-* options need --output kafka\n");
+		log_error("--kafka-* options need --output kafka");
 		return -1;
 	}
 	if (kafka && (!o->kafka.brokers || !o->kafka.topic)) {
-		fprintf(stderr,
-			"dbwarden: --output kafka needs --kafka-brokers and --kafka-topic\n");
+		log_error("--output kafka needs --kafka-brokers and --kafka-topic");
 		return -1;
 	}
 	if (kafka && !o->state_dir) {
-		fprintf(stderr, "dbwarden: --output kafka needs --state-dir (for its spool)\n");
+		log_error("--output kafka needs --state-dir (for its spool)");
 		return -1;
 	}
 	return 0;

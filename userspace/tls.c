@@ -45,6 +45,7 @@
 #include "capture.h"
 #include "dbwarden_abi.h"
 #include "tls.h"
+#include "log.h"
 
 #define TLS_MAX_LIBS	 256
 #define TLS_SEEN_SLOTS	 4096 /* files found not to be TLS libraries; direct-mapped */
@@ -76,7 +77,6 @@ struct pending {
 
 struct tls {
 	struct capture *cap;
-	bool verbose;
 	struct tls_lib *libs[TLS_MAX_LIBS];
 	int nlibs;
 	struct file_key seen[TLS_SEEN_SLOTS];
@@ -379,8 +379,7 @@ static void inspect(struct tls *t, const char *path, const char *shown, uint64_t
 	if (r <= 0 || t->nlibs == TLS_MAX_LIBS) {
 		if (r > 0) {
 			t->st.failed++;
-			fprintf(stderr, "dbwarden: tls: %s: not probed: %d libraries already\n",
-				shown, TLS_MAX_LIBS);
+			log_warn("tls: %s: not probed: %d libraries already", shown, TLS_MAX_LIBS);
 		}
 		k = seen_slot(t, dev, ino);
 		k->dev = dev;
@@ -403,7 +402,7 @@ static void inspect(struct tls *t, const char *path, const char *shown, uint64_t
 			lib_detach(l);
 			free(l);
 			t->st.failed++;
-			fprintf(stderr, "dbwarden: tls: %s: not probed: %s\n", shown, why);
+			log_warn("tls: %s: not probed: %s", shown, why);
 			k = seen_slot(t, dev, ino);
 			k->dev = dev;
 			k->ino = ino;
@@ -415,8 +414,8 @@ static void inspect(struct tls *t, const char *path, const char *shown, uint64_t
 	t->libs[t->nlibs++] = l;
 	t->st.libraries++;
 	t->st.attached++;
-	fprintf(stderr, "dbwarden: tls: probing %s (device %u:%u inode %llu): %s\n", shown,
-		major(dev), minor(dev), (unsigned long long)ino, sites.detail);
+	log_info("tls: probing %s (device %u:%u inode %llu): %s", shown, major(dev), minor(dev),
+		 (unsigned long long)ino, sites.detail);
 }
 
 /*
@@ -497,7 +496,7 @@ static void sweep(struct tls *t)
 			i++;
 			continue;
 		}
-		fprintf(stderr, "dbwarden: tls: %s no longer in use: probes removed\n", l->path);
+		log_info("tls: %s no longer in use: probes removed", l->path);
 		lib_detach(l);
 		free(l);
 		t->libs[i] = t->libs[--t->nlibs];
@@ -507,7 +506,7 @@ static void sweep(struct tls *t)
 	t->next_sweep_ms = mono_ms() + t->sweep_ms;
 }
 
-struct tls *tls_new(struct capture *cap, bool verbose)
+struct tls *tls_new(struct capture *cap)
 {
 	const char *env = getenv("DBWARDEN_TLS_SWEEP_MS");
 	unsigned long ms = env ? strtoul(env, NULL, 10) : 0;
@@ -516,7 +515,6 @@ struct tls *tls_new(struct capture *cap, bool verbose)
 	if (!t)
 		return NULL;
 	t->cap = cap;
-	t->verbose = verbose;
 	/* how soon a library nobody maps is detached, and a missed one found */
 	t->sweep_ms = ms >= 100 && ms <= 3600000 ? ms : TLS_SWEEP_MS;
 	sweep(t);

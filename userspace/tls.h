@@ -52,7 +52,7 @@ struct tls_stats {
 };
 
 /* Start the discovery; scans every process now. NULL on out of memory. */
-struct tls *tls_new(struct capture *cap, bool verbose);
+struct tls *tls_new(struct capture *cap);
 void tls_free(struct tls *t);
 
 /* A process exec'd (DBW_REC_EXEC): look at it now and a few times as it loads libraries. */

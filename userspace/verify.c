@@ -17,6 +17,7 @@
 #include "chain.h"
 #include "kafka.h"
 #include "verify.h"
+#include "log.h"
 
 /* detail lines kept per agent: past that, only counted */
 #define DETAIL_MAX 200
@@ -348,7 +349,7 @@ static int read_file(struct verifier *v, const char *path)
 	ssize_t n;
 
 	if (!f) {
-		fprintf(stderr, "dbwarden: verify: cannot open %s: %s\n", path, strerror(errno));
+		log_error("verify: cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	while ((n = getline(&line, &cap, f)) > 0) {
@@ -389,16 +390,17 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 	if (!rk) {
 		if (conf)
 			rd_kafka_conf_destroy(conf);
-		fprintf(stderr, "dbwarden: verify: %s\n", err);
+		log_error("verify: %s", err);
 		return -1;
 	}
 	rkt = rd_kafka_topic_new(rk, o->topic, NULL);
 	e = rkt ? rd_kafka_metadata(rk, 0, rkt, &md, 10000) : rd_kafka_last_error();
 	if (e || md->topic_cnt != 1 || md->topics[0].err) {
-		fprintf(stderr, "dbwarden: verify: topic %s: %s\n", o->topic,
-			rd_kafka_err2str(e	       ? e :
-					 md->topic_cnt ? md->topics[0].err :
-							 RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+		log_error("verify: topic %s: %s", o->topic,
+			  rd_kafka_err2str(e ? e :
+					   md->topic_cnt ?
+					       md->topics[0].err :
+					       RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
 		goto out;
 	}
 	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
@@ -409,8 +411,7 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 
 		e = rd_kafka_query_watermark_offsets(rk, o->topic, p, &lo, &hi, 10000);
 		if (e) {
-			fprintf(stderr, "dbwarden: verify: %s [%d]: %s\n", o->topic, p,
-				rd_kafka_err2str(e));
+			log_error("verify: %s [%d]: %s", o->topic, p, rd_kafka_err2str(e));
 			goto out;
 		}
 		high[i] = hi;
@@ -421,7 +422,7 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 		}
 	}
 	if (!high || (e = rd_kafka_assign(rk, parts))) {
-		fprintf(stderr, "dbwarden: verify: assign: %s\n", rd_kafka_err2str(e));
+		log_error("verify: assign: %s", rd_kafka_err2str(e));
 		goto out;
 	}
 	while (left > 0) {
@@ -430,10 +431,9 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 
 		if (!m) {
 			if (++idle >= 30) {
-				fprintf(stderr,
-					"dbwarden: verify: no message for 30 s, %d partitions "
-					"not read to their end\n",
-					left);
+				log_error("verify: no message for 30 s, %d partitions "
+					  "not read to their end",
+					  left);
 				goto out;
 			}
 			continue;
@@ -443,7 +443,7 @@ static int read_topic(struct verifier *v, const struct kafka_opts *o)
 			if (md->topics[0].partitions[i].id == m->partition)
 				idx = i;
 		if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			fprintf(stderr, "dbwarden: verify: %s\n", rd_kafka_message_errstr(m));
+			log_error("verify: %s", rd_kafka_message_errstr(m));
 			rd_kafka_message_destroy(m);
 			goto out;
 		}
@@ -494,7 +494,7 @@ int verify_main(int argc, char **argv)
 		goto usage;
 	v = verifier_new();
 	if (!v) {
-		fprintf(stderr, "dbwarden: out of memory\n");
+		log_error("out of memory");
 		return 1;
 	}
 	rc = optind < argc ? read_file(v, argv[optind]) : read_topic(v, &o.kafka);
@@ -505,7 +505,7 @@ int verify_main(int argc, char **argv)
 	verifier_free(v);
 	return rc;
 usage:
-	fprintf(stderr, "dbwarden: verify FILE|- | verify --kafka-brokers H:P,... --kafka-topic "
-			"NAME [--kafka-config K=V ...] [--kafka-config-file FILE]\n");
+	log_error("verify FILE|- | verify --kafka-brokers H:P,... --kafka-topic "
+		  "NAME [--kafka-config K=V ...] [--kafka-config-file FILE]");
 	return 2;
 }

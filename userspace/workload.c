@@ -27,6 +27,7 @@
 #include "k8s.h"
 #include "policy.h"
 #include "workload.h"
+#include "log.h"
 
 #define WL_WALK_MS   1000 /* without inotify: look for new and gone cgroups this often */
 #define WL_PODS_MS   250 /* reclassify pods at most this often while their metadata churns */
@@ -481,17 +482,16 @@ void wl_classes_tick(struct wl_classes *w)
 	}
 }
 
-void wl_classes_print_summary(const struct wl_classes *w, FILE *f)
+void wl_classes_log_summary(const struct wl_classes *w)
 {
 	if (!w)
 		return;
-	fprintf(f,
-		"dbwarden: workload classes: per_cgroup=%d cgroups=%zu inotify=%d walks=%llu "
-		"events=%llu updates=%llu failures=%llu full=%llu walk_us_max=%llu "
-		"walk_us_avg=%llu\n",
-		w->per_cgroup, w->by_cgid.n, w->ino >= 0 && !w->polling,
-		(unsigned long long)w->walks, (unsigned long long)w->events,
-		(unsigned long long)w->updates, (unsigned long long)w->failures,
-		(unsigned long long)w->full, (unsigned long long)w->walk_us_max,
-		(unsigned long long)(w->walks ? w->walk_us_total / w->walks : 0));
+	log_info("workload classes: per_cgroup=%d cgroups=%zu inotify=%d walks=%llu "
+		 "events=%llu updates=%llu failures=%llu full=%llu walk_us_max=%llu "
+		 "walk_us_avg=%llu",
+		 w->per_cgroup, w->by_cgid.n, w->ino >= 0 && !w->polling,
+		 (unsigned long long)w->walks, (unsigned long long)w->events,
+		 (unsigned long long)w->updates, (unsigned long long)w->failures,
+		 (unsigned long long)w->full, (unsigned long long)w->walk_us_max,
+		 (unsigned long long)(w->walks ? w->walk_us_total / w->walks : 0));
 }

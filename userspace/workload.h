@@ -35,7 +35,7 @@ void wl_classes_policy(struct wl_classes *w, const struct policy *p);
 /* From the daemon's loop; cheap when there is nothing to do. */
 void wl_classes_tick(struct wl_classes *w);
 
-void wl_classes_print_summary(const struct wl_classes *w, FILE *f);
+void wl_classes_log_summary(const struct wl_classes *w);
 
 /* The policy's view of a workload: pc's workload fields (valid while w is). */
 void workload_policy_conn(const struct workload *w, struct policy_conn *pc);

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -152,10 +153,21 @@ class Agent:
         with open(self.errpath) as f:
             return f.read()
 
+    def _ready(self):
+        """Its `ready:` line; below info (--log-level), its /readyz (needs --metrics)."""
+        if "--log-level" not in self.cmd or "--metrics" not in self.cmd:
+            return "dbwarden: ready:" in self.stderr()
+        addr = self.cmd[self.cmd.index("--metrics") + 1]
+        try:
+            with urllib.request.urlopen(f"http://{addr}/readyz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
     def _wait_ready(self):
         deadline = time.time() + 30
         while time.time() < deadline:
-            if "dbwarden: ready:" in self.stderr():
+            if self._ready():
                 return
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited {self.proc.returncode}: {self.stderr()}")

@@ -103,7 +103,7 @@ def assert_no_loss(evs, agent=None):
     assert evs.losses() == [], evs.losses()
     if agent is not None:
         err = agent.stderr()
-        assert "dbwarden: loss:" not in err, err
+        assert "dbwarden: warning: loss:" not in err, err
 
 
 def bpf_ids_of(pid, kind):

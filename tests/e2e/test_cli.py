@@ -29,6 +29,7 @@ def run(*args, user=None, timeout=30):
     (["run", "--output", "file:"], "expected stdout or file:PATH"),
     (["frobnicate"], "usage"),
     (["replay"], "expected one recording file"),
+    (["run", "--log-level", "loud"], "--log-level loud: expected error, warning, info or debug"),
 ])
 def test_bad_arguments_exit_2(args, needle):
     r = run(*args)

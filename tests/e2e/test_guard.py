@@ -355,7 +355,7 @@ def test_bad_policy_at_start_is_refused(tmp_path):
                         "--state-dir", str(tmp_path / "state")],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
-    assert f"{bad}:4:13: unknown action 'explode'" in r.stderr
+    assert f"dbwarden: error: {bad}:4:13: unknown action 'explode'" in r.stderr
     assert "ready" not in r.stderr
 
 

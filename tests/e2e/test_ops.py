@@ -6,6 +6,7 @@ Operations: the --metrics endpoint (Prometheus text, probes, /status) and
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -83,3 +84,47 @@ def test_status_errors(tmp_path):
     assert r.returncode == 2
     r = subprocess.run([DBW_BIN, "run", "--metrics", "nonsense"], capture_output=True, text=True)
     assert r.returncode == 1 and "expected HOST:PORT" in r.stderr
+
+
+def log_lines(agent):
+    lines = agent.stderr().splitlines()
+    # every line of the agent's own log says who wrote it
+    assert lines and all(l.startswith("dbwarden: ") for l in lines), lines
+    return lines
+
+
+def test_log_levels(pg, agent, tmp_path):
+    """
+    --log-level warning: only what needs a look (here a refused policy
+    reload); -v: what the agent looked at, never a statement or a value.
+    """
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    port = free_port()
+    a = agent("--policy", str(policy), "--log-level", "warning",
+              "--metrics", f"127.0.0.1:{port}")
+    pg.psql("-c", "SELECT 'log_lit_31'")
+    policy.write_text("version: 1\nrules: [{name: x, match: {verb: [NOPE]}}]\n")
+    a.proc.send_signal(signal.SIGHUP)
+    a.wait_for(lambda evs: any(e["alert"]["kind"] == "policy_rejected" for e in evs.of("alert")))
+    a.stop()
+    lines = log_lines(a)
+    assert any(l.startswith("dbwarden: warning: alert policy_rejected: reload refused")
+               for l in lines), lines
+    # info (ready, summaries) and debug (connections) are below the threshold
+    assert all(l.startswith(("dbwarden: warning: ", "dbwarden: error: ")) for l in lines), lines
+
+    policy.write_text(POLICY)
+    b = agent("--policy", str(policy), "-v")
+    res, pid = pg.psql("-c", "SELECT 'log_lit_32'", "-c", "DROP TABLE log_no_such", check=False)
+    b.wait_for(lambda evs: len(evs.statements(pid)) == 2)
+    b.stop()
+    lines = log_lines(b)
+    assert any(l.startswith("dbwarden: ready: watching") for l in lines), lines
+    assert any(re.match(rf"dbwarden: debug: connection \d+ opened: pid {pid} \(psql\)", l)
+               for l in lines), lines
+    assert any(re.match(r"dbwarden: debug: connection \d+ closed: 2 statements", l)
+               for l in lines), lines
+    text = "\n".join(lines)
+    for secret in ("log_lit_31", "log_lit_32", "log_no_such", "SELECT"):
+        assert secret not in text, secret
