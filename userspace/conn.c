@@ -1054,8 +1054,13 @@ static struct conn *conn_adopt(struct conn_table *t, const struct dbw_rec_data *
 		/* the socket is still there: its tuple, owner and protocol */
 		conn_set_proto(c, port_proto(t, c->tuple.server_port));
 		c->partial = false;
-		if (t->resuming && r->stream_off) {
-			/* mid-stream after a restart: an earlier daemon read its start */
+		if (t->resuming) {
+			/*
+			 * After a restart: an earlier daemon read its start, or a part
+			 * of it. Even a first record at offset 0 (a reply) does not say
+			 * the other direction starts there: each direction resumes at
+			 * its own first offset (the stitchers take 0 as the start).
+			 */
 			c->resumed = true;
 			if (c->sc)
 				c->sc->resume(c->stitcher);

@@ -782,6 +782,9 @@ void mysql_conn_resume_at(struct mysql_conn *c, int dir, uint64_t off)
 
 	if (!s->pos && !s->hlen && !s->in_body)
 		s->pos = s->pkt_off = off;
+	/* the server's stream from its first byte: the handshake is ahead */
+	if (dir == DBW_DIR_TO_CLIENT && !off)
+		c->phase = PH_GREETING;
 }
 
 void mysql_conn_close(struct mysql_conn *c, uint64_t ts_ns)

@@ -53,7 +53,8 @@ size_t mysql_conn_pending(const struct mysql_conn *c);
 
 /*
  * Read from the middle after a restart (the daemon adopted pinned programs):
- * no handshake, and this direction's reading begins at stream offset off.
+ * no handshake, and this direction's reading begins at stream offset off;
+ * the server's stream at 0 is its start (the handshake is ahead after all).
  */
 void mysql_conn_resume(struct mysql_conn *c);
 void mysql_conn_resume_at(struct mysql_conn *c, int dir, uint64_t off);

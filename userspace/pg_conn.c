@@ -1004,6 +1004,9 @@ void pg_conn_resume_at(struct pg_conn *c, int dir, uint64_t off)
 
 	if (!s->pos && !s->hlen && !s->in_body)
 		s->pos = s->msg_off = off;
+	/* the client's stream from its first byte: the startup message is ahead */
+	if (dir == DBW_DIR_TO_SERVER && !off)
+		c->startup = true;
 }
 
 size_t pg_conn_mem(const struct pg_conn *c)

@@ -52,7 +52,10 @@ size_t pg_conn_pending(const struct pg_conn *c);
  */
 void pg_conn_resume(struct pg_conn *c);
 
-/* A resumed connection's reading of direction dir begins at stream offset off. */
+/*
+ * A resumed connection's reading of direction dir begins at stream offset
+ * off; the client's stream at 0 is its start (the startup message is ahead).
+ */
 void pg_conn_resume_at(struct pg_conn *c, int dir, uint64_t off);
 
 /* Bytes currently held by this stitcher (for memory accounting). */

@@ -1821,6 +1821,39 @@ static void test_resume_counts_answers_without_request(void **state)
 	rec_free(r);
 }
 
+/*
+ * After a restart a connection may be met at its very start (the earlier
+ * daemon reported its opening and died): resumed, yet the client's stream
+ * from offset 0 is its startup message, read as one.
+ */
+static void test_resume_at_the_start(void **state)
+{
+	struct rec *r = calloc(1, sizeof(*r));
+	struct pg_conn *pc = pg_conn_new(&rec_ops, r);
+	struct wire w = {};
+
+	assert_non_null(r);
+	pg_conn_resume(pc);
+	pg_conn_resume_at(pc, DBW_DIR_TO_SERVER, 0);
+	c_startup(&w, "carol", "shop", NULL);
+	c_query(&w, "SELECT 3");
+	pg_conn_feed(pc, DBW_DIR_TO_SERVER, w.p, w.n, 5, CLIENT_PID);
+	w.n = 0;
+	s_hello(&w);
+	s_complete(&w, "SELECT 1");
+	s_ready(&w, 'I');
+	pg_conn_resume_at(pc, DBW_DIR_TO_CLIENT, 0);
+	pg_conn_feed(pc, DBW_DIR_TO_CLIENT, w.p, w.n, 6, SERVER_PID);
+	assert_int_equal(r->unparsed, 0);
+	assert_int_equal(r->lost, 0);
+	assert_int_equal(r->n, 1);
+	assert_string_equal(r->ev[0].text, "SELECT 3");
+	assert_string_equal(r->user, "carol");
+	pg_conn_free(pc);
+	free(w.p);
+	rec_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1845,6 +1878,7 @@ int main(void)
 		cmocka_unit_test(test_garbage_after_startup),
 		cmocka_unit_test(test_close_pending_is_unknown),
 		cmocka_unit_test(test_resume_counts_answers_without_request),
+		cmocka_unit_test(test_resume_at_the_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
