@@ -232,6 +232,22 @@ static __always_inline __u32 mask_candidates(struct dbw_port_cfg *port, __u64 cg
 	return r & (cfg->uid_free | (u ? *u : 0));
 }
 
+/* A connection's parser state, fresh: its candidate rules, its protocol. NULL: map full. */
+static __always_inline struct mask_st *mask_state_new(__u64 *key, __u32 cand, __u8 proto)
+{
+	__u32 zero = 0;
+	struct mask_st *z = bpf_map_lookup_elem(&mask_zero, &zero), *m;
+
+	if (!z || bpf_map_update_elem(&mask_state, key, z, BPF_ANY))
+		return NULL;
+	m = bpf_map_lookup_elem(&mask_state, key);
+	if (m) {
+		m->cand = cand;
+		m->proto = proto;
+	}
+	return m;
+}
+
 /*
  * ESTABLISHED: a socket with candidate rules gets its masking state and
  * joins socks_mask. 0, or an error (the caller counts it: not watched).
@@ -239,16 +255,8 @@ static __always_inline __u32 mask_candidates(struct dbw_port_cfg *port, __u64 cg
 static __always_inline long mask_join(struct bpf_sock_ops *skops, struct dbw_sk_state *st,
 				      __u64 *key)
 {
-	__u32 zero = 0;
-	struct mask_st *z = bpf_map_lookup_elem(&mask_zero, &zero), *m;
-
-	if (!z || bpf_map_update_elem(&mask_state, key, z, BPF_ANY))
+	if (!mask_state_new(key, st->mask_rules, st->proto))
 		goto fail;
-	m = bpf_map_lookup_elem(&mask_state, key);
-	if (!m)
-		goto fail;
-	m->cand = st->mask_rules;
-	m->proto = st->proto;
 	if (bpf_sock_hash_update(skops, &socks_mask, key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&mask_state, key);
 		goto fail;
@@ -931,13 +939,13 @@ static __always_inline int refuse_tls(struct __sk_buff *skb, __u32 pos)
 }
 
 /*
- * The verdict's body: one skb of the server -> client stream of a masked
- * connection. Always passes the bytes, masked, except what on_unmaskable:
- * block refuses.
+ * The verdict's body: one skb of the server -> client stream of masked
+ * connection key. Always passes the bytes, masked, except what
+ * on_unmaskable: block refuses. (The key is a parameter for the test,
+ * whose runs each get a socket of their own.)
  */
-static __always_inline int mask_skb(struct __sk_buff *skb)
+static __always_inline int mask_verdict(struct __sk_buff *skb, __u64 key)
 {
-	__u64 key = bpf_get_socket_cookie(skb);
 	struct mask_st *st = bpf_map_lookup_elem(&mask_state, &key);
 	struct mask_loop l = { .skb = skb };
 	struct mask_work *w;
@@ -992,6 +1000,11 @@ static __always_inline int mask_skb(struct __sk_buff *skb)
 out:
 	st->off += len;
 	return verdict;
+}
+
+static __always_inline int mask_skb(struct __sk_buff *skb)
+{
+	return mask_verdict(skb, bpf_get_socket_cookie(skb));
 }
 
 #endif /* DBW_MASK_BPF_H */
