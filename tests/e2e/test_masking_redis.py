@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""
+Result masking of Redis replies, in the kernel, end to end: a real
+redis-server on 127.0.0.1, real clients (redis-cli RESP2 and -3,
+python3-redis). A client whose actor a masking rule selects reads the
+values the rule's detectors recognise (emails, Luhn-valid cards) masked,
+same length, in the rule's style; every other byte of the reply is exact,
+and a client no rule selects reads the real values.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+
+import pytest
+import redis
+
+import events
+from conftest import Redis, agents, serve
+
+# Realistic PII and non-PII values.
+EMAIL = "jane.doe+lit@example.com"
+EMAIL2 = "bob_smith@mail.example.org"
+CARD = "4111111111111111"
+CARD_SP = "5555 5555 5555 4444"
+CARD_DASH = "3782-822463-10005"
+BAD_LUHN = "4111111111111112"
+NAME = "Jane Doe"
+AGE = "42"
+NOTE = "call back after 5pm"
+NOT_MAIL = "x@y"
+
+_RUN = f"/dbw-rmask-{os.getpid()}"
+MASKED_CG = f"{_RUN}/agent"
+OTHER_CG = f"{_RUN}/other"
+
+POLICY = f"""\
+version: 1
+masking:
+  results:
+    - name: pii-for-agents
+      match: {{actor: {{cgroup: {MASKED_CG}}}}}
+      detectors: [email, credit_card]
+      style: STYLE
+      on_unmaskable: UNMASKABLE
+"""
+
+
+def policy_file(tmp_path, style="stars", unmaskable="block", body=None):
+    path = tmp_path / "policy.yaml"
+    path.write_text(body or POLICY.replace("STYLE", style).replace("UNMASKABLE", unmaskable))
+    return str(path)
+
+
+# ---- what a masked client must read: the kernel's detectors, restated ---------------
+
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}$")
+
+
+def _luhn(digits):
+    s = 0
+    for i, d in enumerate(reversed(digits)):
+        d = int(d)
+        if i % 2:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        s += d
+    return s % 10 == 0
+
+
+def is_pii(v):
+    if len(v) > 254:
+        return False  # longer than the kernel checks (DBW_MASK_VALUE)
+    if _EMAIL.match(v):
+        return True
+    if re.fullmatch(r"[0-9]([ -]?[0-9])*", v):
+        digits = re.sub(r"[ -]", "", v)
+        return 13 <= len(digits) <= 19 and _luhn(digits)
+    return False
+
+
+def styled(v, style="stars"):
+    if style == "keep_last4":
+        return "*" * (len(v) - 4) + v[-4:] if len(v) > 4 else v
+    if style == "token":
+        return "X" * len(v)
+    return "*" * len(v)
+
+
+def mask(v, style="stars"):
+    """What the kernel makes of one string value."""
+    if isinstance(v, bytes):
+        return mask(v.decode(), style).encode()
+    if isinstance(v, (list, tuple)):
+        return type(v)(mask(x, style) for x in v)
+    if isinstance(v, dict):
+        return {mask(k, style): mask(x, style) for k, x in v.items()}
+    if isinstance(v, str) and is_pii(v):
+        return styled(v, style)
+    return v
+
+
+# ---- fixtures -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rd():
+    yield from serve(Redis())
+
+
+@pytest.fixture
+def agent(tmp_path, rd):
+    yield from agents(tmp_path, rd.port, proto="redis")
+
+
+@pytest.fixture
+def cgroups():
+    from workloads import Cgroups
+    cg = Cgroups()
+    cg.make(MASKED_CG)
+    cg.make(OTHER_CG)
+    yield cg
+    cg.cleanup()
+
+
+DATA = {
+    "u:1:email": EMAIL, "u:1:card": CARD, "u:1:card_sp": CARD_SP, "u:1:card_dash": CARD_DASH,
+    "u:1:badluhn": BAD_LUHN, "u:1:name": NAME, "u:1:age": AGE, "u:1:notmail": NOT_MAIL,
+}
+HASH = {"email": EMAIL2, "card": CARD_SP, "name": NAME, "visits": "17", "note": NOTE}
+LIST = [EMAIL, NOTE, CARD, AGE, EMAIL2, BAD_LUHN, NAME, CARD_DASH]
+
+
+@pytest.fixture
+def pii(rd):
+    """Keys holding realistic PII, written without an agent."""
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    r.flushall()
+    r.mset(DATA)
+    r.hset("u:h:1", mapping=HASH)
+    r.rpush("u:l:1", *LIST)
+    r.close()
+    yield
+    r = redis.Redis(host="127.0.0.1", port=rd.port)
+    r.flushall()
+    r.close()
+
+
+def run_in(cgroups, rel, argv, input=None, timeout=300):
+    """Run argv inside cgroup rel (moved before it execs). Returns (CompletedProcess, pid)."""
+    p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + list(argv),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         cwd="/")
+    try:
+        cgroups.move(p.pid, rel)
+        out, err = p.communicate(b"go\n" + (input or b""), timeout=timeout)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    return subprocess.CompletedProcess(argv, p.returncode, out, err), p.pid
+
+
+def cli_in(cgroups, rel, rd, *args, tls=None):
+    """redis-cli in cgroup rel; returns (stdout lines, pid)."""
+    argv = ["redis-cli", "-h", "127.0.0.1", "-p", str(tls.tls_port if tls else rd.port)]
+    if tls:
+        argv += ["--tls", "--cacert", tls.cert]
+    res, pid = run_in(cgroups, rel, argv + list(args))
+    return res, pid
+
+
+def py_in(cgroups, rel, code):
+    res, pid = run_in(cgroups, rel, ["/usr/bin/python3", "-c", code])
+    assert res.returncode == 0, res.stderr.decode()
+    return json.loads(res.stdout), pid
+
+
+def lines(res):
+    assert res.returncode == 0, res.stderr
+    return res.stdout.decode().splitlines()
+
+
+def masked_stmts(evs, verb, cg=MASKED_CG):
+    return [e for e in evs.statements()
+            if e["statement"]["verb"] == verb and e["actor"]["cgroup"] == cg]
+
+
+# ---- redis-cli, RESP2 and RESP3 --------------------------------------------------------
+
+@pytest.mark.parametrize("resp", ["2", "3"])
+def test_redis_cli_masked_actor_reads_masked_other_real(rd, agent, cgroups, pii, tmp_path, resp):
+    a = agent("--policy", policy_file(tmp_path))
+    proto = ["-3"] if resp == "3" else []
+    keys = list(DATA)
+    want_mget = [DATA[k] for k in keys]
+
+    def session(cg):
+        out = {}
+        for k in keys:
+            out[k] = lines(cli_in(cgroups, cg, rd, *proto, "GET", k)[0])
+        out["mget"] = lines(cli_in(cgroups, cg, rd, *proto, "MGET", *keys)[0])
+        out["lrange"] = lines(cli_in(cgroups, cg, rd, *proto, "LRANGE", "u:l:1", "0", "-1")[0])
+        out["hgetall"] = lines(cli_in(cgroups, cg, rd, *proto, "HGETALL", "u:h:1")[0])
+        # a status reply (simple string) carrying an email
+        out["status"] = lines(cli_in(cgroups, cg, rd, *proto, "EVAL",
+                                     "return redis.status_reply(ARGV[1])", "0", EMAIL)[0])
+        out["alive"] = lines(cli_in(cgroups, cg, rd, *proto, "PING")[0])
+        return out
+
+    got = session(MASKED_CG)
+    plain = session(OTHER_CG)
+    for k in keys:
+        assert plain[k] == [DATA[k]]
+        assert got[k] == [mask(DATA[k])], k
+    assert plain["mget"] == want_mget and got["mget"] == mask(want_mget)
+    assert plain["lrange"] == LIST and got["lrange"] == mask(LIST)
+    # RESP2: field, value, field, value ...; RESP3: a map, "field value" per line
+    flat = [x for kv in HASH.items() for x in kv]
+    if resp == "3":
+        assert plain["hgetall"] == [f"{k} {v}" for k, v in HASH.items()]
+        assert got["hgetall"] == [f"{k} {mask(v)}" for k, v in HASH.items()]
+    else:
+        assert plain["hgetall"] == flat and got["hgetall"] == mask(flat)
+    assert plain["status"] == [EMAIL] and got["status"] == ["*" * len(EMAIL)]
+    assert got["alive"] == plain["alive"] == ["PONG"]
+    # the masked values really were masked: not a client-side accident
+    assert got["mget"] != want_mget
+    evs = a.stop()
+    assert a.rc == 0
+    events.assert_no_loss(evs, a)
+    gets = masked_stmts(evs, "GET")
+    assert len(gets) == len(keys)
+    assert [g["masking"]["fields_masked"] for g in gets] == \
+        [1 if is_pii(DATA[k]) else 0 for k in keys]
+    assert all(g["masking"]["applied"] and g["masking"]["fields_unmasked"] == 0 for g in gets)
+    mg = masked_stmts(evs, "MGET")
+    assert len(mg) == 1 and mg[0]["masking"]["fields_masked"] == sum(map(is_pii, want_mget))
+    lr = masked_stmts(evs, "LRANGE")
+    assert lr[0]["masking"]["fields_masked"] == sum(map(is_pii, LIST))
+    hg = masked_stmts(evs, "HGETALL")
+    assert hg[0]["masking"]["fields_masked"] == sum(map(is_pii, flat))
+    assert masked_stmts(evs, "EVAL")[0]["masking"]["fields_masked"] == 1
+    # a client no rule selects never carried the masking program
+    assert not [e for e in evs.statements() if e["actor"]["cgroup"] == OTHER_CG and "masking" in e]
+    events.assert_no_literals(evs, [EMAIL, EMAIL2, CARD])
+
+
+# ---- python3-redis: pipelines, transactions ------------------------------------------
+
+PYREDIS = """
+import json, redis
+r = redis.Redis(host="127.0.0.1", port=%d, decode_responses=True)
+out = {}
+keys = %r
+out["get"] = r.get("u:1:email")
+out["mget"] = r.mget(keys)
+out["hgetall"] = r.hgetall("u:h:1")
+out["lrange"] = r.lrange("u:l:1", 0, -1)
+p = r.pipeline(transaction=False)
+for k in keys:
+    p.get(k)
+p.hget("u:h:1", "email")
+p.incr("counter:pl")
+p.lrange("u:l:1", 0, 2)
+res = p.execute()
+# the counter's value differs between runs: left out
+out["pipeline"] = res[:len(keys) + 1] + [res[-1]]
+t = r.pipeline(transaction=True)
+t.get("u:1:card")
+t.set("tx:k", "v1")
+t.get("u:1:name")
+t.hget("u:h:1", "card")
+out["multi"] = t.execute()
+r.set("after:1", %r)
+out["after"] = r.get("after:1")
+out["ping"] = r.ping()
+print(json.dumps(out))
+"""
+
+
+def test_python_redis_pipeline_transaction_session_usable(rd, agent, cgroups, pii, tmp_path):
+    a = agent("--policy", policy_file(tmp_path))
+    keys = list(DATA)
+    code = PYREDIS % (rd.port, keys, EMAIL2)
+    got, pid = py_in(cgroups, MASKED_CG, code)
+    plain, _ = py_in(cgroups, OTHER_CG, code)
+    assert plain["get"] == EMAIL and got["get"] == mask(EMAIL) != EMAIL
+    assert plain["mget"] == [DATA[k] for k in keys] and got["mget"] == mask(plain["mget"])
+    assert plain["hgetall"] == HASH and got["hgetall"] == mask(HASH)
+    assert plain["lrange"] == LIST and got["lrange"] == mask(LIST)
+    assert got["pipeline"] == mask(plain["pipeline"])
+    assert plain["multi"] == [CARD, True, NAME, CARD_SP]
+    assert got["multi"] == [mask(CARD), True, NAME, mask(CARD_SP)]
+    # the session goes on: a later command and its reply are exact (EMAIL2 is masked)
+    assert got["after"] == mask(EMAIL2) and plain["after"] == EMAIL2
+    assert got["ping"] is True
+    evs = a.stop()
+    events.assert_no_loss(evs, a)
+    st = evs.statements(pid=pid)
+    by = [(e["statement"]["verb"], e.get("masking", {}).get("fields_masked")) for e in st]
+    # every event of the masked client says masking, with the counts of its own reply
+    assert all("masking" in e and e["masking"]["applied"] for e in st), by
+    n_mget = sum(map(is_pii, plain["mget"]))
+    want = [("GET", 1), ("MGET", n_mget), ("HGETALL", sum(map(is_pii, HASH.values()))),
+            ("LRANGE", sum(map(is_pii, LIST)))] + \
+        [("GET", int(is_pii(DATA[k]))) for k in keys] + \
+        [("HGET", 1), ("INCRBY", 0), ("LRANGE", sum(map(is_pii, LIST[:3]))),
+         ("MULTI", 0), ("GET", 0), ("SET", 0), ("GET", 0), ("HGET", 0), ("EXEC", 2),
+         ("SET", 0), ("GET", 1), ("PING", 0)]
+    assert by == want
+    events.assert_no_literals(evs, [EMAIL, EMAIL2, CARD])
+
+
+# ---- styles ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("style", ["keep_last4", "token"])
+def test_styles(rd, agent, cgroups, pii, tmp_path, style):
+    a = agent("--policy", policy_file(tmp_path, style=style))
+    keys = list(DATA)
+    got = lines(cli_in(cgroups, MASKED_CG, rd, "MGET", *keys)[0])
+    assert got == [mask(DATA[k], style) for k in keys]
+    assert got[1] == "*" * 12 + CARD[-4:] if style == "keep_last4" else "X" * len(CARD)
+    got = lines(cli_in(cgroups, MASKED_CG, rd, "-3", "HGETALL", "u:h:1")[0])
+    assert got == [f"{k} {mask(v, style)}" for k, v in HASH.items()]
+    a.stop()
