@@ -407,6 +407,7 @@ class ScriptedServer:
     """
 
     def __init__(self, reply, split=None, pause=0.02):
+        """reply: bytes (cut every `split` bytes), or a list of chunks."""
         self.reply, self.split, self.pause = reply, split, pause
         self.ls = socket.socket()
         self.ls.bind(("127.0.0.1", 0))
@@ -426,10 +427,13 @@ class ScriptedServer:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 try:
                     s.recv(4096)
-                    step = self.split or len(self.reply)
-                    for i in range(0, len(self.reply), step):
-                        s.sendall(self.reply[i:i + step])
-                        if self.split:
+                    chunks = self.reply
+                    if isinstance(chunks, bytes):
+                        step = self.split or len(chunks)
+                        chunks = [chunks[i:i + step] for i in range(0, len(chunks), step)]
+                    for c in chunks:
+                        s.sendall(c)
+                        if len(chunks) > 1:
                             time.sleep(self.pause)
                     s.recv(4096)  # until the client closes
                 except OSError:
@@ -561,3 +565,118 @@ def test_value_cut_while_it_may_match_is_masked_then_counted(cgroups, tmp_path):
         srv.close()
     closes = [e["stats"]["masking"] for e in evs.of("connection_close") if "masking" in e["stats"]]
     assert closes == [{"rows": 2, "fields_masked": 0, "fields_unmasked": 0, "overmasked": 2}]
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_lost_framing_follows_on_unmaskable(cgroups, tmp_path, unmaskable):
+    """Bytes that are not RESP: block drops them and resets; allow passes them, alerted."""
+    from conftest import agents
+    chunks = [s_("[ok]"), b"?garbage\r\n" + bulk(EMAIL)]
+    srv = ScriptedServer(chunks, pause=0.2)
+    start = agents(tmp_path, srv.port, proto="redis")
+    try:
+        a = next(start)("--policy", policy_file(tmp_path, unmaskable=unmaskable))
+        (got, err), _ = raw_in(cgroups, MASKED_CG, srv.port, len(b"".join(chunks)))
+        evs = a.wait_for(lambda evs: [e for e in evs if e["type"] == "alert" and
+                                      e["alert"]["kind"] == "mask_unmaskable"])
+        if unmaskable == "block":
+            evs = a.wait_for(lambda evs: [e for e in evs if e["type"] == "alert" and
+                                          e["alert"]["kind"] == "connection_reset"])
+        a.stop()
+    finally:
+        start.close()
+        srv.close()
+    al = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmaskable"]
+    if unmaskable == "block":
+        # what came before passed; the rest never reaches the client, which is not left hanging
+        assert got == chunks[0] and err in ("eof", "ConnectionResetError", "ConnectionAbortedError"), \
+            (got, err)
+        assert al == ["result framing lost: connection reset (on_unmaskable: block)"]
+        resets = [e["alert"]["detail"] for e in evs.of("alert")
+                  if e["alert"]["kind"] == "connection_reset"]
+        assert resets and resets[0].startswith("result masking lost its framing")
+    else:
+        assert got == b"".join(chunks) and err is None
+        assert al == ["result framing lost: later results pass unmasked (on_unmaskable: allow)"]
+
+
+# ---- TLS: an encrypted stream cannot be masked ----------------------------------------
+
+class RedisTLS(Redis):
+    """A redis-server that speaks only TLS (--tls-port), with a self-signed certificate."""
+
+    def start(self):
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, capture_output=True)
+        self.tls_port = self.port
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
+             "--tls-cert-file", self.cert, "--tls-key-file", self.key,
+             "--tls-ca-cert-file", self.cert, "--tls-auth-clients", "no",
+             "--dir", self.dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
+             "--logfile", os.path.join(self.dir, "log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "--tls",
+                                "--cacert", self.cert, "PING"], capture_output=True, text=True)
+            if r.stdout.strip() == "PONG":
+                return
+            import time
+            time.sleep(0.1)
+        raise AssertionError("redis-server (TLS) did not start")
+
+
+@pytest.fixture(scope="module")
+def trd():
+    yield from serve(RedisTLS())
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_tls_connection_of_masked_actor(trd, cgroups, tmp_path, unmaskable):
+    from conftest import agents
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(trd.port), "--tls", "--cacert",
+                    trd.cert, "SET", "t:email", EMAIL], check=True, capture_output=True)
+    start = agents(tmp_path, trd.port, proto="redis")
+    try:
+        a = next(start)("--policy", policy_file(tmp_path, unmaskable=unmaskable))
+        res, _ = cli_in(cgroups, MASKED_CG, trd, "GET", "t:email", tls=trd)
+        out = res.stdout.decode()
+        if unmaskable == "block":
+            # no in-protocol refusal before the handshake: the connection is reset
+            assert EMAIL not in out and (res.returncode != 0 or "error" in
+                                         (out + res.stderr.decode()).lower()), res
+        else:
+            assert res.returncode == 0 and out.strip() == EMAIL
+        # a client no rule selects: TLS as usual
+        res, _ = cli_in(cgroups, OTHER_CG, trd, "GET", "t:email", tls=trd)
+        assert res.returncode == 0 and res.stdout.decode().strip() == EMAIL
+        evs = a.wait_for(lambda evs: [e for e in evs if e["type"] == "alert" and
+                                      e["alert"]["kind"] == "mask_unmaskable"])
+        if unmaskable == "block":
+            evs = a.wait_for(lambda evs: [e for e in evs if e["type"] == "alert" and
+                                          e["alert"]["kind"] == "connection_reset"])
+        evs = a.stop()
+    finally:
+        start.close()
+    al = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmaskable"]
+    # redis-cli tries a failed connection once more: one alert per connection
+    assert len(al) == (len(evs.of("connection_open")) - 1) and len(set(al)) == 1
+    if unmaskable == "block":
+        assert al[0].startswith("encrypted connection refused") and "reset" in al[0]
+        resets = [e["alert"]["detail"] for e in evs.of("alert")
+                  if e["alert"]["kind"] == "connection_reset"]
+        assert resets[0].startswith("an encrypted connection cannot be masked")
+        assert not [e for e in evs.statements() if e["actor"]["cgroup"] == MASKED_CG and
+                    e["statement"]["verb"] == "GET"]
+    else:
+        assert al[0].startswith("encrypted connection let through")
+        # read in plaintext at the TLS library: the event says the rows passed unmasked
+        g = [e for e in evs.statements() if e["actor"]["cgroup"] == MASKED_CG and
+             e["statement"]["verb"] == "GET"]
+        assert len(g) == 1 and g[0]["masking"] == {"applied": False, "reason": "encrypted",
+                                                   "rows_unmasked": 0}
+    events.assert_no_literals(evs, [EMAIL])
