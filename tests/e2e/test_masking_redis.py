@@ -690,3 +690,38 @@ def test_keys_selector_is_refused_not_ignored(tmp_path):
     r = subprocess.run([DBW_BIN, "policy", "check", path], capture_output=True, text=True)
     assert r.returncode != 0
     assert "keys (masking whole Redis replies by key) is not supported" in r.stderr, r.stderr
+
+
+GUARDED = """
+import json, redis
+r = redis.Redis(host="127.0.0.1", port=%d, decode_responses=True)
+out = {}
+try:
+    r.flushall()
+    out["flush"] = "ran"
+except redis.ResponseError as e:
+    out["flush"] = str(e)
+p = r.pipeline(transaction=False)
+p.get("u:1:email")
+p.get("u:1:name")
+p.get("u:1:card")
+out["pipeline"] = p.execute()
+print(json.dumps(out))
+"""
+
+
+def test_guard_and_masking_on_one_connection(rd, agent, cgroups, pii, tmp_path):
+    """The guard's in-kernel refusal and the masking of later replies, one connection."""
+    pol = POLICY.replace("STYLE", "stars").replace("UNMASKABLE", "block") + """\
+rules:
+  - {name: no-flush, match: {verb: [FLUSHALL, FLUSHDB]}, action: block}
+"""
+    a = agent("--policy", policy_file(tmp_path, body=pol))
+    got, pid = py_in(cgroups, MASKED_CG, GUARDED % rd.port)
+    assert "blocked by dbwarden rule no-flush" in got["flush"]
+    assert got["pipeline"] == [mask(EMAIL), NAME, mask(CARD)]
+    evs = a.stop()
+    st = evs.statements(pid=pid)
+    assert [e["statement"]["verb"] for e in st] == ["FLUSHALL", "GET", "GET", "GET"]
+    assert st[0]["decision"]["action"] == "block"
+    assert [e["masking"]["fields_masked"] for e in st[1:]] == [1, 0, 1]
