@@ -725,3 +725,24 @@ rules:
     assert [e["statement"]["verb"] for e in st] == ["FLUSHALL", "GET", "GET", "GET"]
     assert st[0]["decision"]["action"] == "block"
     assert [e["masking"]["fields_masked"] for e in st[1:]] == [1, 0, 1]
+
+
+def test_rule_columns_do_not_apply_to_redis(rd, agent, cgroups, pii, tmp_path):
+    """A rule naming columns (PostgreSQL's) on a Redis connection: no reply has column
+    names, so nothing is masked by them, and nothing is masked whole for lack of them
+    (as PostgreSQL rows without a RowDescription would be under block)."""
+    pol = POLICY.replace("STYLE", "stars").replace("UNMASKABLE", "block").replace(
+        "      detectors: [email, credit_card]\n",
+        "      columns: [email, card, name]\n      detectors: [email]\n")
+    assert "columns: [email, card, name]" in pol
+    a = agent("--policy", policy_file(tmp_path, body=pol))
+    keys = list(DATA)
+    got = lines(cli_in(cgroups, MASKED_CG, rd, "MGET", *keys)[0])
+    # the email detector only: cards and every other value pass exact
+    assert got == [("*" * len(DATA[k]) if k == "u:1:email" else DATA[k]) for k in keys]
+    got = lines(cli_in(cgroups, MASKED_CG, rd, "HGETALL", "u:h:1")[0])
+    assert got == [x if x != EMAIL2 else "*" * len(EMAIL2) for kv in HASH.items() for x in kv]
+    evs = a.stop()
+    assert [e["masking"]["fields_masked"] for e in masked_stmts(evs, "MGET")] == [1]
+    assert not evs.of("alert") or not [e for e in evs.of("alert")
+                                       if e["alert"]["kind"].startswith("mask_")]
