@@ -535,7 +535,7 @@ def test_every_resp3_type_cut_anywhere(cgroups, tmp_path, split):
         wait_closed(a, 2)
         evs = a.stop()
     finally:
-        start.close()
+        next(start, None)  # the factory's cleanup: its agents killed
         srv.close()
     # nothing lost, the stream stayed framed, every value counted
     assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
@@ -561,7 +561,7 @@ def test_value_cut_while_it_may_match_is_masked_then_counted(cgroups, tmp_path):
         assert got == b"$7\r\n******e\r\n+*K\r\n", got
         evs = a.stop()
     finally:
-        start.close()
+        next(start, None)  # the factory's cleanup: its agents killed
         srv.close()
     closes = [e["stats"]["masking"] for e in evs.of("connection_close") if "masking" in e["stats"]]
     assert closes == [{"rows": 2, "fields_masked": 0, "fields_unmasked": 0, "overmasked": 2}]
@@ -584,7 +584,7 @@ def test_lost_framing_follows_on_unmaskable(cgroups, tmp_path, unmaskable):
                                           e["alert"]["kind"] == "connection_reset"])
         a.stop()
     finally:
-        start.close()
+        next(start, None)  # the factory's cleanup: its agents killed
         srv.close()
     al = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmaskable"]
     if unmaskable == "block":
@@ -661,7 +661,7 @@ def test_tls_connection_of_masked_actor(trd, cgroups, tmp_path, unmaskable):
                                           e["alert"]["kind"] == "connection_reset"])
         evs = a.stop()
     finally:
-        start.close()
+        next(start, None)  # the factory's cleanup: its agents killed
     al = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmaskable"]
     # redis-cli tries a failed connection once more: one alert per connection
     assert len(al) == (len(evs.of("connection_open")) - 1) and len(set(al)) == 1
