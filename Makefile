@@ -110,7 +110,7 @@ SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 # the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
 	   tests/e2e/test_mysql.py tests/e2e/test_redis.py \
-	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py
+	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py tests/e2e/test_masking_redis.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
 

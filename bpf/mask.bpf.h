@@ -985,11 +985,18 @@ static __always_inline int mask_verdict(struct __sk_buff *skb, __u64 key)
 		w->lost = 1; /* more steps than the loop runs */
 	__builtin_memcpy(st, &w->st, sizeof(*st));
 	if (w->tls) {
+		/* 'S': refused in-protocol; 0: dropped, userspace resets the connection */
+		__u8 how = 'S';
+
 		cnt_add(DBW_CNT_MASK_TLS, 1);
-		st->state = MS_OFF;
-		if (!st->allow && refuse_tls(skb, w->pos))
+		if (!st->allow && (st->proto != DBW_PROTO_POSTGRES || refuse_tls(skb, w->pos))) {
+			/* Redis has no in-protocol refusal: its ServerHello is dropped */
 			verdict = SK_DROP;
-		mask_record(key, st, DBW_MASK_REC_TLS, !st->allow, 'S');
+			how = 0;
+		}
+		/* dropped: so are the server's later bytes, until the reset */
+		st->state = verdict == SK_DROP ? MS_LOST : MS_OFF;
+		mask_record(key, st, DBW_MASK_REC_TLS, !st->allow, how);
 	} else if (w->lost) {
 		cnt_add(DBW_CNT_MASK_DESYNC, 1);
 		st->state = MS_LOST;

@@ -666,6 +666,7 @@ static bool mask_parses(uint8_t proto)
 {
 	switch (proto) {
 	case DBW_PROTO_POSTGRES:
+	case DBW_PROTO_REDIS:
 		return true;
 	default:
 		return false;

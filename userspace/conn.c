@@ -32,6 +32,17 @@ struct conn_mask_counts {
 	uint64_t rows, masked, unmasked, overmasked;
 };
 
+/*
+ * Result masking counts of replies not reported yet, by the server stream
+ * offset just past each (Redis: a pipeline's replies are all counted
+ * before the first is read).
+ */
+#define CONN_MASK_PENDING 16
+struct conn_mask_pending {
+	uint64_t off;
+	struct conn_mask_counts m;
+};
+
 /* Kernel verdicts kept per connection until their statement is reported. */
 #define CONN_VERDICTS 8
 
@@ -66,6 +77,8 @@ struct conn {
 	bool masked; /* a masking rule applies: the kernel masks its results */
 	bool mask_off; /* ... but cannot: encrypted (on_unmaskable: allow) */
 	struct conn_mask_counts mask_next, mask_total;
+	struct conn_mask_pending mask_q[CONN_MASK_PENDING]; /* Redis: by reply, oldest first */
+	unsigned mask_qn;
 };
 
 struct conn_table {
@@ -564,6 +577,14 @@ static json_t *error_text(struct conn_table *t, const char *s)
 	return j;
 }
 
+static void mask_add_counts(struct conn_mask_counts *m, const struct conn_mask_counts *a)
+{
+	m->rows += a->rows;
+	m->masked += a->masked;
+	m->unmasked += a->unmasked;
+	m->overmasked += a->overmasked;
+}
+
 static json_t *mask_counts_json(const struct conn_mask_counts *m)
 {
 	return json_pack("{s:I, s:I, s:I, s:I}", "rows", (json_int_t)m->rows, "fields_masked",
@@ -584,6 +605,19 @@ static json_t *mask_json(struct conn *c, const struct dbw_stmt *s)
 	if (c->mask_off)
 		return json_pack("{s:b, s:s, s:I}", "applied", 0, "reason", "encrypted",
 				 "rows_unmasked", (json_int_t)(s->has_rows ? s->rows : 0));
+	if (c->proto == DBW_PROTO_REDIS) {
+		/* the counts of the replies up to this statement's own (none: queued) */
+		struct conn_mask_counts m = {};
+		unsigned k = 0;
+
+		while (s->resp_end && k < c->mask_qn && c->mask_q[k].off <= s->resp_end)
+			mask_add_counts(&m, &c->mask_q[k++].m);
+		memmove(c->mask_q, c->mask_q + k, (c->mask_qn - k) * sizeof(c->mask_q[0]));
+		c->mask_qn -= k;
+		j = mask_counts_json(&m);
+		json_object_set_new(j, "applied", json_true());
+		return j;
+	}
 	j = mask_counts_json(&c->mask_next);
 	json_object_set_new(j, "applied", json_true());
 	memset(&c->mask_next, 0, sizeof(c->mask_next));
@@ -1191,20 +1225,46 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 	c->masked = true;
 	switch (r->kind) {
 	case DBW_MASK_REC_RESULT:
-		mask_add(&c->mask_next, r);
 		mask_add(&c->mask_total, r);
-		if (r->unmasked) {
+		if (c->proto == DBW_PROTO_REDIS) {
+			/* kept by reply offset; full: merged into the newest */
+			struct conn_mask_pending *q = &c->mask_q[c->mask_qn ? c->mask_qn - 1 : 0];
+
+			if (c->mask_qn < CONN_MASK_PENDING) {
+				q = &c->mask_q[c->mask_qn++];
+				memset(q, 0, sizeof(*q));
+			}
+			q->off = r->stream_off;
+			mask_add(&q->m, r);
+		} else {
+			mask_add(&c->mask_next, r);
+		}
+		if (r->unmasked && c->proto == DBW_PROTO_POSTGRES)
 			snprintf(detail, sizeof(detail),
 				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
 				 "allow): rows without a RowDescription, columns past the %dth, or "
 				 "COPY rows",
 				 r->unmasked, DBW_MASK_COLS);
+		else if (r->unmasked)
+			snprintf(detail, sizeof(detail),
+				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
+				 "allow)",
+				 r->unmasked);
+		if (r->unmasked)
 			alert(t, c, "mask_unmasked", detail);
-		}
 		break;
 	case DBW_MASK_REC_TLS:
 		if (!r->blocked)
 			c->mask_off = true;
+		if (r->blocked && r->msg_type != 'S') {
+			/* no in-protocol refusal (Redis): the server's handshake was dropped */
+			alert(t, c, "mask_unmaskable",
+			      "encrypted connection refused: its results would be masked "
+			      "(on_unmaskable: block) and an encrypted stream cannot be; the "
+			      "server's TLS handshake was dropped and the connection reset");
+			conn_reset(c, "an encrypted connection cannot be masked");
+			break;
+		}
 		alert(t, c, "mask_unmaskable",
 		      r->blocked ? "encrypted connection refused: its results would be masked "
 				   "(on_unmaskable: block); the client got an error" :

@@ -772,7 +772,7 @@ static uint32_t parse_detector_names(struct ld *l, yaml_node_t *n, const char *w
 static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 {
 	static const char *const keys[] = { "name",  "match",	      "columns", "detectors",
-					    "style", "on_unmaskable", NULL };
+					    "style", "on_unmaskable", "keys",	 NULL };
 	static const char *const styles[] = { [DBW_MASK_STARS] = "stars",
 					      [DBW_MASK_KEEP_LAST4] = "keep_last4",
 					      [DBW_MASK_TOKEN] = "token" };
@@ -808,6 +808,12 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 			perr(l, get(l, v, "target"), "unknown target '%s'",
 			     r->match.target_names.v[t]);
 	}
+	if (get(l, rn, "keys"))
+		/* known, so that it is not ignored by a reader who expects it */
+		perr(l, get(l, rn, "keys"),
+		     "masking rule '%s': keys (masking whole Redis replies by key) is not "
+		     "supported; the rule's detectors mask Redis values",
+		     r->name);
 	get_strs(l, get(l, rn, "columns"), "columns", &r->columns);
 	for (size_t i = 0; i < r->columns.n; i++)
 		if (!*r->columns.v[i] || strlen(r->columns.v[i]) > 63)

@@ -47,6 +47,7 @@ struct redis_conn {
 	char user[64], db[24];
 	uint64_t swallow; /* replies still due to a (UN)SUBSCRIBE already reported */
 	bool resumed; /* read from the middle: replies may precede any command seen */
+	uint64_t reply_end; /* server stream offset just past the reply being reported */
 };
 
 static void unparsed(struct redis_conn *c, const char *reason)
@@ -113,6 +114,7 @@ static void report(struct redis_conn *c, struct rpend *p, enum dbw_stmt_status s
 		.end_ns = end_ns,
 		.pid = p->pid,
 		.req_off = p->req_off,
+		.resp_end = r ? c->reply_end : 0,
 		.analysis = &a,
 	};
 
@@ -369,8 +371,10 @@ void redis_conn_feed(struct redis_conn *c, int dir, const uint8_t *buf, size_t l
 			c->resumed = false; /* replies from now on are to commands seen here */
 			on_command(c, &s->cmd, c->unit_off[dir], c->unit_ns[dir], c->unit_pid,
 				   s->unit_bytes);
-		} else
+		} else {
+			c->reply_end = c->pos[dir];
 			on_reply(c, &s->reply, ts_ns);
+		}
 		if (c->dead)
 			return;
 	}

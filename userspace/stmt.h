@@ -69,6 +69,12 @@ struct dbw_stmt {
 	uint32_t pid; /* sender tgid of the request, 0 if unknown */
 	uint64_t req_off; /* client stream offset of the message carrying the text */
 	/*
+	 * Server stream offset just past the statement's own reply, 0 when it
+	 * has none (Redis: a command queued in MULTI is answered by EXEC's).
+	 * Result masking counts are matched to replies by it (Redis).
+	 */
+	uint64_t resp_end;
+	/*
 	 * The statement's analysis when the stitcher made it (Redis: a command
 	 * is structured already, its text is normalized when it is built);
 	 * NULL: the daemon analyses text with the protocol's SQL analyser.

@@ -641,6 +641,10 @@ static void test_masking_errors(void **state)
 		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], on_unmaskable: "
 		  "maybe}\n",
 		  ":4:46: on_unmaskable must be block or allow" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, detectors: [email], keys: "
+		  "['user:*']}\n",
+		  ":4:43: masking rule 'r': keys (masking whole Redis replies by key) is not "
+		  "supported" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -660,8 +664,7 @@ int main(void)
 		cmocka_unit_test(test_evaluation),	 cmocka_unit_test(test_kernel_share),
 		cmocka_unit_test(test_protocols),	 cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_many_rules),	 cmocka_unit_test(test_workload_selectors),
-		cmocka_unit_test(test_workload_classes),
-		cmocka_unit_test(test_masking),
+		cmocka_unit_test(test_workload_classes), cmocka_unit_test(test_masking),
 		cmocka_unit_test(test_masking_errors),
 	};
 
