@@ -55,6 +55,7 @@ struct conn {
 	uint8_t proto;
 	bool tls;
 	bool tls_plain; /* its stream is the TLS library's plaintext (DBW_DATA_F_TLS) */
+	bool reset; /* this agent reset it (the connection_reset alert says why) */
 	bool reset_asked; /* the guard asked for a reset: once is enough */
 	bool unparsed;
 	bool partial; /* CONN_OPEN was lost: no tuple, identity from the sender */
@@ -451,6 +452,7 @@ static void conn_reset(struct conn *c, const char *why)
 
 	snprintf(detail, sizeof(detail), "%s; reset %s", why, e ? strerror(-e) : "done");
 	c->t->st.resets++;
+	c->reset = true;
 	alert(c->t, c, "connection_reset", detail);
 }
 
@@ -780,7 +782,8 @@ static void conn_finish(struct conn_table *t, struct conn *c, uint64_t ts, const
 
 	if (c->stitcher)
 		c->sc->close(c->stitcher, ts);
-	if (c->tls && !c->tls_plain)
+	/* (one this agent reset during its handshake had nothing to read) */
+	if (c->tls && !c->tls_plain && !c->reset)
 		on_unparsed(c, "encrypted: no plaintext seen (TLS library not probed)");
 	for (unsigned i = 0; i < c->nverdicts; i++)
 		verdict_retire(c, &c->verdicts[i]);

@@ -344,6 +344,19 @@ void redis_conn_feed(struct redis_conn *c, int dir, const uint8_t *buf, size_t l
 
 	if (c->dead || (dir != DBW_DIR_TO_SERVER && dir != DBW_DIR_TO_CLIENT))
 		return;
+	if (dir == DBW_DIR_TO_SERVER && !c->pos[dir] && !c->in_unit[dir] && !c->resumed && len &&
+	    buf[0] == 0x16) {
+		/*
+		 * A TLS handshake record (ClientHello): RESP has no upgrade of
+		 * its own, TLS starts at the first byte. No command begins with
+		 * 0x16, and inline commands would take the ciphertext as text.
+		 * Its plaintext comes from the TLS library, to a new stitcher.
+		 */
+		c->dead = true;
+		if (c->ops->encrypted)
+			c->ops->encrypted(c->ctx);
+		return;
+	}
 	s = &c->s[dir];
 	while (len) {
 		size_t used = 0;

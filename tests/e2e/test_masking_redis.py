@@ -679,6 +679,10 @@ def test_tls_connection_of_masked_actor(trd, cgroups, tmp_path, unmaskable):
              e["statement"]["verb"] == "GET"]
         assert len(g) == 1 and g[0]["masking"] == {"applied": False, "reason": "encrypted",
                                                    "rows_unmasked": 0}
+    # the handshake's ciphertext is never read as commands: every statement is a real one
+    assert {e["statement"]["verb"] for e in evs.statements()} <= {"GET", "SET", "HELLO"}, \
+        {e["statement"]["verb"] for e in evs.statements()}
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_unparsed"]
     events.assert_no_literals(evs, [EMAIL])
 
 

@@ -51,6 +51,8 @@ static int teardown(void **state)
 {
 	struct lexer *l = *state;
 
+	if (!l)
+		return 0; /* setup failed, and said why */
 	bpf_object__close(l->obj);
 	free(l->vals);
 	free(l);

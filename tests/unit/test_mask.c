@@ -170,6 +170,8 @@ static int setup(void **state)
 	f->obj = bpf_object__open_file(DBW_TEST_BPF_DIR "/mask_test.bpf.o", NULL);
 	if (!f->obj || bpf_object__load(f->obj)) {
 		fprintf(stderr, "cannot load mask_test.bpf.o (needs root and BPF)\n");
+		bpf_object__close(f->obj);
+		free(f);
 		return -1;
 	}
 	f->run_fd = bpf_program__fd(bpf_object__find_program_by_name(f->obj, "mask_run"));
@@ -186,6 +188,8 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
+	if (!f)
+		return 0; /* setup failed, and said why */
 	bpf_object__close(f->obj);
 	free(f);
 	return 0;

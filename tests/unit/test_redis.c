@@ -210,7 +210,7 @@ struct seen {
 	char tag[8][32];
 	int n;
 	char user[64], db[32];
-	int unparsed;
+	int unparsed, encrypted;
 };
 
 static void on_stmt(void *ctx, const struct dbw_stmt *st)
@@ -240,9 +240,35 @@ static void on_unparsed(void *ctx, const char *why)
 	((struct seen *)ctx)->unparsed++;
 }
 
+static void on_encrypted(void *ctx)
+{
+	((struct seen *)ctx)->encrypted++;
+}
+
 static const struct dbw_stitch_ops ops = { .statement = on_stmt,
 					   .session = on_session,
-					   .unparsed = on_unparsed };
+					   .unparsed = on_unparsed,
+					   .encrypted = on_encrypted };
+
+/* rediss://: a ClientHello first, then ciphertext both ways; no command, no garbage */
+static void test_stitch_tls_hello(void **state)
+{
+	static const uint8_t hello[] = {
+		0x16, 0x03, 0x01, 0x00, 0x05, 'G', 'E', 'T', ' ', 'k', '\n'
+	};
+	static const uint8_t server[] = { 0x16, 0x03, 0x03, 0x00, 0x02, '+', '\n' };
+	struct seen s = {};
+	struct redis_conn *c = redis_conn_new(&ops, &s);
+
+	redis_conn_feed(c, DBW_DIR_TO_SERVER, hello, sizeof(hello), 1, 7);
+	redis_conn_feed(c, DBW_DIR_TO_CLIENT, server, sizeof(server), 2, 0);
+	redis_conn_feed(c, DBW_DIR_TO_SERVER, FIX("GET k\r\n"), 3, 7);
+	redis_conn_close(c, 4);
+	assert_int_equal(s.encrypted, 1);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(s.unparsed, 0);
+	redis_conn_free(c);
+}
 
 static void test_stitch_multi_exec(void **state)
 {
@@ -318,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_long_value_skip),
 		cmocka_unit_test(test_stitch_multi_exec),
+		cmocka_unit_test(test_stitch_tls_hello),
 		cmocka_unit_test(test_stitch_subscribe),
 		cmocka_unit_test(test_stitch_close_and_garbage),
 	};
