@@ -1184,15 +1184,28 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		if (r->unmasked) {
 			snprintf(detail, sizeof(detail),
 				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
-				 "allow): rows without a RowDescription, columns past the %dth, or "
-				 "COPY rows",
-				 r->unmasked, DBW_MASK_COLS);
+				 "allow): %s",
+				 r->unmasked,
+				 c->proto == DBW_PROTO_MYSQL ?
+					 "binary result set rows (prepared statements), no column "
+					 "definitions, or columns past the 64th" :
+					 "rows without a RowDescription, columns past the 64th, or "
+					 "COPY rows");
 			alert(t, c, "mask_unmasked", detail);
 		}
 		break;
 	case DBW_MASK_REC_TLS:
 		if (!r->blocked)
 			c->mask_off = true;
+		if (r->blocked && c->proto == DBW_PROTO_MYSQL) {
+			/* MySQL has no answer to put in the TLS handshake's place: the
+			 * server's reply was dropped, the connection goes */
+			alert(t, c, "mask_unmaskable",
+			      "encrypted connection refused: its results would be masked "
+			      "(on_unmaskable: block); the connection is reset");
+			conn_reset(c, "its results cannot be masked over TLS");
+			break;
+		}
 		alert(t, c, "mask_unmaskable",
 		      r->blocked ? "encrypted connection refused: its results would be masked "
 				   "(on_unmaskable: block); the client got an error" :
@@ -1206,10 +1219,17 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		conn_reset(c, "its results cannot be masked");
 		break;
 	case DBW_MASK_REC_LOST:
-		alert(t, c, "mask_unmaskable",
-		      r->blocked ? "result framing lost: connection reset (on_unmaskable: block)" :
-				   "result framing lost: later results pass unmasked "
-				   "(on_unmaskable: allow)");
+		if (c->proto == DBW_PROTO_MYSQL && r->msg_type == 0x17)
+			/* mask_mysql.bpf.h: a binary result set with values a rule covers */
+			alert(t, c, "mask_unmaskable",
+			      "binary result set (prepared statement) with values a masking rule "
+			      "covers: connection reset (on_unmaskable: block)");
+		else
+			alert(t, c, "mask_unmaskable",
+			      r->blocked ? "result framing lost: connection reset (on_unmaskable: "
+					   "block)" :
+					   "result framing lost: later results pass unmasked "
+					   "(on_unmaskable: allow)");
 		if (r->blocked)
 			conn_reset(c, "result masking lost its framing");
 		else

@@ -145,3 +145,159 @@ def test_mariadb_client_masked_by_column_name_other_untouched(my, agent, cgroups
     assert m[0]["applied"] and m[0]["rows"] == 20 and m[0]["fields_masked"] == 60
     assert m[0]["fields_unmasked"] == 0
     assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
+
+
+PYMYSQL = """
+import json, pymysql
+conn = pymysql.connect(host="127.0.0.1", port=%d, user="root", password="", database="shop",
+                       autocommit=True, client_flag=pymysql.constants.CLIENT.MULTI_STATEMENTS)
+cur = conn.cursor()
+out = {}
+cur.execute("SELECT id, email, card, ssn, phone, note FROM people ORDER BY id")
+out["rows"] = cur.fetchall()
+# a renamed column and an aggregate: the column names do not say email; the values do
+cur.execute("SELECT max(email), min(card), email AS contact, card AS ref FROM people "
+            "GROUP BY email, card ORDER BY 3 LIMIT 2")
+out["renamed"] = cur.fetchall()
+cur.execute("SELECT 'someone@example.org' AS note, '4111-1111-1111-1111' AS ref, 'x@y' AS notmail, "
+            "'4111111111111112' AS badluhn, NULL AS n, '' AS e, 42 AS num")
+out["literals"] = cur.fetchall()
+# several results in one response (multi-statements)
+cur.execute("SELECT email FROM people WHERE id = 1; SELECT 'plain' AS note; "
+            "UPDATE people SET note = note WHERE id = 1; SELECT card FROM people WHERE id = 2")
+multi = [cur.fetchall()]
+while cur.nextset():
+    multi.append(cur.fetchall())
+out["multi"] = multi
+# a procedure: two result sets and a final OK
+cur.execute("CALL two_results()")
+call = [cur.fetchall()]
+while cur.nextset():
+    call.append(cur.fetchall())
+out["call"] = call
+cur.execute("SELECT count(*) FROM people")
+out["count"] = cur.fetchall()
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def proc(my, people):
+    body = ("DROP PROCEDURE IF EXISTS shop.two_results;\nDELIMITER //\nCREATE PROCEDURE "
+            "shop.two_results() BEGIN SELECT id, email FROM people WHERE id <= 2 "
+            "ORDER BY id; SELECT phone, card AS c FROM people WHERE id = 3; END//\n")
+    subprocess.run(["mariadb", "--no-defaults", "-uroot", f"--socket={my.sock}", "shop"],
+                   input=body, check=True, capture_output=True, text=True)
+
+
+def test_pymysql_names_renamed_aggregates_multi_results(my, agent, cgroups, people, proc,
+                                                        tmp_path):
+    name, rows = people
+    a = agent("--policy", policy(tmp_path))
+    code = PYMYSQL % my.port
+    got = py_in(cgroups, MASKED_CG, code)
+    assert [tuple(r) for r in got["rows"]] == \
+        [(r[0], stars(r[1]), stars(r[2]), stars(r[3]), r[4], r[5]) for r in rows]
+    assert len(got["renamed"]) == 2
+    for mx, mn, contact, ref in got["renamed"]:
+        assert set(mx) == set(mn) == set(contact) == set(ref) == {"*"}, (mx, mn, contact, ref)
+    assert got["literals"] == [["*" * 19, "*" * 19, "x@y", "4111111111111112", None, "", 42]]
+    assert got["multi"] == [[[stars(rows[0][1])]], [["plain"]], [], [[stars(rows[1][2])]]]
+    assert got["call"] == [[[1, stars(rows[0][1])], [2, stars(rows[1][1])]],
+                           [[rows[2][4], stars(rows[2][2])]], []]
+    assert got["count"] == [[20]]
+    plain = py_in(cgroups, OTHER_CG, code)
+    assert [tuple(r) for r in plain["rows"]] == list(rows)
+    assert plain["literals"] == [["someone@example.org", "4111-1111-1111-1111", "x@y",
+                                  "4111111111111112", None, "", 42]]
+    assert plain["multi"] == [[[rows[0][1]]], [["plain"]], [], [[rows[1][2]]]]
+    assert plain["call"] == [[[1, rows[0][1]], [2, rows[1][1]]], [[rows[2][4], rows[2][2]]], []]
+    evs = a.stop()
+    assert a.rc == 0
+    events.assert_no_loss(evs, a)
+    m = masking_of(evs, "SELECT id, email, card")
+    assert len(m) == 2 and m[0]["rows"] == 20 and m[0]["fields_masked"] == 60 and m[1] is None
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
+
+
+def test_styles_keep_last4_and_token_case_insensitive_names(my, agent, cgroups, people,
+                                                            tmp_path):
+    name, rows = people
+    pol = f"""\
+version: 1
+masking:
+  results:
+    - name: cards
+      match: {{actor: {{cgroup: {MASKED_CG}}}}}
+      columns: [CARD]
+      style: keep_last4
+    - name: mails
+      match: {{actor: {{cgroup: {MASKED_CG}}}}}
+      columns: [email]
+      style: token
+"""
+    a = agent("--policy", policy(tmp_path, body=pol))
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "-e",
+                        f"SELECT card, EMAIL, ssn, email AS e2 FROM {name} ORDER BY id")
+    assert res.returncode == 0, res.stderr
+    assert rows_of(res.stdout) == [("*" * (len(r[2]) - 4) + r[2][-4:], "X" * len(r[1]), r[3],
+                                    r[1]) for r in rows]
+    a.stop()
+
+
+def test_large_results_byte_exact(my, agent, cgroups, tmp_path):
+    """100,000 rows over many skbs, and rows past 16 MiB (packets continued): byte for byte."""
+    my.sql_socket("USE shop; SET GLOBAL max_allowed_packet = 67108864; DROP TABLE IF EXISTS big; "
+                  "CREATE TABLE big AS SELECT seq AS id, "
+                  "concat('user', seq, '@example.com') AS email, "
+                  "lpad(seq * 7919, 16, '4') AS card, concat('note ', seq) AS note "
+                  "FROM seq_1_to_100000")
+    try:
+        a = agent("--policy", policy(tmp_path))
+        q = "SELECT id, email, card, note FROM big ORDER BY id"
+        res, _ = mariadb_in(cgroups, MASKED_CG, my, "-e", q)
+        assert res.returncode == 0, res.stderr
+        out = res.stdout.splitlines()
+        assert len(out) == 100000
+        overmasked = 0
+        for g, line in zip(range(1, 100001), out):
+            email = f"user{g}@example.com"
+            card = str(g * 7919).rjust(16, "4")
+            want = f"{g}\t{stars(email)}\t{stars(card)}\t"
+            assert line.startswith(want), (g, line, want)
+            note, got = f"note {g}", line[len(want):]
+            if got != note:
+                # a value cut by an skb boundary while it could still be an email
+                k = len(got) - len(got.lstrip("*"))
+                assert 0 < k < len(note) and got == "*" * k + note[k:], (g, got)
+                overmasked += 1
+        res, _ = mariadb_in(cgroups, OTHER_CG, my, "-e", q)
+        out = res.stdout.splitlines()
+        assert len(out) == 100000
+        assert out[0] == "1\tuser1@example.com\t4444444444447919\tnote 1"
+        assert out[-1] == f"100000\tuser100000@example.com\t{str(791900000).rjust(16, '4')}" \
+                          "\tnote 100000"
+        # rows past 0xffffff bytes: values and length words cut by packet headers
+        big = 17000000
+        q2 = (f"SELECT id, repeat('a', {big}) AS filler, email, "
+              f"concat(repeat('x', {big}), '@example.com') AS EMAIL FROM big WHERE id <= 2 "
+              "ORDER BY id")
+        res, _ = mariadb_in(cgroups, MASKED_CG, my, "--max-allowed-packet=64M", "-e",
+                            q2 + "; SELECT 'alive'")
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert lines[-1] == "alive"
+        for g, line in zip((1, 2), lines[:-1]):
+            f = line.split("\t")
+            email = f"user{g}@example.com"
+            assert f == [str(g), "a" * big, stars(email), "*" * (big + 12)], (g, len(line))
+        evs = a.stop()
+        events.assert_no_loss(evs, a)
+        m = [x for x in masking_of(evs, "SELECT id, email, card, note FROM big") if x]
+        assert len(m) == 1 and m[0]["rows"] == 100000 and m[0]["fields_masked"] == 200000
+        assert m[0]["overmasked"] == overmasked and m[0]["fields_unmasked"] == 0
+        m2 = [x for x in masking_of(evs, "SELECT id, repeat") if x]
+        assert len(m2) == 1 and m2[0]["rows"] == 2 and m2[0]["fields_masked"] == 4
+        print(f"100k rows: {overmasked} values overmasked at skb boundaries")
+    finally:
+        my.sql_socket("DROP TABLE IF EXISTS shop.big")
