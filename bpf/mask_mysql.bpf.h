@@ -347,8 +347,12 @@ static __always_inline __u32 my_status(struct mask_my *my)
 	return my->okb[i & 31] | my->okb[(i + 1) & 31] << 8;
 }
 
-/* The queued kind of the command this new response answers; -1: not followed. */
-static __always_inline int my_pop(struct __sk_buff *skb, struct mask_my *my)
+/*
+ * The queued kind of the command this new response, first byte first,
+ * answers; -1: not followed (the client stream was lost, or no command
+ * waits for it: only an ERR may come unasked, as the server closes).
+ */
+static __always_inline int my_pop(struct __sk_buff *skb, struct mask_my *my, __u8 first)
 {
 	__u64 key = bpf_get_socket_cookie(skb), kinds;
 	struct mask_my_cmds *c = bpf_map_lookup_elem(&mask_my_cmds, &key);
@@ -361,7 +365,7 @@ static __always_inline int my_pop(struct __sk_buff *skb, struct mask_my *my)
 	if (c->lost || head - my->tail > 16)
 		return -1;
 	if (head == my->tail)
-		return MK_TEXT; /* an answer to nothing (the server closing): OK or ERR */
+		return first == 0xff ? MK_TEXT : -1;
 	return (kinds >> ((my->tail++ & 15) * 4)) & 15;
 }
 
@@ -415,7 +419,7 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 	switch (my->ctx) {
 	case MC_START:
 		if (!my->cont) {
-			k = my_pop(skb, my);
+			k = my_pop(skb, my, c);
 			if (k < 0 || k == MK_OTHER)
 				goto lost;
 			my->kind = k;
@@ -467,8 +471,9 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 		st->state = MY_CD_LEN;
 		return 0;
 	case MC_COLS_END:
+		/* an EOF is 5 bytes; the OK ending a result (deprecate EOF) 7 or more */
 		my->ctx = MC_ROWS;
-		if (c == 0xfe && my->plen < 9)
+		if (c == 0xfe && my->plen == 5)
 			return 0; /* the EOF after the definitions */
 		st->state = MY_FIRST; /* deprecate EOF: a row or the end */
 		return 0;
@@ -501,18 +506,18 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 		st->state = MY_ROW_FL;
 		return 0;
 	case MC_PREP:
-		if (!(c == 0xfe && my->plen < 9) && my->defs && !--my->defs)
+		if (!(c == 0xfe && my->plen == 5) && my->defs && !--my->defs)
 			my->ctx = MC_PREP_END;
 		return 0;
 	case MC_PREP_END:
 		my->ctx = MC_START;
 		my->cont = 0;
-		if (c == 0xfe && my->plen < 9)
+		if (c == 0xfe && my->plen == 5)
 			return 0;
 		st->state = MY_FIRST; /* deprecate EOF: the next response */
 		return 0;
 	case MC_FIELDS:
-		if (c == 0xff || (c == 0xfe && my->plen < 9))
+		if (c == 0xff || (c == 0xfe && my->plen == 5))
 			my->ctx = MC_START;
 		return 0;
 	}
@@ -603,12 +608,13 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 		st->state = my->pkt_rem ? MY_MDF : MY_SKIP;
 		return 0;
 	case MY_MDF:
-		/* MariaDB's cached metadata: 0 here, no definitions follow */
+		/* MariaDB's cached metadata (prepared statements): 0 here, no
+		 * definitions follow (their EOF does, without deprecate EOF) */
 		if (bpf_skb_load_bytes(skb, w->pos, b, 1))
 			return 1;
 		if (b[0] == 0) {
 			st->desc = 0;
-			my->ctx = MC_ROWS;
+			my->ctx = MC_COLS_END;
 		}
 		st->state = MY_SKIP;
 		return 0;

@@ -301,3 +301,107 @@ def test_large_results_byte_exact(my, agent, cgroups, tmp_path):
         print(f"100k rows: {overmasked} values overmasked at skb boundaries")
     finally:
         my.sql_socket("DROP TABLE IF EXISTS shop.big")
+
+
+@pytest.fixture(scope="module")
+def tmy():
+    yield from serve(MariaDB(ssl=True))
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_tls_connection_of_masked_actor(tmy, tmp_path, cgroups, unmaskable):
+    start = agents(tmp_path, tmy.port, proto="mysql")
+    a = next(start)("--policy", policy(tmp_path, unmaskable))
+    q = "SELECT 'jane.doe@example.com' AS email, 'lit_tls_plain' AS note"
+    try:
+        res, _ = mariadb_in(cgroups, MASKED_CG, tmy, "-e", q, ssl=True)
+        if unmaskable == "block":
+            # the server's TLS reply is dropped and the connection reset
+            assert res.returncode != 0
+            assert "jane.doe" not in res.stdout
+        else:
+            assert res.returncode == 0, res.stderr
+            assert res.stdout.strip() == "jane.doe@example.com\tlit_tls_plain"
+        # a client no rule selects: TLS as usual
+        res, _ = mariadb_in(cgroups, OTHER_CG, tmy, "-e", q, ssl=True)
+        assert res.returncode == 0 and res.stdout.strip() == "jane.doe@example.com\tlit_tls_plain"
+        # plaintext from the masked actor still works, masked
+        res, _ = mariadb_in(cgroups, MASKED_CG, tmy, "-e", q)
+        assert res.stdout.strip() == f"{stars('jane.doe@example.com')}\tlit_tls_plain", \
+            res.stderr
+        evs = a.stop()
+    finally:
+        a.kill()
+        try:
+            next(start)
+        except StopIteration:
+            pass
+    alerts = [e["alert"]["detail"] for e in evs.of("alert")
+              if e["alert"]["kind"] == "mask_unmaskable"]
+    assert len(alerts) == 1, alerts
+    if unmaskable == "block":
+        assert "refused" in alerts[0] and "reset" in alerts[0]
+        resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+        assert len(resets) == 1 and resets[0]["actor"]["cgroup"] == MASKED_CG
+    else:
+        assert "let through" in alerts[0]
+
+
+def binary_read(cgroups, rel, my, sql):
+    from conftest import helper
+    res, _ = run_in(cgroups, rel, [helper("mysql_binary_read"), "127.0.0.1", str(my.port),
+                                   "root", "shop", sql])
+    return res.returncode, res.stdout.decode(), res.stderr.decode()
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_binary_protocol_never_passes_silently(my, agent, cgroups, people, tmp_path,
+                                               unmaskable):
+    """
+    Prepared statements (libmariadb, COM_STMT_EXECUTE): binary rows are not
+    parsed. Named or detectable values: block resets the connection before the
+    first row reaches the client; allow passes them, counted, with an alert.
+    MariaDB sends an EXECUTE's column definitions only with the PREPARE
+    (cached metadata): without names to go by, a rule naming columns makes
+    every binary result unmaskable, numbers only too.
+    """
+    name, rows = people
+    a = agent("--policy", policy(tmp_path, unmaskable))
+    rc, out, err = binary_read(cgroups, MASKED_CG, my,
+                               f"SELECT id, email, phone FROM {name} WHERE id <= 3 ORDER BY id")
+    if unmaskable == "block":
+        assert rc != 0, out
+        assert "Lost connection" in err or "reset" in err, err
+        for r in rows:
+            assert r[1] not in out
+    else:
+        assert rc == 0, err
+        assert out.splitlines() == [f"{r[0]}\t{r[1]}\t{r[4]}" for r in rows[:3]] + ["after"]
+    rc, out, err = binary_read(cgroups, MASKED_CG, my,
+                               f"SELECT id, id * 2 FROM {name} WHERE id <= 2 ORDER BY id")
+    if unmaskable == "block":
+        assert rc != 0 and out == "", (out, err)
+    else:
+        assert rc == 0, err
+        assert out.splitlines() == ["1\t2", "2\t4", "after"]
+    # the masked actor's text queries still work, masked
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "-e", f"SELECT email FROM {name} WHERE id = 1")
+    assert res.stdout.strip() == stars(rows[0][1]), res.stderr
+    # a client no rule selects reads the values
+    rc, out, err = binary_read(cgroups, OTHER_CG, my,
+                               f"SELECT id, email FROM {name} WHERE id = 1")
+    assert rc == 0 and out.splitlines() == [f"1\t{rows[0][1]}", "after"], err
+    evs = a.stop()
+    unm = [e["alert"]["detail"] for e in evs.of("alert") if e["alert"]["kind"] == "mask_unmasked"]
+    lost = [e["alert"]["detail"] for e in evs.of("alert")
+            if e["alert"]["kind"] == "mask_unmaskable"]
+    if unmaskable == "block":
+        assert len(lost) == 2 and all("binary result set" in d for d in lost), lost
+        resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+        assert len(resets) == 2 and all(e["actor"]["cgroup"] == MASKED_CG for e in resets)
+        assert unm == []
+    else:
+        assert lost == []
+        # one alert per result: 3 rows and 2 rows, each counted once per row
+        assert len(unm) == 2 and unm[0].startswith("3 values") and unm[1].startswith("2 values")
+        assert all("binary" in d for d in unm), unm
