@@ -405,3 +405,20 @@ def test_binary_protocol_never_passes_silently(my, agent, cgroups, people, tmp_p
         # one alert per result: 3 rows and 2 rows, each counted once per row
         assert len(unm) == 2 and unm[0].startswith("3 values") and unm[1].startswith("2 values")
         assert all("binary" in d for d in unm), unm
+
+
+def test_guard_and_masking_on_one_connection(my, agent, cgroups, people, tmp_path):
+    """The masked sockhash carries the guard's sk_msg too: a blocked DROP, then masked rows."""
+    name, rows = people
+    pol = POLICY.replace("UNMASKABLE", "block") + \
+        "rules:\n  - {name: no-drop, match: {verb: DROP}, action: block}\n"
+    a = agent("--policy", policy(tmp_path, body=pol))
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "--force",
+                        input=f"DROP TABLE {name};\nSELECT email, phone FROM {name} WHERE id = 2;\n")
+    assert "blocked by dbwarden rule no-drop" in res.stderr, res.stderr
+    assert rows_of(res.stdout) == [(stars(rows[1][1]), rows[1][4])], (res.stdout, res.stderr)
+    evs = a.stop()
+    st = [e for e in evs.statements() if e["actor"]["cgroup"] == MASKED_CG]
+    assert st[0]["decision"]["action"] == "block"
+    assert st[1]["masking"]["fields_masked"] == 1
+    my.sql_socket(f"SELECT count(*) FROM shop.{name}")  # still there
