@@ -121,6 +121,9 @@ struct mask_my {
 	__u32 defs; /* COM_STMT_PREPARE answer: definitions left to skip */
 	__u32 tail; /* commands answered (mask_my_cmds.head counts those sent) */
 	__u32 bin_unm; /* binary result: fields per row a rule covers (~0: not decided) */
+	__u32 stmt; /* the statement id the response's command named */
+	__u32 last_stmt; /* the last one prepared (an EXECUTE may name it as ~0) */
+	__u32 pcols; /* COM_STMT_PREPARE answer: its result's columns */
 	__u8 more; /* the packet is 0xffffff long: the payload goes on in the next */
 	__u8 phase; /* greeting, authentication, commands */
 	__u8 ctx; /* what the next packet of a response is */
@@ -129,8 +132,11 @@ struct mask_my {
 	__u8 lneed, lhave; /* length-encoded integer: bytes after its prefix, read */
 	__u8 cstr; /* column definition: strings read */
 	__u8 okn; /* OK/EOF bytes gathered */
-	__u8 pad[3];
-	__u8 okb[32]; /* the head of an OK/EOF packet: its status flags */
+	__u8 prep; /* the column definitions read are a prepared statement's */
+	__u8 binary; /* the rows are binary (prepared statements) */
+	__u8 pad;
+	__u8 okb[32]; /* the head of an OK/EOF packet; a binary row's NULL bitmap */
+	__u8 types[64]; /* the result's column types (binary rows) */
 };
 
 /*
@@ -151,6 +157,7 @@ struct mask_my_cmds {
 	__u8 big; /* the last packet was 0xffffff long: the next one continues it */
 	__u8 seen_hs; /* the HandshakeResponse was read */
 	__u8 pad[7];
+	__u32 stmt[16]; /* the statement id an EXECUTE or FETCH names, slot as kinds */
 };
 
 /* Per connection, across skbs. */

@@ -55,6 +55,8 @@ enum {
 	MY_ROW_FL, /* text row: a value's length */
 	MY_ROW_FD, /* text row: a value's bytes */
 	MY_OK, /* the head of an OK/EOF packet */
+	MY_BIN_NB, /* binary row: its 0x00 header and NULL bitmap */
+	MY_BIN_COL, /* binary row: the next column's value, by its type */
 };
 
 /* st->my.phase */
@@ -70,7 +72,14 @@ enum {
 	MC_PREP, /* its parameter and column definitions (and EOFs) */
 	MC_PREP_END, /* its last EOF, or the next response */
 	MC_FIELDS, /* COM_FIELD_LIST: definitions up to EOF or ERR */
+	MC_PREP_COLS, /* its result's column definitions (after the parameters' EOF) */
 };
+
+/* st->my.binary: the rows of this result are binary, and what is done with them. */
+enum { MYB_TEXT = 0, MYB_UNDECIDED, MYB_PARSE, MYB_SKIP, MYB_UNMASKABLE };
+
+/* A value of a named column that is a binary number or time: zeroed. */
+#define FM_ZERO 3
 
 /* Kinds of commands, as queued in mask_my_cmds (4 bits). */
 enum {
@@ -90,6 +99,35 @@ enum {
 #define MY_CLIENT_SSL	       0x800
 #define MY_LOST_BINARY	       0x17 /* w->lost: a binary result set (COM_STMT_EXECUTE) */
 #define MY_TRACK_STEPS	       64
+
+const volatile __u8 my_zeros[MASK_BUF] = {};
+
+/*
+ * A prepared statement's result columns, from its COM_STMT_PREPARE answer:
+ * MariaDB sends them only there when the client caches metadata, and a
+ * COM_STMT_FETCH never has them. Keyed by connection and statement id; LRU:
+ * an entry evicted makes that statement's binary results unmaskable.
+ */
+struct my_stmt_key {
+	__u64 conn;
+	__u32 stmt;
+	__u32 pad;
+};
+
+struct my_stmt_meta {
+	__u64 cols, style_lo, style_hi, nontext;
+	__u32 nfields;
+	__u8 hi_match;
+	__u8 pad[3];
+	__u8 types[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct my_stmt_key);
+	__type(value, struct my_stmt_meta);
+} mask_my_stmts SEC(".maps");
 
 /* ---- the client's commands (sk_msg) --------------------------------------------- */
 
@@ -216,6 +254,20 @@ static __always_inline void mask_my_track(struct sk_msg_md *msg, struct dbw_sk_s
 				goto lost;
 			c->hhave = 0;
 			b = my_cmd_kind(b);
+			if (b == MK_EXEC || b == MK_FETCH) {
+				/* the statement id after the command byte (cut by a send: 0,
+				 * which names no statement) */
+				__u8 id[4] = {};
+				__u32 sid = 0;
+
+				if (o + 5 <= size && c->plen >= 5 &&
+				    !my_msg_byte(msg, o + 1, &id[0]) &&
+				    !my_msg_byte(msg, o + 2, &id[1]) &&
+				    !my_msg_byte(msg, o + 3, &id[2]) &&
+				    !my_msg_byte(msg, o + 4, &id[3]))
+					sid = id[0] | id[1] << 8 | id[2] << 16 | (__u32)id[3] << 24;
+				c->stmt[c->head & 15] = sid;
+			}
 			if (b != MK_NONE)
 				my_push(c, b);
 			skip = c->plen;
@@ -366,30 +418,120 @@ static __always_inline int my_pop(struct __sk_buff *skb, struct mask_my *my, __u
 		return -1;
 	if (head == my->tail)
 		return first == 0xff ? MK_TEXT : -1;
+	my->stmt = c->stmt[my->tail & 15];
 	return (kinds >> ((my->tail++ & 15) * 4)) & 15;
 }
 
-/*
- * The first row of a binary result set: may it pass? Unmaskable when a
- * rule names one of its columns (or there are no names to go by) or a
- * value detector could apply to one of its string columns. Sets
- * my->bin_unm to the fields counted per row.
- */
-static __always_inline int my_binary_unmaskable(struct mask_st *st)
+/* The prepared statement's columns, as its COM_STMT_PREPARE answer gave them. */
+static __always_inline void my_stmt_save(struct __sk_buff *skb, struct mask_st *st)
 {
-	__u64 strs = ~st->nontext;
+	struct my_stmt_key k = { .conn = bpf_get_socket_cookie(skb), .stmt = st->my.last_stmt };
+	struct my_stmt_meta m = {};
+
+	m.cols = st->cols;
+	m.style_lo = st->style_lo;
+	m.style_hi = st->style_hi;
+	m.nontext = st->nontext;
+	m.nfields = st->nfields;
+	m.hi_match = st->hi_match;
+	__builtin_memcpy(m.types, st->my.types, sizeof(m.types));
+	bpf_map_update_elem(&mask_my_stmts, &k, &m, BPF_ANY);
+}
+
+/*
+ * A binary result without its column definitions: take its statement's.
+ * 1 when known (and, given a column count, of that many columns), else 0.
+ */
+static __always_inline int my_stmt_load(struct __sk_buff *skb, struct mask_st *st)
+{
+	struct my_stmt_key k = { .conn = bpf_get_socket_cookie(skb),
+				 .stmt = st->my.stmt == ~0u ? st->my.last_stmt : st->my.stmt };
+	struct my_stmt_meta *m = bpf_map_lookup_elem(&mask_my_stmts, &k);
+
+	if (!m || (st->nfields && m->nfields != st->nfields))
+		return 0;
+	st->cols = m->cols;
+	st->style_lo = m->style_lo;
+	st->style_hi = m->style_hi;
+	st->nontext = m->nontext;
+	st->nfields = m->nfields;
+	st->hi_match = m->hi_match;
+	__builtin_memcpy(st->my.types, m->types, sizeof(m->types));
+	st->desc = 1;
+	return 1;
+}
+
+/*
+ * The first row of a binary result set: parse its rows (a rule names a
+ * column, or detectors run), skip them (nothing to mask), or unmaskable
+ * (no column definitions to go by, or more columns than the kernel keeps
+ * types of); then my->bin_unm is the fields counted per row.
+ */
+static __always_inline __u8 my_binary_plan(struct mask_st *st)
+{
+	int rules = st->has_cols || st->dets;
 	__u32 named = 0;
 
-	if (st->nfields < DBW_MASK_COLS)
-		strs &= (1ULL << st->nfields) - 1;
+	if (!rules)
+		return MYB_SKIP;
+	if (st->desc && !st->hi_match && st->nfields <= DBW_MASK_COLS)
+		return st->cols || st->dets ? MYB_PARSE : MYB_SKIP;
 	for (int i = 0; i < DBW_MASK_COLS; i++)
 		named += (st->cols >> i) & 1;
-	if (st->hi_match || (st->has_cols && !st->desc))
-		named = named ? named : 1;
-	if (!named && st->dets && (strs || !st->desc || st->nfields > DBW_MASK_COLS))
-		named = 1;
-	st->my.bin_unm = named;
-	return named != 0;
+	st->my.bin_unm = named ? named : 1;
+	return MYB_UNMASKABLE;
+}
+
+/* Bytes of a binary value of type t with a fixed size; 0: length-prefixed. */
+static __always_inline __u32 my_fixed_size(__u8 t)
+{
+	switch (t) {
+	case 1: /* TINY */
+		return 1;
+	case 2: /* SHORT */
+	case 13: /* YEAR */
+		return 2;
+	case 3: /* LONG */
+	case 9: /* INT24 */
+	case 4: /* FLOAT */
+		return 4;
+	case 8: /* LONGLONG */
+	case 5: /* DOUBLE */
+		return 8;
+	default:
+		return 0;
+	}
+}
+
+/* DATE, TIMESTAMP, TIME, DATETIME: a length byte, then binary fields. */
+static __always_inline int my_temporal(__u8 t)
+{
+	return t == 10 || t == 7 || t == 11 || t == 12;
+}
+
+/*
+ * COM_STMT_PREPARE answer: after its parameters (my->defs left), its
+ * result's columns (my->pcols), read as a result's are, kept per statement.
+ */
+static __always_inline void my_prep_next(struct mask_st *st)
+{
+	struct mask_my *my = &st->my;
+
+	if (my->defs) {
+		my->ctx = MC_PREP;
+		return;
+	}
+	if (!my->pcols) {
+		my->ctx = MC_PREP_END;
+		return;
+	}
+	st->nfields = my->pcols;
+	st->fidx = 0;
+	st->cols = st->style_lo = st->style_hi = st->nontext = 0;
+	st->hi_match = 0;
+	st->desc = 0;
+	my->prep = 1;
+	my->ctx = MC_PREP_COLS;
 }
 
 /*
@@ -436,12 +578,13 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 				return 0;
 			}
 			if (k == MK_FETCH) {
-				/* binary rows of an open cursor: no definitions */
+				/* binary rows of an open cursor: its statement's definitions */
 				st->nfields = 0;
 				st->cols = st->nontext = 0;
 				st->desc = 0;
 				st->hi_match = 0;
-				my->bin_unm = ~0u;
+				my_stmt_load(skb, st);
+				my->binary = MYB_UNDECIDED;
 				my->ctx = MC_ROWS;
 				st->state = MY_FIRST;
 				return 0;
@@ -489,25 +632,39 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 			return 0;
 		}
 		st->rows++;
-		if (my->kind == MK_EXEC || my->kind == MK_FETCH) {
-			if (my->bin_unm == ~0u && !my_binary_unmaskable(st))
+		if (my->binary) {
+			if (my->binary == MYB_UNDECIDED)
+				my->binary = my_binary_plan(st);
+			if (my->binary == MYB_SKIP)
 				return 0;
-			if (!my->bin_unm)
+			if (my->binary == MYB_UNMASKABLE) {
+				if (!st->allow) {
+					w->lost = MY_LOST_BINARY;
+					return 1;
+				}
+				st->unmasked += my->bin_unm;
+				cnt_add(DBW_CNT_MASK_UNMASKED, my->bin_unm);
 				return 0;
-			if (!st->allow) {
-				w->lost = MY_LOST_BINARY;
-				return 1;
 			}
-			st->unmasked += my->bin_unm;
-			cnt_add(DBW_CNT_MASK_UNMASKED, my->bin_unm);
+			my->okn = 0;
+			st->state = MY_BIN_NB;
 			return 0;
 		}
 		st->fidx = 0;
 		st->state = MY_ROW_FL;
 		return 0;
 	case MC_PREP:
-		if (!(c == 0xfe && my->plen == 5) && my->defs && !--my->defs)
-			my->ctx = MC_PREP_END;
+		/* parameter definitions: skipped */
+		if (c == 0xfe && my->plen == 5)
+			return 0;
+		if (my->defs && !--my->defs)
+			my_prep_next(st);
+		return 0;
+	case MC_PREP_COLS:
+		if (c == 0xfe && my->plen == 5)
+			return 0; /* the parameters' EOF */
+		my->cstr = 0;
+		st->state = MY_CD_LEN;
 		return 0;
 	case MC_PREP_END:
 		my->ctx = MC_START;
@@ -603,7 +760,7 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 		st->cols = st->style_lo = st->style_hi = st->nontext = 0;
 		st->hi_match = 0;
 		st->desc = 1;
-		my->bin_unm = ~0u;
+		my->binary = my->kind == MK_EXEC || my->kind == MK_FETCH ? MYB_UNDECIDED : MYB_TEXT;
 		my->ctx = MC_COLS;
 		st->state = my->pkt_rem ? MY_MDF : MY_SKIP;
 		return 0;
@@ -614,6 +771,7 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			return 1;
 		if (b[0] == 0) {
 			st->desc = 0;
+			my_stmt_load(skb, st);
 			my->ctx = MC_COLS_END;
 		}
 		st->state = MY_SKIP;
@@ -683,9 +841,18 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 		if (b[0] != 15 && b[0] != 245 && b[0] != 247 && b[0] != 248 &&
 		    (b[0] < 249 || b[0] > 254) && st->fidx < DBW_MASK_COLS)
 			st->nontext |= 1ULL << st->fidx;
+		if (st->fidx < DBW_MASK_COLS)
+			my->types[st->fidx & 63] = b[0];
 		st->fidx++;
-		if (st->fidx >= st->nfields)
-			my->ctx = MC_COLS_END;
+		if (st->fidx >= st->nfields) {
+			if (my->prep) {
+				my->prep = 0;
+				my_stmt_save(skb, st);
+				my->ctx = MC_PREP_END;
+			} else {
+				my->ctx = MC_COLS_END;
+			}
+		}
 		st->state = MY_SKIP;
 		return 0;
 	case MY_ROW_FL:
@@ -697,7 +864,18 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 		if (r == 1 && my->lval) {
 			if (!my->more && my->lval > my->pkt_rem)
 				goto lost;
-			field_start(st, my->lval);
+			if (my->binary && my_temporal(my->types[st->fidx & 63])) {
+				/* a binary date or time: zeroed if a rule names its column */
+				st->field_len = st->field_rem = my->lval;
+				st->fmode = FM_PASS;
+				if (col_style(st, st->fidx) >= 0) {
+					st->fmode = FM_ZERO;
+					st->masked++;
+					cnt_add(DBW_CNT_MASK_FIELDS, 1);
+				}
+			} else {
+				field_start(st, my->lval);
+			}
 			st->state = MY_ROW_FD;
 			return 0;
 		}
@@ -717,6 +895,8 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 				   st->fstyle);
 		else if (st->fmode == FM_CHECK)
 			check_chunk(skb, w, n);
+		else if (st->fmode == FM_ZERO)
+			bpf_skb_store_bytes(skb, w->pos, (void *)my_zeros, n, 0);
 		w->pos += n;
 		my->pkt_rem -= n;
 		st->field_rem -= n;
@@ -748,20 +928,100 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 		st->state = MY_SKIP;
 		if (my->ctx == MC_PREP_OK) {
 			/* statement id u32, columns u16, parameters u16 */
-			my->defs = (my->okb[5] | my->okb[6] << 8) + (my->okb[7] | my->okb[8] << 8);
-			my->ctx = my->defs ? MC_PREP : MC_START;
+			my->last_stmt = my->okb[1] | my->okb[2] << 8 | my->okb[3] << 16 |
+					(__u32)my->okb[4] << 24;
+			my->pcols = my->okb[5] | my->okb[6] << 8;
+			my->defs = my->okb[7] | my->okb[8] << 8;
 			my->cont = 0;
+			my->prep = 0;
+			if (my->pcols > 4096)
+				goto lost;
+			my_prep_next(st);
+			if (my->ctx == MC_PREP_END && !my->defs)
+				my->ctx = MC_START; /* nothing follows */
 			return 0;
 		}
 		my->ctx = MC_START;
 		my->cont = (my_status(my) & MY_SERVER_MORE_RESULTS) ? 1 : 0;
 		my_result_end(skb, st, my->okb[0]);
 		return 0;
+	case MY_BIN_NB: {
+		/* 0x00, then the NULL bitmap: (columns + 7 + 2) / 8 bytes, bit = column + 2 */
+		__u32 need = 1 + (st->nfields + 9) / 8;
+		__u8 nb[16] = {};
+
+		if (need > 16)
+			goto lost;
+		n = w->len - w->pos;
+		if (n > my->pkt_rem)
+			n = my->pkt_rem;
+		if (n > need - my->okn)
+			n = need - my->okn;
+		if (n > 16)
+			n = 16;
+		if (!n)
+			return my_more(w);
+		if (bpf_skb_load_bytes(skb, w->pos, nb, n))
+			return 1;
+		for (__u32 k = 0; k < 16; k++) {
+			if (k >= n)
+				break;
+			my->okb[(my->okn + k) & 31] = nb[k];
+		}
+		my->okn += n;
+		w->pos += n;
+		my->pkt_rem -= n;
+		if (my->okn < need)
+			return 0;
+		st->fidx = 0;
+		st->state = MY_BIN_COL;
+		return 0;
+	}
+	case MY_BIN_COL: {
+		__u32 bit = st->fidx + 2, sz;
+		__u8 t;
+
+		if (st->fidx >= st->nfields) {
+			/* the row's last value: its packet must end here */
+			if (my->pkt_rem)
+				goto lost;
+			st->state = MY_SKIP;
+			return 0;
+		}
+		if (my->okb[(1 + (bit >> 3)) & 31] & (1 << (bit & 7))) {
+			st->fidx++; /* NULL */
+			return 0;
+		}
+		t = my->types[st->fidx & 63];
+		sz = my_fixed_size(t);
+		if (t == 6) {
+			st->fidx++; /* the NULL type: no bytes */
+			return 0;
+		}
+		if (!sz) {
+			st->state = MY_ROW_FL; /* length-encoded: strings, decimals, times */
+			return 0;
+		}
+		st->field_len = st->field_rem = sz;
+		st->fmode = FM_PASS;
+		if (col_style(st, st->fidx) >= 0) {
+			/* a number in a named column: no style fits a binary number */
+			st->fmode = FM_ZERO;
+			st->masked++;
+			cnt_add(DBW_CNT_MASK_FIELDS, 1);
+		}
+		st->state = MY_ROW_FD;
+		return 0;
+	}
 	default:
 		return 1;
 	}
 field_end:
 	st->fidx++;
+	if (my->binary) {
+		st->state = MY_BIN_COL;
+		return 0;
+	}
 	if (st->fidx < st->nfields) {
 		st->state = MY_ROW_FL;
 		return 0;

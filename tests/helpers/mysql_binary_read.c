@@ -12,7 +12,7 @@
 #include <string.h>
 #include <mysql.h>
 
-#define MAXCOLS 16
+#define MAXCOLS 80
 #define MAXLEN	256
 
 static int fail(MYSQL *m, MYSQL_STMT *st, const char *what)
