@@ -33,12 +33,18 @@
  * alone (a binary row, 0x00 + NULL bitmap, reads as a text row whose first
  * value is empty). The sk_msg program of the same socket follows the
  * client's packets (mask_my_track) and queues, per command that gets a
- * response, its kind in `mask_my_cmds`; the verdict takes one per response.
- * A binary result set (COM_STMT_EXECUTE, COM_STMT_FETCH) is not parsed: if
- * a rule names one of its columns, or a value detector could apply to one
- * of its string columns, it is unmaskable (block: the connection is reset
- * at its first row; allow: passed, counted, alerted). Numbers-only binary
- * results pass.
+ * response, its kind (and an EXECUTE's or FETCH's statement id) in
+ * `mask_my_cmds`; the verdict takes one per response.
+ *
+ * Binary rows (COM_STMT_EXECUTE, COM_STMT_FETCH) are read by their column
+ * types: length-encoded values (strings, decimals) are masked as text
+ * values are; a binary number or date of a column a rule names is zeroed
+ * (no style fits it). MariaDB sends an EXECUTE's column definitions only
+ * with the PREPARE when the client caches metadata, and a FETCH never: the
+ * PREPARE answer's columns are kept per statement (`mask_my_stmts`). A
+ * binary result whose columns are not known, or of more than DBW_MASK_COLS
+ * columns, is unmaskable when a rule could apply (block: the connection is
+ * reset at its first row; allow: passed, counted, alerted).
  */
 #ifndef DBW_MASK_MYSQL_BPF_H
 #define DBW_MASK_MYSQL_BPF_H
