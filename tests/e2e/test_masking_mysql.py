@@ -277,6 +277,22 @@ def test_large_results_byte_exact(my, agent, cgroups, tmp_path):
         assert out[0] == "1\tuser1@example.com\t4444444444447919\tnote 1"
         assert out[-1] == f"100000\tuser100000@example.com\t{str(791900000).rjust(16, '4')}" \
                           "\tnote 100000"
+        # the same through a prepared statement: binary rows over many skbs
+        rc, bout, err = binary_read(cgroups, MASKED_CG, my,
+                                    "SELECT id, email, card, note FROM big WHERE id <= 30000 "
+                                    "ORDER BY id")
+        assert rc == 0, err
+        bout = bout.splitlines()
+        assert len(bout) == 30001 and bout[-1] == "after"
+        for g, line in zip(range(1, 30001), bout):
+            email = f"user{g}@example.com"
+            card = str(g * 7919).rjust(16, "4")
+            want = f"{g}\t{stars(email)}\t{stars(card)}\t"
+            assert line.startswith(want), (g, line, want)
+            note, got = f"note {g}", line[len(want):]
+            if got != note:
+                k = len(got) - len(got.lstrip("*"))
+                assert 0 < k < len(note) and got == "*" * k + note[k:], (g, got)
         # rows past 0xffffff bytes: values and length words cut by packet headers
         big = 17000000
         q2 = (f"SELECT id, repeat('a', {big}) AS filler, email, "
@@ -294,8 +310,9 @@ def test_large_results_byte_exact(my, agent, cgroups, tmp_path):
         evs = a.stop()
         events.assert_no_loss(evs, a)
         m = [x for x in masking_of(evs, "SELECT id, email, card, note FROM big") if x]
-        assert len(m) == 1 and m[0]["rows"] == 100000 and m[0]["fields_masked"] == 200000
+        assert len(m) == 2 and m[0]["rows"] == 100000 and m[0]["fields_masked"] == 200000
         assert m[0]["overmasked"] == overmasked and m[0]["fields_unmasked"] == 0
+        assert m[1]["rows"] == 30000 and m[1]["fields_masked"] == 60000  # binary
         m2 = [x for x in masking_of(evs, "SELECT id, repeat") if x]
         assert len(m2) == 1 and m2[0]["rows"] == 2 and m2[0]["fields_masked"] == 4
         print(f"100k rows: {overmasked} values overmasked at skb boundaries")
