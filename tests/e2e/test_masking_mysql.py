@@ -464,3 +464,119 @@ def test_guard_and_masking_on_one_connection(my, agent, cgroups, people, tmp_pat
     assert st[0]["decision"]["action"] == "block"
     assert st[1]["masking"]["fields_masked"] == 1
     my.sql_socket(f"SELECT count(*) FROM shop.{name}")  # still there
+
+
+# A raw client that asks for CLIENT_DEPRECATE_EOF (neither libmariadb 3.3 nor PyMySQL does):
+# results end with an OK whose header is 0xfe, and no EOF follows the column definitions.
+RAW_DEPRECATE_EOF = r"""
+import json, socket, struct
+s = socket.create_connection(("127.0.0.1", %d))
+raw = bytearray()
+
+def recv_exact(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        assert c, "connection closed"
+        b += c
+    return b
+
+def packet():
+    h = recv_exact(4)
+    body = recv_exact(h[0] | h[1] << 8 | h[2] << 16)
+    raw.extend(h + body)
+    return h[3], body
+
+def send(seq, payload):
+    s.sendall(struct.pack("<I", len(payload))[:3] + bytes([seq]) + payload)
+
+def lenenc(p, i):
+    c = p[i]
+    if c < 0xfb:
+        return c, i + 1
+    if c == 0xfb:
+        return None, i + 1
+    n = {0xfc: 2, 0xfd: 3, 0xfe: 8}[c]
+    return int.from_bytes(p[i + 1:i + 1 + n], "little"), i + 1 + n
+
+def ok_status(p):
+    _, i = lenenc(p, 1)
+    _, i = lenenc(p, i)
+    return p[i] | p[i + 1] << 8
+
+_, greet = packet()
+i = greet.index(b"\0", 1) + 1 + 4 + 8 + 1
+caps = greet[i] | greet[i + 1] << 8
+caps |= (greet[i + 5] | greet[i + 6] << 8) << 16
+DEPRECATE_EOF = 1 << 24
+mine = 0x1 | 0x4 | 0x8 | 0x200 | 0x2000 | 0x8000 | 0x10000 | 0x20000 | 0x80000 | DEPRECATE_EOF
+send(1, struct.pack("<IIB", mine, 1 << 24, 33) + b"\0" * 23 + b"root\0" + b"\0" + b"shop\0" +
+     b"mysql_native_password\0")
+seq, p = packet()
+if p[0] == 0xfe:
+    send(seq + 1, b"")
+    seq, p = packet()
+assert p[0] == 0, p
+
+def query(q):
+    send(0, b"\x03" + q.encode())
+    out = []
+    while True:
+        _, p = packet()
+        if p[0] == 0xff:
+            out.append({"err": p[9:].decode()})
+            return out
+        if p[0] == 0:
+            out.append({"ok": True})
+            if ok_status(p) & 8:
+                continue
+            return out
+        n, _ = lenenc(p, 0)
+        for _ in range(n):
+            packet()
+        rows = []
+        while True:
+            _, p = packet()
+            if p[0] == 0xfe and len(p) < 0xffffff:
+                break
+            row, i = [], 0
+            for _ in range(n):
+                ln, i = lenenc(p, i)
+                row.append(None if ln is None else p[i:i + ln].decode())
+                i += ln or 0
+            rows.append(row)
+        out.append({"rows": rows, "end_len": len(p)})
+        if not ok_status(p) & 8:
+            return out
+
+res = {"deprecate_eof": bool(caps & DEPRECATE_EOF)}
+res["multi"] = query("SELECT id, email, card FROM people WHERE id <= 2 ORDER BY id; "
+                     "SELECT 'plain' AS note; SELECT email FROM people WHERE id = 0; "
+                     "DO 1")
+res["next"] = query("SELECT email AS contact FROM people WHERE id = 3")
+res["raw_has_email"] = b"@example" in raw
+print(json.dumps(res))
+"""
+
+
+def test_deprecate_eof_raw_client(my, agent, cgroups, people, tmp_path):
+    """CLIENT_DEPRECATE_EOF: no EOF after the definitions, results end with an OK (0xfe)."""
+    name, rows = people
+    a = agent("--policy", policy(tmp_path))
+    got = py_in(cgroups, MASKED_CG, RAW_DEPRECATE_EOF % my.port)
+    assert got["deprecate_eof"]
+    r1, r2, r3 = rows[0], rows[1], rows[2]
+    assert got["multi"] == [
+        {"rows": [["1", stars(r1[1]), stars(r1[2])], ["2", stars(r2[1]), stars(r2[2])]],
+         "end_len": got["multi"][0]["end_len"]},
+        {"rows": [["plain"]], "end_len": got["multi"][1]["end_len"]},
+        {"rows": [], "end_len": got["multi"][2]["end_len"]},
+        {"ok": True}]
+    assert all(x["end_len"] >= 7 for x in got["multi"][:3])  # OKs, not 5-byte EOFs
+    assert got["next"][0]["rows"] == [[stars(r3[1])]]
+    assert not got["raw_has_email"]
+    plain = py_in(cgroups, OTHER_CG, RAW_DEPRECATE_EOF % my.port)
+    assert plain["multi"][0]["rows"] == [["1", r1[1], r1[2]], ["2", r2[1], r2[2]]]
+    assert plain["next"][0]["rows"] == [[r3[1]]] and plain["raw_has_email"]
+    evs = a.stop()
+    assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
