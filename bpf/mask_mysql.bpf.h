@@ -79,6 +79,7 @@ enum {
 	MC_PREP_END, /* its last EOF, or the next response */
 	MC_FIELDS, /* COM_FIELD_LIST: definitions up to EOF or ERR */
 	MC_PREP_COLS, /* its result's column definitions (after the parameters' EOF) */
+	MC_COLS_EOF, /* MY_OK: the EOF after a result's definitions (a cursor opened?) */
 };
 
 /* st->my.binary: the rows of this result are binary, and what is done with them. */
@@ -100,11 +101,12 @@ enum {
 	MK_NONE = 15, /* no response (COM_QUIT, COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA) */
 };
 
-#define MY_SERVER_MORE_RESULTS 0x0008
-#define MY_CLIENT_COMPRESS     0x20
-#define MY_CLIENT_SSL	       0x800
-#define MY_LOST_BINARY	       0x17 /* w->lost: a binary result set (COM_STMT_EXECUTE) */
-#define MY_TRACK_STEPS	       64
+#define MY_SERVER_MORE_RESULTS	0x0008
+#define MY_SERVER_CURSOR_EXISTS 0x0040
+#define MY_CLIENT_COMPRESS	0x20
+#define MY_CLIENT_SSL		0x800
+#define MY_LOST_BINARY		0x17 /* w->lost: a binary result set (COM_STMT_EXECUTE) */
+#define MY_TRACK_STEPS		64
 
 const volatile __u8 my_zeros[MASK_BUF] = {};
 
@@ -622,8 +624,13 @@ static __always_inline int my_packet(struct __sk_buff *skb, struct mask_work *w,
 	case MC_COLS_END:
 		/* an EOF is 5 bytes; the OK ending a result (deprecate EOF) 7 or more */
 		my->ctx = MC_ROWS;
-		if (c == 0xfe && my->plen == 5)
-			return 0; /* the EOF after the definitions */
+		if (c == 0xfe && my->plen == 5) {
+			/* the EOF after the definitions: its status says if a cursor opened */
+			my->ctx = MC_COLS_EOF;
+			my->okn = 0;
+			st->state = MY_OK;
+			return 0;
+		}
 		st->state = MY_FIRST; /* deprecate EOF: a row or the end */
 		return 0;
 	case MC_ROWS:
@@ -945,6 +952,12 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			my_prep_next(st);
 			if (my->ctx == MC_PREP_END && !my->defs)
 				my->ctx = MC_START; /* nothing follows */
+			return 0;
+		}
+		if (my->ctx == MC_COLS_EOF) {
+			/* a cursor: no rows now, COM_STMT_FETCH answers bring them */
+			my->ctx = (my_status(my) & MY_SERVER_CURSOR_EXISTS) ? MC_START : MC_ROWS;
+			my->cont = 0;
 			return 0;
 		}
 		my->ctx = MC_START;

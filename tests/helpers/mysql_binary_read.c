@@ -5,6 +5,8 @@
  * every row's values as text, tab-separated ("NULL" for NULL), then run
  * SELECT 'after' as a text query on the same connection and print it.
  * Usage: mysql_binary_read HOST PORT USER DB SQL
+ * With DBW_CURSOR=1 in the environment the statement opens a read-only
+ * cursor and the rows come two at a time (COM_STMT_FETCH).
  * Exit 0 when all of it worked; 1 with the client's error on stderr.
  */
 #include <stdio.h>
@@ -46,6 +48,13 @@ int main(int argc, char **argv)
 	st = mysql_stmt_init(m);
 	if (mysql_stmt_prepare(st, argv[5], strlen(argv[5])))
 		return fail(m, st, "prepare");
+	if (getenv("DBW_CURSOR")) {
+		unsigned long type = CURSOR_TYPE_READ_ONLY, prefetch = 2;
+
+		if (mysql_stmt_attr_set(st, STMT_ATTR_CURSOR_TYPE, &type) ||
+		    mysql_stmt_attr_set(st, STMT_ATTR_PREFETCH_ROWS, &prefetch))
+			return fail(m, st, "cursor");
+	}
 	if (mysql_stmt_execute(st))
 		return fail(m, st, "execute");
 	n = mysql_stmt_field_count(st);
