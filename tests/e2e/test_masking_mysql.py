@@ -471,8 +471,8 @@ def test_guard_and_masking_on_one_connection(my, agent, cgroups, people, tmp_pat
     pol = POLICY.replace("UNMASKABLE", "block") + \
         "rules:\n  - {name: no-drop, match: {verb: DROP}, action: block}\n"
     a = agent("--policy", policy(tmp_path, body=pol))
-    res, _ = mariadb_in(cgroups, MASKED_CG, my, "--force",
-                        input=f"DROP TABLE {name};\nSELECT email, phone FROM {name} WHERE id = 2;\n")
+    sql = f"DROP TABLE {name};\nSELECT email, phone FROM {name} WHERE id = 2;\n"
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "--force", input=sql)
     assert "blocked by dbwarden rule no-drop" in res.stderr, res.stderr
     assert rows_of(res.stdout) == [(stars(rows[1][1]), rows[1][4])], (res.stdout, res.stderr)
     evs = a.stop()
