@@ -252,7 +252,8 @@ static __always_inline void mask_my_track(struct sk_msg_md *msg, struct dbw_sk_s
 	c->left -= skip;
 	o = skip;
 	for (int i = 0; i < MY_TRACK_STEPS; i++) {
-		__u8 b = 0;
+		__u8 b = 0, id[4] = {};
+		__u32 sid;
 
 		if (o >= size)
 			return;
@@ -262,20 +263,14 @@ static __always_inline void mask_my_track(struct sk_msg_md *msg, struct dbw_sk_s
 				goto lost;
 			c->hhave = 0;
 			b = my_cmd_kind(b);
-			if (b == MK_EXEC || b == MK_FETCH) {
-				/* the statement id after the command byte (cut by a send: 0,
-				 * which names no statement) */
-				__u8 id[4] = {};
-				__u32 sid = 0;
-
-				if (o + 5 <= size && c->plen >= 5 &&
-				    !my_msg_byte(msg, o + 1, &id[0]) &&
-				    !my_msg_byte(msg, o + 2, &id[1]) &&
-				    !my_msg_byte(msg, o + 3, &id[2]) &&
-				    !my_msg_byte(msg, o + 4, &id[3]))
-					sid = id[0] | id[1] << 8 | id[2] << 16 | (__u32)id[3] << 24;
-				c->stmt[c->head & 15] = sid;
-			}
+			/* an EXECUTE's or FETCH's statement id, after the command byte
+			 * (cut by a send: 0, which names no statement); 0 for the others */
+			sid = 0;
+			if ((b == MK_EXEC || b == MK_FETCH) && o + 5 <= size && c->plen >= 5 &&
+			    !my_msg_byte(msg, o + 1, &id[0]) && !my_msg_byte(msg, o + 2, &id[1]) &&
+			    !my_msg_byte(msg, o + 3, &id[2]) && !my_msg_byte(msg, o + 4, &id[3]))
+				sid = id[0] | id[1] << 8 | id[2] << 16 | (__u32)id[3] << 24;
+			c->stmt[c->head & 15] = sid;
 			if (b != MK_NONE)
 				my_push(c, b);
 			skip = c->plen;
@@ -784,7 +779,8 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			return 1;
 		if (b[0] == 0) {
 			st->desc = 0;
-			my_stmt_load(skb, st);
+			if (my->binary)
+				my_stmt_load(skb, st);
 			my->ctx = MC_COLS_END;
 		}
 		st->state = MY_SKIP;
