@@ -2,7 +2,8 @@
 /*
  * Result masking: PostgreSQL DataRow values rewritten in place, same
  * length, on the client socket's ingress (an sk_skb verdict), before the
- * client can read them. BPF-only header.
+ * client can read them; MySQL/MariaDB rows by mask_mysql.bpf.h with the
+ * same pieces. BPF-only header.
  *
  * Only connections that a masking rule may select pay for it: their
  * candidate rules are taken at connect() (the port's rules masked by the
