@@ -596,3 +596,23 @@ def test_deprecate_eof_raw_client(my, agent, cgroups, people, tmp_path):
     assert plain["next"][0]["rows"] == [[r3[1]]] and plain["raw_has_email"]
     evs = a.stop()
     assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
+
+
+@pytest.mark.parametrize("unmaskable", ["block", "allow"])
+def test_compressed_protocol_follows_on_unmaskable(my, agent, cgroups, people, tmp_path,
+                                                   unmaskable):
+    """The compressed protocol cannot be read: its framing counts as lost, never silent."""
+    name, rows = people
+    a = agent("--policy", policy(tmp_path, unmaskable))
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "--compress", "-e",
+                        f"SELECT email FROM {name} WHERE id = 1")
+    if unmaskable == "block":
+        assert res.returncode != 0 and rows[0][1] not in res.stdout, res.stdout
+    else:
+        assert res.returncode == 0 and res.stdout.strip() == rows[0][1], res.stderr
+    evs = a.stop()
+    lost = [e["alert"]["detail"] for e in evs.of("alert")
+            if e["alert"]["kind"] == "mask_unmaskable"]
+    assert len(lost) == 1 and "framing lost" in lost[0], lost
+    resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
+    assert len(resets) == (1 if unmaskable == "block" else 0)
