@@ -616,3 +616,33 @@ def test_compressed_protocol_follows_on_unmaskable(my, agent, cgroups, people, t
     assert len(lost) == 1 and "framing lost" in lost[0], lost
     resets = [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"]
     assert len(resets) == (1 if unmaskable == "block" else 0)
+
+
+LOCAL_INFILE = """
+import json, pymysql
+conn = pymysql.connect(host="127.0.0.1", port=%d, user="root", password="", database="shop",
+                       autocommit=True, local_infile=True)
+cur = conn.cursor()
+cur.execute("LOAD DATA LOCAL INFILE %%s INTO TABLE m_loaded FIELDS TERMINATED BY ','", (%r,))
+n = cur.rowcount
+cur.execute("SELECT id, email FROM m_loaded ORDER BY id")
+print(json.dumps({"loaded": n, "rows": cur.fetchall()}))
+"""
+
+
+def test_load_data_local_then_masked_reads(my, agent, cgroups, tmp_path):
+    """LOAD DATA LOCAL: the client sends the file inside the command's answer; then rows."""
+    data = tmp_path / "people.csv"
+    data.write_text("".join(f"{i},loaded{i}@example.com\n" for i in range(1, 4)))
+    os.chmod(tmp_path, 0o755)
+    my.sql_socket("DROP TABLE IF EXISTS shop.m_loaded; "
+                  "CREATE TABLE shop.m_loaded (id int, email varchar(64))")
+    try:
+        a = agent("--policy", policy(tmp_path))
+        got = py_in(cgroups, MASKED_CG, LOCAL_INFILE % (my.port, str(data)))
+        assert got["loaded"] == 3
+        assert got["rows"] == [[i, stars(f"loaded{i}@example.com")] for i in range(1, 4)]
+        evs = a.stop()
+        assert not [e for e in evs.of("alert") if e["alert"]["kind"].startswith("mask_")]
+    finally:
+        my.sql_socket("DROP TABLE IF EXISTS shop.m_loaded")
