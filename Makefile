@@ -110,7 +110,8 @@ SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 # the end-to-end modules the sanitizer daemon runs (load and bench are timing-bound)
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
 	   tests/e2e/test_mysql.py tests/e2e/test_redis.py \
-	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py tests/e2e/test_masking_redis.py
+	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py tests/e2e/test_masking_redis.py \
+	   tests/e2e/test_masking_mysql.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
 
@@ -207,6 +208,10 @@ $(OUTPUT)/tests/static_tls_client: tests/helpers/static_tls_client.c | $(OUTPUT)
 
 # A binary-protocol MySQL client (libmariadb)
 $(OUTPUT)/tests/mysql_prepared: tests/helpers/mysql_prepared.c | $(OUTPUT)/tests
+	$(call msg,HELPER,$@)
+	$(Q)$(CC) $(CFLAGS) -I/usr/include/mariadb $< -lmariadb -o $@
+
+$(OUTPUT)/tests/mysql_binary_read: tests/helpers/mysql_binary_read.c | $(OUTPUT)/tests
 	$(call msg,HELPER,$@)
 	$(Q)$(CC) $(CFLAGS) -I/usr/include/mariadb $< -lmariadb -o $@
 

@@ -75,6 +75,7 @@ int dbw_msg(struct sk_msg_md *msg)
 	if (cork)
 		return SK_PASS; /* held by the kernel; this program runs again on all of it */
 	capture_msg(msg, st);
+	mask_my_track(msg, st); /* a masked MySQL connection: which command waits for what */
 	if (plan)
 		return guard_apply(msg, st, plan);
 	return SK_PASS;

@@ -2,7 +2,8 @@
 /*
  * Result masking: PostgreSQL DataRow values rewritten in place, same
  * length, on the client socket's ingress (an sk_skb verdict), before the
- * client can read them. BPF-only header.
+ * client can read them; MySQL/MariaDB rows by mask_mysql.bpf.h with the
+ * same pieces. BPF-only header.
  *
  * Only connections that a masking rule may select pay for it: their
  * candidate rules are taken at connect() (the port's rules masked by the
@@ -113,6 +114,53 @@ struct mask_vdet {
 	__u8 email, dot, last, prefix_masked;
 };
 
+/* The MySQL/MariaDB parser's own state (mask_mysql.bpf.h). */
+struct mask_my {
+	__u64 lval; /* a length-encoded integer being read */
+	__u32 plen; /* the current packet's payload length */
+	__u32 pkt_rem; /* its payload bytes not read yet */
+	__u32 defs; /* COM_STMT_PREPARE answer: definitions left to skip */
+	__u32 tail; /* commands answered (mask_my_cmds.head counts those sent) */
+	__u32 bin_unm; /* binary result: fields per row a rule covers (~0: not decided) */
+	__u32 stmt; /* the statement id the response's command named */
+	__u32 last_stmt; /* the last one prepared (an EXECUTE may name it as ~0) */
+	__u32 pcols; /* COM_STMT_PREPARE answer: its result's columns */
+	__u8 more; /* the packet is 0xffffff long: the payload goes on in the next */
+	__u8 phase; /* greeting, authentication, commands */
+	__u8 ctx; /* what the next packet of a response is */
+	__u8 kind; /* the command this response answers */
+	__u8 cont; /* a result follows in the same response (MORE_RESULTS) */
+	__u8 lneed, lhave; /* length-encoded integer: bytes after its prefix, read */
+	__u8 cstr; /* column definition: strings read */
+	__u8 okn; /* OK/EOF bytes gathered */
+	__u8 prep; /* the column definitions read are a prepared statement's */
+	__u8 binary; /* the rows are binary (prepared statements) */
+	__u8 pad;
+	__u8 okb[32]; /* the head of an OK/EOF packet; a binary row's NULL bitmap */
+	__u8 types[64]; /* the result's column types (binary rows) */
+};
+
+/*
+ * The MySQL client's commands, as the sk_msg program sees them leave, in
+ * order (mask_mysql.bpf.h): what kind of response each one gets. Written
+ * only by sk_msg; the verdict reads it (a response comes after its
+ * command, so the command is always there first).
+ */
+struct mask_my_cmds {
+	__u64 kinds; /* 4 bits per outstanding command, slot = its number & 15 */
+	__u32 head; /* commands sent that get a response */
+	__u32 left; /* bytes of the current client packet still to skip */
+	__u32 plen; /* a command packet's length, while its command byte is awaited */
+	__u8 hacc[4]; /* a packet header cut by a send */
+	__u8 hhave; /* header bytes gathered; 4: the command byte is awaited */
+	__u8 lost; /* the client stream could not be followed */
+	__u8 off; /* TLS: nothing to follow */
+	__u8 big; /* the last packet was 0xffffff long: the next one continues it */
+	__u8 seen_hs; /* the HandshakeResponse was read */
+	__u8 pad[7];
+	__u32 stmt[16]; /* the statement id an EXECUTE or FETCH names, slot as kinds */
+};
+
 /* Per connection, across skbs. */
 struct mask_st {
 	__u64 off; /* stream offset of the next byte */
@@ -138,6 +186,7 @@ struct mask_st {
 	__u8 inited;
 	__u8 proto; /* enum dbw_proto: which parser reads the stream */
 	__u8 acc[8]; /* a header or length word cut by an skb */
+	struct mask_my my; /* DBW_PROTO_MYSQL */
 };
 
 #define MASK_BUF 256
@@ -175,6 +224,14 @@ struct {
 	__type(key, __u64);
 	__type(value, struct mask_st);
 } mask_state SEC(".maps");
+
+/* conn id -> struct mask_my_cmds, for masked MySQL connections (sk_msg writes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct mask_my_cmds);
+} mask_my_cmds SEC(".maps");
 
 const volatile __u8 mask_stars[MASK_BUF] = { [0 ... MASK_BUF - 1] = '*' };
 /* the token style: a fixed word, repeated, aligned on the field's start */
@@ -257,6 +314,15 @@ static __always_inline long mask_join(struct bpf_sock_ops *skops, struct dbw_sk_
 {
 	if (!mask_state_new(key, st->mask_rules, st->proto))
 		goto fail;
+	if (st->proto == DBW_PROTO_MYSQL) {
+		/* its commands are followed from the first (mask_my_track) */
+		struct mask_my_cmds c = {};
+
+		if (bpf_map_update_elem(&mask_my_cmds, key, &c, BPF_ANY)) {
+			bpf_map_delete_elem(&mask_state, key);
+			goto fail;
+		}
+	}
 	if (bpf_sock_hash_update(skops, &socks_mask, key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&mask_state, key);
 		goto fail;
@@ -273,6 +339,7 @@ static __always_inline void mask_on_close(__u64 key)
 {
 	bpf_map_delete_elem(&mask_state, &key);
 	bpf_map_delete_elem(&mask_conn, &key);
+	bpf_map_delete_elem(&mask_my_cmds, &key);
 }
 
 /* A selected connection that could not join socks_mask: userspace resets it. */
@@ -1002,7 +1069,8 @@ static __always_inline int mask_verdict(struct __sk_buff *skb, __u64 key)
 		st->state = MS_LOST;
 		if (!st->allow)
 			verdict = SK_DROP;
-		mask_record(key, st, DBW_MASK_REC_LOST, !st->allow, 0);
+		/* w->lost > 1: a protocol's reason (MySQL: a binary result set) */
+		mask_record(key, st, DBW_MASK_REC_LOST, !st->allow, w->lost > 1 ? w->lost : 0);
 	}
 out:
 	st->off += len;

@@ -574,7 +574,7 @@ struct dbw_agent_meta {
 _Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_meta layout");
 
 /*
- * Result masking: PostgreSQL DataRow values rewritten in the kernel, same
+ * Result masking: PostgreSQL DataRow and MySQL text row values rewritten in the kernel, same
  * length, on the client socket's ingress (an sk_skb verdict), for
  * connections whose actor and target a `masking.results` rule selects.
  *
@@ -588,7 +588,8 @@ _Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_me
  * database, ...) in `mask_conn`, keyed by conn id.
  *
  * What: `mask_cols` maps the FNV-1a hash (dbw_name_hash) of a result
- * column's name, as RowDescription carries it, to the rules that mask it;
+ * column's name, as RowDescription carries it (MySQL: dbw_name_hash_ci of
+ * the ColumnDefinition's name), to the rules that mask it;
  * a rule's value detectors (struct dbw_mask_rule) look at every field (the
  * email detector at text columns only). What the verdict did comes back in
  * MASK records (struct dbw_rec_mask).
@@ -596,6 +597,29 @@ _Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_me
 #define DBW_MASK_RULES 32
 #define DBW_MASK_COLS  64 /* result columns whose names the kernel tracks per result */
 #define DBW_MASK_VALUE 254 /* longest field the kernel value detectors consider */
+
+/*
+ * MySQL and MariaDB compare column names without regard to case: their
+ * names are looked up in `mask_cols` under a second key, FNV-1a 64 of the
+ * name folded to ASCII lower case and started from the hash of one 0x01
+ * byte, so that it never meets a PostgreSQL name's exact key. Userspace
+ * inserts both keys for every name a rule lists.
+ */
+#define DBW_FNV_OFFSET_CI ((DBW_FNV_OFFSET ^ 1) * DBW_FNV_PRIME)
+
+static inline __u8 dbw_ascii_lower(__u8 c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static inline __u64 dbw_name_hash_ci(const char *s, unsigned long n)
+{
+	__u64 h = DBW_FNV_OFFSET_CI;
+
+	for (unsigned long i = 0; i < n; i++)
+		h = (h ^ dbw_ascii_lower((__u8)s[i])) * DBW_FNV_PRIME;
+	return h;
+}
 
 enum dbw_mask_style {
 	DBW_MASK_STARS = 0, /* every byte '*' */

@@ -667,6 +667,7 @@ static bool mask_parses(uint8_t proto)
 	switch (proto) {
 	case DBW_PROTO_POSTGRES:
 	case DBW_PROTO_REDIS:
+	case DBW_PROTO_MYSQL:
 		return true;
 	default:
 		return false;

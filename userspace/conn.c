@@ -1242,19 +1242,21 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		} else {
 			mask_add(&c->mask_next, r);
 		}
-		if (r->unmasked && c->proto == DBW_PROTO_POSTGRES)
-			snprintf(detail, sizeof(detail),
-				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
-				 "allow): rows without a RowDescription, columns past the %dth, or "
-				 "COPY rows",
-				 r->unmasked, DBW_MASK_COLS);
-		else if (r->unmasked)
-			snprintf(detail, sizeof(detail),
-				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
-				 "allow)",
-				 r->unmasked);
-		if (r->unmasked)
+		if (r->unmasked) {
+			snprintf(
+				detail, sizeof(detail),
+				"%u values a masking rule covers passed unmasked (on_unmaskable: "
+				"allow)%s",
+				r->unmasked,
+				c->proto == DBW_PROTO_POSTGRES ?
+					": rows without a RowDescription, columns past the 64th, or "
+					"COPY rows" :
+				c->proto == DBW_PROTO_MYSQL ?
+					": binary result set rows (prepared statements), no column "
+					"definitions, or columns past the 64th" :
+					"");
 			alert(t, c, "mask_unmasked", detail);
+		}
 		break;
 	case DBW_MASK_REC_TLS:
 		if (!r->blocked)
@@ -1281,10 +1283,17 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		conn_reset(c, "its results cannot be masked");
 		break;
 	case DBW_MASK_REC_LOST:
-		alert(t, c, "mask_unmaskable",
-		      r->blocked ? "result framing lost: connection reset (on_unmaskable: block)" :
-				   "result framing lost: later results pass unmasked "
-				   "(on_unmaskable: allow)");
+		if (c->proto == DBW_PROTO_MYSQL && r->msg_type == 0x17)
+			/* mask_mysql.bpf.h: a binary result set with values a rule covers */
+			alert(t, c, "mask_unmaskable",
+			      "binary result set (prepared statement) with values a masking rule "
+			      "covers: connection reset (on_unmaskable: block)");
+		else
+			alert(t, c, "mask_unmaskable",
+			      r->blocked ? "result framing lost: connection reset (on_unmaskable: "
+					   "block)" :
+					   "result framing lost: later results pass unmasked "
+					   "(on_unmaskable: allow)");
 		if (r->blocked)
 			conn_reset(c, "result masking lost its framing");
 		else

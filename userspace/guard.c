@@ -138,10 +138,8 @@ static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
 	mc->uid_rules[i] |= rules;
 }
 
-static void add_mask_col(void *ctx, const char *name, uint32_t rules)
+static void add_mask_key(struct mask_cols *mc, uint64_t h, uint32_t rules)
 {
-	struct mask_cols *mc = ctx;
-	uint64_t h = dbw_name_hash(name, strlen(name));
 	unsigned i;
 
 	for (i = 0; i < mc->n && mc->hash[i] != h; i++)
@@ -153,6 +151,13 @@ static void add_mask_col(void *ctx, const char *name, uint32_t rules)
 		mc->rules[mc->n++] = 0;
 	}
 	mc->rules[i] |= rules;
+}
+
+/* A column name a rule lists: its exact key (PostgreSQL), its case-folded one (MySQL). */
+static void add_mask_col(void *ctx, const char *name, uint32_t rules)
+{
+	add_mask_key(ctx, dbw_name_hash(name, strlen(name)), rules);
+	add_mask_key(ctx, dbw_name_hash_ci(name, strlen(name)), rules);
 }
 
 /* Install p's kernel share. 0 or -errno. */

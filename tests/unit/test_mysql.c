@@ -392,6 +392,20 @@ static void test_stitch_ssl_request(void **state)
 	mysql_conn_free(c);
 }
 
+/* Result masking looks MySQL column names up case-folded, under keys of their own. */
+static void test_mask_name_keys(void **state)
+{
+	uint64_t ci = dbw_name_hash_ci("email", 5);
+
+	assert_true(dbw_name_hash_ci("Email", 5) == ci);
+	assert_true(dbw_name_hash_ci("EMAIL", 5) == ci);
+	assert_true(dbw_name_hash_ci("emails", 6) != ci);
+	/* never a PostgreSQL name's exact key */
+	assert_true(dbw_name_hash("email", 5) != ci);
+	assert_true(dbw_name_hash("\x01" "email", 6) == ci);
+	assert_true(dbw_name_hash("Email", 5) != dbw_name_hash("email", 5));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_stitch_prepared_cached_metadata),
 		cmocka_unit_test(test_stitch_16mib_packet),
 		cmocka_unit_test(test_stitch_ssl_request),
+		cmocka_unit_test(test_mask_name_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
