@@ -148,12 +148,8 @@ masking:
 
 @pytest.fixture
 def cgroups():
-    from workloads import Cgroups
-    cg = Cgroups()
-    cg.make(MASKED_CG)
-    cg.make(OTHER_CG)
-    yield cg
-    cg.cleanup()
+    from workloads import cgroups_made
+    yield from cgroups_made(MASKED_CG, OTHER_CG)
 
 
 @pytest.fixture

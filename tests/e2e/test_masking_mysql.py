@@ -52,12 +52,8 @@ def agent(tmp_path, my):
 
 @pytest.fixture
 def cgroups():
-    from workloads import Cgroups
-    cg = Cgroups()
-    cg.make(MASKED_CG)
-    cg.make(OTHER_CG)
-    yield cg
-    cg.cleanup()
+    from workloads import cgroups_made
+    yield from cgroups_made(MASKED_CG, OTHER_CG)
 
 
 PEOPLE = [(i, f"user{i}.name@example{i % 4}.com", CARDS[i % 3], f"{100 + i:03d}-45-{6789 + i}",

@@ -116,12 +116,8 @@ def agent(tmp_path, rd):
 
 @pytest.fixture
 def cgroups():
-    from workloads import Cgroups
-    cg = Cgroups()
-    cg.make(MASKED_CG)
-    cg.make(OTHER_CG)
-    yield cg
-    cg.cleanup()
+    from workloads import cgroups_made
+    yield from cgroups_made(MASKED_CG, OTHER_CG)
 
 
 DATA = {

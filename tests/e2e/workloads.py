@@ -123,6 +123,15 @@ class Cgroups:
         self.made = []
 
 
+def cgroups_made(*rels):
+    """A fixture's body: these cgroups for one test, removed after it."""
+    cg = Cgroups()
+    for rel in rels:
+        cg.make(rel)
+    yield cg
+    cg.cleanup()
+
+
 def psql_in(cgroups, rel, pg, *args, check=False, prefix=()):
     """
     Run psql over TCP from inside cgroup rel: a shell waits until it has
