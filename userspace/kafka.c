@@ -448,7 +448,7 @@ static void kafka_close(struct sink *s)
 		 k->produced, k->delivered, k->dr_errors, k->replayed, k->dropped, left, st.pending,
 		 st.bytes);
 	if (k->samples)
-		log_warn("kafka: statement to delivery: p50 %" PRIu64 " us, p99 %" PRIu64
+		log_info("kafka: statement to delivery: p50 %" PRIu64 " us, p99 %" PRIu64
 			 " us, max %" PRIu64 " us (%" PRIu64 " events)",
 			 hist_pct(k, 50), hist_pct(k, 99), hist_pct(k, 100), k->samples);
 	if (k->delivered > 1 && k->last_delivery_ns > k->first_produce_ns)
@@ -458,7 +458,7 @@ static void kafka_close(struct sink *s)
 		/* no event could say it before exit: the next start will */
 		snprintf(text, sizeof(text), "first=%" PRIu64 " last=%" PRIu64 " count=%" PRIu64,
 			 k->drop_first, k->drop_last, k->drop_count);
-		log_info("loss: kafka_spool_full +%" PRIu64 " (reported at the next start)",
+		log_warn("loss: kafka_spool_full +%" PRIu64 " (reported at the next start)",
 			 k->drop_count);
 	} else {
 		snprintf(text, sizeof(text), "count=0");
