@@ -15,11 +15,6 @@
 #include "mask.bpf.h"
 #include "tls.bpf.h"
 
-#define AF_INET	    2
-#define AF_INET6    10
-#define SOCK_STREAM 1
-#define IPPROTO_TCP 6
-
 /*
  * connect() from the task: if the destination port is watched, create the
  * socket's state with the caller's identity. Returns the hook's verdict:

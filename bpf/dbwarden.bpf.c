@@ -40,6 +40,10 @@ int dbw_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		conn_on_established(skops);
 		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		/* a server beside the agent: its egress, for clients elsewhere */
+		mask_srv_join(skops);
+		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			conn_on_close(skops);
@@ -94,6 +98,17 @@ SEC("sk_skb")
 int dbw_mask(struct __sk_buff *skb)
 {
 	return mask_skb(skb);
+}
+
+/*
+ * Server -> client bytes as a local PostgreSQL server sends them, on
+ * connections a server-side masking rule may select: masked before they
+ * leave (mask.bpf.h), for clients on nodes without an agent.
+ */
+SEC("sk_msg")
+int dbw_srv_msg(struct sk_msg_md *msg)
+{
+	return mask_srv_msg(msg);
 }
 
 /*

@@ -8,6 +8,11 @@
 #include "dbwarden_abi.h"
 
 /* Per-socket state from connect() to close: identity, conn id, stream offsets. */
+#define AF_INET	    2
+#define AF_INET6    10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -41,6 +41,7 @@
 #ifndef DBW_MASK_BPF_H
 #define DBW_MASK_BPF_H
 
+#include <bpf/bpf_endian.h>
 #include "maps.bpf.h"
 
 /* Sockets of connections a masking rule may select: sk_msg + this verdict. */
@@ -186,7 +187,50 @@ struct mask_st {
 	__u8 inited;
 	__u8 proto; /* enum dbw_proto: which parser reads the stream */
 	__u8 acc[8]; /* a header or length word cut by an skb */
+	__u8 side; /* enum dbw_mask_side */
+	__u8 user_seen; /* server side: session_authorization was read */
+	__u8 pad2[2];
 	struct mask_my my; /* DBW_PROTO_MYSQL */
+};
+
+/* A server-side connection's peer, for its records (struct dbw_rec_mask). */
+struct mask_peer {
+	__u8 addr[16], local[16]; /* network order */
+	__u16 port, local_port, family, pad; /* ports in host order */
+};
+
+/*
+ * What a server-side run wrote, by stream position (the socket's
+ * write_seq). A send the kernel cuts short (the socket buffer filled
+ * while it pushed the bytes) is freed unsent and the server sends those
+ * bytes again, as it wrote them: unmasked. The next run finds them by
+ * write_seq and masks them again from here. Entries are merged where
+ * contiguous; a run ends early (bpf_msg_apply_bytes) rather than write
+ * what it could not record.
+ */
+#define MASK_REC_MAX 512
+
+enum { WREC_STARS = 0, WREC_TOKEN = 1, WREC_COPY = 2 };
+
+struct mask_wrec {
+	__u32 seq; /* write_seq of the first byte written */
+	__u32 len;
+	__u8 kind; /* WREC_* */
+	__u8 phase; /* WREC_TOKEN: the mask_token byte the first one took */
+	__u8 pad[2];
+};
+
+/* The server side's per-socket state (sk_storage: it goes with the socket). */
+struct mask_srv_st {
+	struct mask_st st;
+	struct mask_peer peer;
+	__u64 id; /* the socket's cookie: sk_msg may not ask for it */
+	__u32 seq_next; /* write_seq just past the bytes decided so far */
+	__u32 span; /* rec covers the span bytes before seq_next */
+	__u32 nrec;
+	__u8 seq_ok; /* seq_next is known */
+	__u8 pad[3];
+	struct mask_wrec rec[MASK_REC_MAX];
 };
 
 #define MASK_BUF 256
@@ -198,9 +242,15 @@ struct mask_work {
 	__u8 stop;
 	__u8 tls; /* the server said yes to encryption at pos */
 	__u8 lost;
-	__u8 pad;
-	__u32 pad2;
+	__u8 split; /* sk_msg: stopped at pos, the record full; the rest runs again */
+	__u8 pad2[4];
+	__u64 key; /* the connection's id, for its records */
+	struct mask_peer peer; /* the server side's client */
+	__u32 ws, we; /* sk_msg: the bytes [ws, we) are pulled and readable */
+	__u32 seq; /* sk_msg: write_seq of the send's first byte */
+	__u32 nrec; /* sk_msg: entries of rec */
 	__u8 buf[MASK_BUF];
+	struct mask_wrec rec[MASK_REC_MAX]; /* sk_msg: this run's writes */
 };
 
 struct {
@@ -224,6 +274,31 @@ struct {
 	__type(key, __u64);
 	__type(value, struct mask_st);
 } mask_state SEC(".maps");
+
+/*
+ * The server side: accepted connections a rule may select, with the
+ * egress program (dbw_srv_msg); their state; db user -> rules.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} socks_srv SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mask_srv_st);
+} mask_srv SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} mask_srv_user SEC(".maps");
 
 /* conn id -> struct mask_my_cmds, for masked MySQL connections (sk_msg writes). */
 struct {
@@ -360,22 +435,37 @@ static __always_inline void mask_join_failed(__u64 conn_id)
 
 /* ---- records ------------------------------------------------------------------- */
 
-static __always_inline void mask_record(__u64 conn_id, struct mask_st *st, __u8 kind, __u8 blocked,
-					__u8 type)
+static __always_inline void mask_rec_peer(struct dbw_rec_mask *r, const struct mask_peer *p)
 {
-	struct dbw_rec_mask *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	__builtin_memcpy(r->peer_addr, p->addr, 16);
+	__builtin_memcpy(r->local_addr, p->local, 16);
+	r->peer_port = p->port;
+	r->local_port = p->local_port;
+	r->family = p->family;
+	r->pad = 0;
+}
 
+/* What st did since its last record, for the connection the current run is on. */
+static __always_inline void mask_record(struct mask_st *st, __u8 kind, __u8 blocked, __u8 type)
+{
+	struct mask_work *w = mask_work_get();
+	struct dbw_rec_mask *r;
+
+	if (!w)
+		return;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
 		return;
 	}
-	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), conn_id);
+	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), w->key);
 	r->stream_off = st->off;
 	r->rules = st->rules;
 	r->kind = kind;
 	r->blocked = blocked;
 	r->msg_type = type;
-	r->pad = 0;
+	r->side = st->side;
+	mask_rec_peer(r, &w->peer);
 	r->rows = st->rows;
 	r->masked = st->masked;
 	r->unmasked = st->unmasked;
@@ -514,16 +604,114 @@ static __always_inline __u32 m_be32(const __u8 *a)
 }
 
 /*
+ * Byte access for the parsers, on an skb (the client's ingress, an sk_skb
+ * verdict) or on a sendmsg (the server's egress, sk_msg). `msg` is a
+ * constant at every call site: each compiled variant keeps the helpers of
+ * its own program type only (the verifier refuses the others').
+ *
+ * sk_msg bytes are read and written where bpf_msg_pull_data made them
+ * linear: windows of MSG_WIN bytes, pulled again when an access leaves the
+ * current one (notes/result-masking-feasibility.md, placement A).
+ */
+#define MSG_WIN 16384
+
+/* Make [pos, pos + n) of msg readable and writable. 0, or -1. */
+static __always_inline int msg_window(struct sk_msg_md *msg, struct mask_work *w, __u32 pos,
+				      __u32 n)
+{
+	__u32 end = pos + MSG_WIN;
+
+	if (pos >= w->ws && pos + n <= w->we)
+		return 0;
+	if (end > w->len)
+		end = w->len;
+	if (pos + n > end || bpf_msg_pull_data(msg, pos, end, 0))
+		return -1;
+	w->ws = pos;
+	w->we = end;
+	return 0;
+}
+
+/* n (<= MASK_BUF) bytes at pos into buf. 0, or an error. */
+static __always_inline long m_load(void *ctx, const int msg, struct mask_work *w, __u32 pos,
+				   void *buf, __u32 n)
+{
+	struct sk_msg_md *m = ctx;
+	__u8 *d;
+
+	if (!msg)
+		return bpf_skb_load_bytes(ctx, pos, buf, n);
+	if (n > MASK_BUF || msg_window(m, w, pos, n))
+		return -1;
+	d = (__u8 *)(long)m->data + ((pos - w->ws) & (MSG_WIN - 1));
+	if ((void *)(d + n) > (void *)(long)m->data_end)
+		return -1;
+	return bpf_probe_read_kernel(buf, n, d);
+}
+
+/* n (<= MASK_BUF) bytes of src over the stream at pos. */
+static __always_inline void m_store(void *ctx, const int msg, struct mask_work *w, __u32 pos,
+				    const volatile __u8 *src, __u32 n)
+{
+	struct sk_msg_md *m = ctx;
+	__u8 *d, *end;
+
+	if (!msg) {
+		bpf_skb_store_bytes(ctx, pos, (void *)src, n, 0);
+		return;
+	}
+	if (n > MASK_BUF || msg_window(m, w, pos, n))
+		return;
+	d = (__u8 *)(long)m->data + ((pos - w->ws) & (MSG_WIN - 1));
+	end = (__u8 *)(long)m->data_end;
+	for (__u32 i = 0; i < MASK_BUF; i++) {
+		if (i >= n || d + i + 1 > end)
+			break;
+		d[i] = src[i];
+	}
+}
+
+/*
+ * Note that a server-side run wrote n bytes at pos (struct mask_wrec).
+ * The steps stop before the record is full (mask_msg_step), so that a
+ * write is never left out; should one be, the run is lost.
+ */
+static __always_inline void rec_add(struct mask_work *w, __u32 pos, __u32 n, __u8 kind, __u8 phase)
+{
+	__u32 seq = w->seq + pos, i = w->nrec;
+	struct mask_wrec *r;
+
+	if (i > 0 && i <= MASK_REC_MAX) {
+		r = &w->rec[(i - 1) & (MASK_REC_MAX - 1)];
+		if (r->kind == kind && r->seq + r->len == seq &&
+		    (kind != WREC_TOKEN || ((r->phase + r->len) & 7) == phase)) {
+			r->len += n;
+			return;
+		}
+	}
+	if (i >= MASK_REC_MAX) {
+		w->lost = 1;
+		return;
+	}
+	r = &w->rec[i];
+	r->seq = seq;
+	r->len = n;
+	r->kind = kind;
+	r->phase = phase;
+	w->nrec = i + 1;
+}
+
+/*
  * Gather `need` (2, 4 or 5) bytes at w->pos into st->acc, across skbs.
  * 1 when they are all there (st->have reset), 0 when the skb ended first.
  */
-static __always_inline int take(struct __sk_buff *skb, struct mask_work *w, __u32 need)
+static __always_inline int io_take(void *ctx, const int msg, struct mask_work *w, __u32 need)
 {
 	struct mask_st *st = &w->st;
 	__u8 b[8] = {};
 
 	if (st->have == 0 && w->pos + need <= w->len) {
-		if (bpf_skb_load_bytes(skb, w->pos, b, need == 5 ? 5 : need == 4 ? 4 : 2))
+		if (m_load(ctx, msg, w, w->pos, b, need == 5 ? 5 : need == 4 ? 4 : 2))
 			return 0;
 		st->acc[0] = b[0];
 		st->acc[1] = b[1];
@@ -536,7 +724,7 @@ static __always_inline int take(struct __sk_buff *skb, struct mask_work *w, __u3
 	for (int i = 0; i < 5; i++) {
 		if (st->have >= need || w->pos >= w->len)
 			break;
-		if (bpf_skb_load_bytes(skb, w->pos, b, 1))
+		if (m_load(ctx, msg, w, w->pos, b, 1))
 			return 0;
 		st->acc[st->have & 7] = b[0];
 		st->have++;
@@ -548,9 +736,14 @@ static __always_inline int take(struct __sk_buff *skb, struct mask_work *w, __u3
 	return 1;
 }
 
+static __always_inline int take(struct __sk_buff *skb, struct mask_work *w, __u32 need)
+{
+	return io_take(skb, 0, w, need);
+}
+
 /* Overwrite n bytes at pos, field offset foff, in style s (field of flen bytes). */
-static __always_inline void mask_write(struct __sk_buff *skb, __u32 pos, __u32 n, __u32 foff,
-				       __u32 flen, __u8 s)
+static __always_inline void io_write(void *ctx, const int msg, struct mask_work *w, __u32 pos,
+				     __u32 n, __u32 foff, __u32 flen, __u8 s)
 {
 	__u32 m = n;
 
@@ -563,13 +756,18 @@ static __always_inline void mask_write(struct __sk_buff *skb, __u32 pos, __u32 n
 	}
 	if (m == 0 || m > MASK_BUF)
 		return;
-	if (s == DBW_MASK_TOKEN) {
-		__u32 o = foff & 7;
+	if (s == DBW_MASK_TOKEN)
+		m_store(ctx, msg, w, pos, &mask_token[foff & 7], m);
+	else
+		m_store(ctx, msg, w, pos, mask_stars, m);
+	if (msg)
+		rec_add(w, pos, m, s == DBW_MASK_TOKEN ? WREC_TOKEN : WREC_STARS, foff & 7);
+}
 
-		bpf_skb_store_bytes(skb, pos, (void *)&mask_token[o], m, 0);
-	} else {
-		bpf_skb_store_bytes(skb, pos, (void *)mask_stars, m, 0);
-	}
+static __always_inline void mask_write(struct __sk_buff *skb, __u32 pos, __u32 n, __u32 foff,
+				       __u32 flen, __u8 s)
+{
+	io_write(skb, 0, NULL, pos, n, foff, flen, s);
 }
 
 /* The style of column i, or -1 when no rule names it. */
@@ -670,13 +868,13 @@ static __always_inline void field_start(struct mask_st *st, __u32 flen)
  * A field wholly in this skb is decided, then masked; the part before an
  * skb boundary is masked while the value may still match.
  */
-static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work *w, __u32 n)
+static __always_inline void io_check_chunk(void *ctx, const int msg, struct mask_work *w, __u32 n)
 {
 	struct mask_st *st = &w->st;
 	__u32 foff = st->field_len - st->field_rem;
 	int last = n == st->field_rem;
 
-	if (n == 0 || n > MASK_BUF || bpf_skb_load_bytes(skb, w->pos, w->buf, n)) {
+	if (n == 0 || n > MASK_BUF || m_load(ctx, msg, w, w->pos, w->buf, n)) {
 		st->v.alive = 0;
 		return;
 	}
@@ -684,14 +882,14 @@ static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work 
 	if (!last) {
 		/* the rest comes in a later skb: mask this part if it may still match */
 		if (st->v.alive && (foff == 0 || st->v.prefix_masked)) {
-			mask_write(skb, w->pos, n, foff, st->field_len, st->dstyle);
+			io_write(ctx, msg, w, w->pos, n, foff, st->field_len, st->dstyle);
 			st->v.prefix_masked = 1;
 		}
 		return;
 	}
 	if (v_match(&st->v)) {
 		if (foff == 0 || st->v.prefix_masked) {
-			mask_write(skb, w->pos, n, foff, st->field_len, st->dstyle);
+			io_write(ctx, msg, w, w->pos, n, foff, st->field_len, st->dstyle);
 			st->masked++;
 			cnt_add(DBW_CNT_MASK_FIELDS, 1);
 		}
@@ -701,21 +899,64 @@ static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work 
 	}
 }
 
+static __always_inline void check_chunk(struct __sk_buff *skb, struct mask_work *w, __u32 n)
+{
+	io_check_chunk(skb, 0, w, n);
+}
+
 #include "mask_mysql.bpf.h"
 #include "mask_resp.bpf.h"
 
 /*
- * One step of the PostgreSQL parser at w->pos. Global: verified once.
- * Returns 1 to stop (skb done, or nothing more to do), 0 to go on.
+ * Server side: a ParameterStatus ('S') of msg_rem bytes at w->pos. The
+ * server reports `session_authorization`, the user the client logged in
+ * as, before the first query: the rules that name another db user leave.
+ * A message not wholly in this send keeps every candidate (stricter).
  */
-__noinline int mask_step_pg(struct __sk_buff *skb)
+const volatile char mask_user_param[] = "session_authorization";
+
+static __always_inline void srv_param(void *ctx, struct mask_work *w)
+{
+	struct mask_st *st = &w->st;
+	__u32 n = st->msg_rem, zero = 0, *named, rules;
+	struct dbw_mask_cfg *cfg;
+	__u64 h = DBW_FNV_OFFSET;
+	int k;
+
+	if (st->user_seen || n < sizeof(mask_user_param) + 1 || n > 128 || w->pos + n > w->len ||
+	    m_load(ctx, 1, w, w->pos, w->buf, n & 127))
+		return;
+	for (k = 0; k < (int)sizeof(mask_user_param); k++)
+		if (w->buf[k] != (__u8)mask_user_param[k])
+			return;
+	for (; k < 128; k++) {
+		__u8 c = w->buf[k];
+
+		if (!c)
+			break;
+		h = (h ^ c) * DBW_FNV_PRIME;
+	}
+	st->user_seen = 1;
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	named = bpf_map_lookup_elem(&mask_srv_user, &h);
+	rules = st->cand & ((cfg ? cfg->srv_user_free : 0) | (named ? *named : 0));
+	/* the rules in force are settled again before the next run */
+	st->cand = rules;
+}
+
+/*
+ * One step of the PostgreSQL parser at w->pos, over an skb (msg 0) or a
+ * sendmsg (msg 1). Returns 1 to stop (bytes done, or nothing more to do),
+ * 0 to go on.
+ */
+static __always_inline int pg_step(void *ctx, const int msg)
 {
 	struct mask_work *w = mask_work_get();
 	struct mask_st *st;
 	__u8 b[8] = {};
 	__u32 n;
 
-	if (!w || !skb)
+	if (!w || !ctx)
 		return 1;
 	st = &w->st;
 	if (w->pos >= w->len)
@@ -727,19 +968,20 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 
 		if (!st->started && st->have == 0) {
 			/* the lone byte answering SSLRequest / GSSENCRequest */
-			if (bpf_skb_load_bytes(skb, w->pos, b, 1))
+			if (m_load(ctx, msg, w, w->pos, b, 1))
 				return 1;
 			if (b[0] == 'N') {
 				w->pos++;
 				return 0;
 			}
-			if (b[0] == 'S' || b[0] == 'G') {
+			/* 0x16: a TLS handshake record (PostgreSQL 17's direct SSL) */
+			if (b[0] == 'S' || b[0] == 'G' || b[0] == 0x16) {
 				w->tls = 1;
 				st->state = MS_OFF;
 				return 1;
 			}
 		}
-		if (!take(skb, w, 5))
+		if (!io_take(ctx, msg, w, 5))
 			return 1;
 		type = st->acc[0];
 		mlen = m_be32(&st->acc[1]);
@@ -774,12 +1016,13 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 			if (type == 'C' || type == 'E' || type == 's' || type == 'I') {
 				/* a result ended: report it (after its rows were seen) */
 				if (st->masked || st->unmasked || st->overmasked)
-					mask_record(bpf_get_socket_cookie(skb), st,
-						    DBW_MASK_REC_RESULT, 0, type);
+					mask_record(st, DBW_MASK_REC_RESULT, 0, type);
 				st->rows = 0;
 			} else if (type == 'Z') {
 				/* the next rows need their own description */
 				st->desc = 0;
+			} else if (msg && type == 'S') {
+				srv_param(ctx, w);
 			}
 			msg_done(st);
 		}
@@ -800,17 +1043,19 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 			n = st->msg_rem;
 		if (n > MASK_BUF)
 			n = MASK_BUF;
-		if (n == 0 || bpf_skb_load_bytes(skb, w->pos, w->buf, n))
+		if (n == 0 || m_load(ctx, msg, w, w->pos, w->buf, n))
 			return 1;
 		bpf_loop(n, copy_step, NULL, 0);
-		bpf_skb_store_bytes(skb, w->pos, w->buf, n, 0);
+		m_store(ctx, msg, w, w->pos, w->buf, n);
+		if (msg)
+			rec_add(w, w->pos, n, WREC_COPY, 0);
 		w->pos += n;
 		st->msg_rem -= n;
 		if (!st->msg_rem)
 			st->state = MS_HDR;
 		return 0;
 	case MS_T_NF:
-		if (!take(skb, w, 2))
+		if (!io_take(ctx, msg, w, 2))
 			return 1;
 		if (st->msg_rem < 2)
 			goto lost;
@@ -837,7 +1082,7 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 			n = 64;
 		if (n == 0)
 			goto lost;
-		if (bpf_skb_load_bytes(skb, w->pos, w->buf, n & 127))
+		if (m_load(ctx, msg, w, w->pos, w->buf, n & 127))
 			return 1;
 		for (k = 0; k < 64; k++) {
 			__u8 c;
@@ -867,7 +1112,7 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 	case MS_T_META:
 		/* table oid (4), column number (2), then the type oid; cut by an skb: text */
 		if (st->field_rem == 18 && w->pos + 10 <= w->len && st->fidx < DBW_MASK_COLS &&
-		    !bpf_skb_load_bytes(skb, w->pos + 6, b, 4)) {
+		    !m_load(ctx, msg, w, w->pos + 6, b, 4)) {
 			__u32 oid = m_be32(b);
 
 			/* text, varchar, bpchar, name, unknown, json, jsonb, char */
@@ -893,7 +1138,7 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 			st->state = MS_T_NAME;
 		return 0;
 	case MS_D_NF:
-		if (!take(skb, w, 2))
+		if (!io_take(ctx, msg, w, 2))
 			return 1;
 		if (st->msg_rem < 2)
 			goto lost;
@@ -908,7 +1153,7 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 	case MS_D_FL: {
 		__s32 flen;
 
-		if (!take(skb, w, 4))
+		if (!io_take(ctx, msg, w, 4))
 			return 1;
 		if (st->msg_rem < 4)
 			goto lost;
@@ -932,10 +1177,10 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 		if (n > MASK_BUF)
 			n = MASK_BUF;
 		if (st->fmode == FM_STYLE)
-			mask_write(skb, w->pos, n, st->field_len - st->field_rem, st->field_len,
-				   st->fstyle);
+			io_write(ctx, msg, w, w->pos, n, st->field_len - st->field_rem,
+				 st->field_len, st->fstyle);
 		else if (st->fmode == FM_CHECK)
-			check_chunk(skb, w, n);
+			io_check_chunk(ctx, msg, w, n);
 		w->pos += n;
 		st->field_rem -= n;
 		st->msg_rem -= n;
@@ -948,6 +1193,16 @@ __noinline int mask_step_pg(struct __sk_buff *skb)
 lost:
 	w->lost = 1;
 	return 1;
+}
+
+__noinline int mask_step_pg(struct __sk_buff *skb)
+{
+	return pg_step(skb, 0);
+}
+
+__noinline int mask_step_pg_msg(struct sk_msg_md *msg)
+{
+	return pg_step(msg, 1);
 }
 
 struct mask_loop {
@@ -1006,6 +1261,84 @@ static __always_inline int refuse_tls(struct __sk_buff *skb, __u32 pos)
 }
 
 /*
+ * Before a run over len bytes of connection key: the rules in force
+ * settled, the state copied to the scratch slot. The scratch, or NULL when
+ * nothing is to be parsed (*verdict then says what becomes of the bytes).
+ */
+static __always_inline struct mask_work *mask_begin(struct mask_st *st, __u32 rules, __u64 key,
+						    __u32 len, int *verdict)
+{
+	struct dbw_mask_cfg *cfg;
+	struct mask_work *w;
+	__u32 zero = 0;
+
+	*verdict = SK_PASS;
+	if (st->state == MS_OFF)
+		return NULL;
+	if (st->state == MS_LOST) {
+		if (!st->allow)
+			*verdict = SK_DROP; /* the connection is being reset */
+		return NULL;
+	}
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!st->inited || rules != st->rules || (cfg && cfg->gen != st->gen))
+		rules_settle(st, rules);
+	if (!rules) {
+		/* no rule applies after all (the process, the db user): never again */
+		st->state = MS_OFF;
+		return NULL;
+	}
+	w = mask_work_get();
+	if (!w)
+		return NULL;
+	__builtin_memcpy(&w->st, st, sizeof(*st));
+	w->key = key;
+	w->pos = 0;
+	w->len = len;
+	w->ws = w->we = 0;
+	w->tls = w->lost = w->split = 0;
+	w->nrec = 0;
+	return w;
+}
+
+/*
+ * After a run: the state saved, what could not be masked reported and,
+ * under on_unmaskable: block, refused. `refused` says whether the caller
+ * answered a "yes" to encryption in-protocol (else the bytes are dropped
+ * and the connection reset).
+ */
+static __always_inline int mask_end(struct mask_st *st, struct mask_work *w, int refused)
+{
+	int verdict = SK_PASS;
+
+	if (w->pos < w->len && !w->tls && !w->lost && !w->split)
+		w->lost = 1; /* more steps than the loop runs */
+	__builtin_memcpy(st, &w->st, sizeof(*st));
+	if (w->tls) {
+		/* 'S': refused in-protocol; 0: dropped, the connection is reset */
+		__u8 how = 'S';
+
+		cnt_add(DBW_CNT_MASK_TLS, 1);
+		if (!st->allow && !refused) {
+			/* Redis has no in-protocol refusal: its ServerHello is dropped */
+			verdict = SK_DROP;
+			how = 0;
+		}
+		/* dropped: so are the server's later bytes, until the reset */
+		st->state = verdict == SK_DROP ? MS_LOST : MS_OFF;
+		mask_record(st, DBW_MASK_REC_TLS, !st->allow, how);
+	} else if (w->lost) {
+		cnt_add(DBW_CNT_MASK_DESYNC, 1);
+		st->state = MS_LOST;
+		if (!st->allow)
+			verdict = SK_DROP;
+		/* w->lost > 1: a protocol's reason (MySQL: a binary result set) */
+		mask_record(st, DBW_MASK_REC_LOST, !st->allow, w->lost > 1 ? w->lost : 0);
+	}
+	return verdict;
+}
+
+/*
  * The verdict's body: one skb of the server -> client stream of masked
  * connection key. Always passes the bytes, masked, except what
  * on_unmaskable: block refuses. (The key is a parameter for the test,
@@ -1016,64 +1349,345 @@ static __always_inline int mask_verdict(struct __sk_buff *skb, __u64 key)
 	struct mask_st *st = bpf_map_lookup_elem(&mask_state, &key);
 	struct mask_loop l = { .skb = skb };
 	struct mask_work *w;
-	struct dbw_mask_cfg *cfg;
-	__u32 rules, *settled, len = skb->len, zero = 0;
-	int verdict = SK_PASS;
+	__u32 rules, *settled, len = skb->len;
+	int verdict, refused = 0;
 
 	cnt_add(DBW_CNT_MASK_SKBS, 1);
 	if (!st)
 		return SK_PASS;
-	if (st->state == MS_OFF)
-		goto out;
-	if (st->state == MS_LOST) {
-		if (!st->allow)
-			verdict = SK_DROP; /* userspace resets the connection */
-		goto out;
-	}
 	settled = bpf_map_lookup_elem(&mask_conn, &key);
 	rules = settled ? *settled & st->cand : st->cand;
-	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
-	if (!st->inited || rules != st->rules || (cfg && cfg->gen != st->gen))
-		rules_settle(st, rules);
-	if (!rules) {
-		/* no rule applies after all (userspace knows the process): never again */
-		st->state = MS_OFF;
-		goto out;
-	}
-	w = mask_work_get();
+	w = mask_begin(st, rules, key, len, &verdict);
 	if (!w)
 		goto out;
-	__builtin_memcpy(&w->st, st, sizeof(*st));
-	w->pos = 0;
-	w->len = len;
-	w->tls = w->lost = 0;
+	__builtin_memset(&w->peer, 0, sizeof(w->peer));
 	bpf_loop(1 << 18, mask_loop_step, &l, 0);
-	if (w->pos < w->len && !w->tls && !w->lost)
-		w->lost = 1; /* more steps than the loop runs */
-	__builtin_memcpy(st, &w->st, sizeof(*st));
-	if (w->tls) {
-		/* 'S': refused in-protocol; 0: dropped, userspace resets the connection */
-		__u8 how = 'S';
-
-		cnt_add(DBW_CNT_MASK_TLS, 1);
-		if (!st->allow && (st->proto != DBW_PROTO_POSTGRES || refuse_tls(skb, w->pos))) {
-			/* Redis has no in-protocol refusal: its ServerHello is dropped */
-			verdict = SK_DROP;
-			how = 0;
-		}
-		/* dropped: so are the server's later bytes, until the reset */
-		st->state = verdict == SK_DROP ? MS_LOST : MS_OFF;
-		mask_record(key, st, DBW_MASK_REC_TLS, !st->allow, how);
-	} else if (w->lost) {
-		cnt_add(DBW_CNT_MASK_DESYNC, 1);
-		st->state = MS_LOST;
-		if (!st->allow)
-			verdict = SK_DROP;
-		/* w->lost > 1: a protocol's reason (MySQL: a binary result set) */
-		mask_record(key, st, DBW_MASK_REC_LOST, !st->allow, w->lost > 1 ? w->lost : 0);
-	}
+	if (w->tls && !w->st.allow && w->st.proto == DBW_PROTO_POSTGRES)
+		refused = !refuse_tls(skb, w->pos);
+	verdict = mask_end(st, w, refused);
 out:
 	st->off += len;
+	return verdict;
+}
+
+/* ---- the server side ------------------------------------------------------------- */
+
+/* 1 when every rule in `rules` says on_unmaskable: allow. */
+static __always_inline int rules_allow(struct dbw_mask_cfg *cfg, __u32 rules)
+{
+	for (__u32 k = 0; k < DBW_MASK_RULES; k++)
+		if ((rules & (1u << k)) && !cfg->rules[k].allow_unmaskable)
+			return 0;
+	return 1;
+}
+
+/*
+ * The 4-tuple of a sockops socket, seen from the server. Each field is
+ * read into a register at once: clang would otherwise keep a pointer into
+ * the context and read through it later, which the verifier refuses.
+ */
+static __always_inline void srv_peer(struct bpf_sock_ops *skops, struct mask_peer *p)
+{
+	__u32 r[4], l[4], fam = skops->family;
+
+	p->family = fam;
+	p->local_port = (__u16)skops->local_port;
+	p->port = (__u16)bpf_ntohl(skops->remote_port);
+	if (fam == AF_INET) {
+		r[0] = skops->remote_ip4;
+		l[0] = skops->local_ip4;
+		asm volatile("" : "+r"(r[0]), "+r"(l[0]));
+		__builtin_memcpy(p->addr, r, 4);
+		__builtin_memcpy(p->local, l, 4);
+		return;
+	}
+	r[0] = skops->remote_ip6[0];
+	r[1] = skops->remote_ip6[1];
+	r[2] = skops->remote_ip6[2];
+	r[3] = skops->remote_ip6[3];
+	l[0] = skops->local_ip6[0];
+	l[1] = skops->local_ip6[1];
+	l[2] = skops->local_ip6[2];
+	l[3] = skops->local_ip6[3];
+	asm volatile("" : "+r"(r[0]), "+r"(r[1]), "+r"(r[2]), "+r"(r[3]));
+	asm volatile("" : "+r"(l[0]), "+r"(l[1]), "+r"(l[2]), "+r"(l[3]));
+	__builtin_memcpy(p->addr, r, 16);
+	__builtin_memcpy(p->local, l, 16);
+}
+
+/*
+ * An accepted connection (sockops PASSIVE_ESTABLISHED) on a watched port
+ * that server-side rules may select joins socks_srv, whose sk_msg program
+ * masks what the server sends. Only PostgreSQL: its server names the db
+ * user on its egress (ParameterStatus session_authorization), so the
+ * kernel settles the rules alone; the others' users are only in what the
+ * client sends. The socket's state lives in sk_storage, so it goes with
+ * the socket. One that cannot join is reported (userspace resets it
+ * under on_unmaskable: block).
+ */
+static __always_inline void mask_srv_join(struct bpf_sock_ops *skops)
+{
+	__u16 port = (__u16)skops->local_port;
+	struct dbw_port_cfg *pc = bpf_map_lookup_elem(&ports, &port);
+	struct bpf_sock *sk = skops->sk;
+	struct mask_peer peer = {};
+	struct dbw_rec_mask *r;
+	struct mask_srv_st *s;
+	struct dbw_mask_cfg *cfg;
+	__u32 zero = 0, cand;
+	__u64 key;
+
+	if (!pc || pc->proto != DBW_PROTO_POSTGRES || !sk)
+		return;
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!cfg)
+		return;
+	cand = pc->mask_rules & cfg->srv_rules;
+	if (!cand)
+		return;
+	key = bpf_get_socket_cookie(skops);
+	srv_peer(skops, &peer);
+	s = bpf_sk_storage_get(&mask_srv, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!s)
+		goto fail;
+	s->id = key;
+	s->st.cand = cand;
+	s->st.proto = DBW_PROTO_POSTGRES;
+	s->st.side = DBW_MASK_SIDE_SERVER;
+	s->peer = peer;
+	if (bpf_sock_hash_update(skops, &socks_srv, &key, BPF_NOEXIST)) {
+		bpf_sk_storage_delete(&mask_srv, sk);
+		goto fail;
+	}
+	cnt_add(DBW_CNT_MASK_SRV_CONNS, 1);
+	return;
+fail:
+	cnt_add(DBW_CNT_MASK_JOIN_FAIL, 1);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+		return;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	rec_hdr_init(&r->hdr, DBW_REC_MASK, sizeof(*r), key);
+	r->kind = DBW_MASK_REC_JOIN_FAIL;
+	r->side = DBW_MASK_SIDE_SERVER;
+	r->rules = cand;
+	r->blocked = !rules_allow(cfg, cand);
+	mask_rec_peer(r, &peer);
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
+}
+
+struct mask_msg_loop {
+	struct sk_msg_md *msg;
+};
+
+/* bpf_loop callback: one parser step over a send, while the record has room for its write. */
+static long mask_msg_step(__u32 i, void *ctx)
+{
+	struct mask_msg_loop *l = ctx;
+	struct mask_work *w = mask_work_get();
+
+	if (!w)
+		return 1;
+	if (w->nrec >= MASK_REC_MAX) {
+		w->split = 1;
+		return 1;
+	}
+	return mask_step_pg_msg(l->msg) ? 1 : 0;
+}
+
+/*
+ * Rewrite the server's 1-byte "yes" to encryption into an ErrorResponse,
+ * on its way out. 0, or -1 (the caller drops it).
+ */
+static __always_inline int refuse_tls_msg(struct sk_msg_md *msg, __u32 pos)
+{
+	__u8 *d, *end;
+
+	if (pos != 0 || msg->size != 1)
+		return -1;
+	if (bpf_msg_push_data(msg, 1, MASK_TLS_ERR_LEN - 1, 0) ||
+	    bpf_msg_pull_data(msg, 0, MASK_TLS_ERR_LEN, 0))
+		return -1;
+	d = (__u8 *)(long)msg->data;
+	end = (__u8 *)(long)msg->data_end;
+	if (d + MASK_TLS_ERR_LEN > end)
+		return -1;
+	for (int i = 0; i < MASK_TLS_ERR_LEN; i++)
+		d[i] = mask_tls_err[i];
+	return 0;
+}
+
+/*
+ * Write n (<= MASK_BUF) bytes at pos of a send as a recorded entry of
+ * `kind` had them, and record them for this run. Its own function: the
+ * verifier goes over the byte loops once. 0, or -1.
+ */
+__noinline int mask_rewrite_msg(struct sk_msg_md *msg, __u32 pos, __u32 n, __u32 kind, __u32 phase)
+{
+	struct mask_work *w = mask_work_get();
+
+	if (!msg || !w || n == 0 || n > MASK_BUF)
+		return -1;
+	if (kind == WREC_TOKEN) {
+		m_store(msg, 1, w, pos, &mask_token[phase & 7], n);
+	} else if (kind == WREC_COPY) {
+		if (m_load(msg, 1, w, pos, w->buf, n))
+			return -1;
+		bpf_loop(n, copy_step, NULL, 0);
+		m_store(msg, 1, w, pos, w->buf, n);
+	} else {
+		m_store(msg, 1, w, pos, mask_stars, n);
+	}
+	rec_add(w, pos, n, kind, phase & 7);
+	return 0;
+}
+
+struct mask_replay {
+	struct sk_msg_md *msg;
+	struct mask_srv_st *s;
+	__u32 end; /* mask again [0, end) of the send */
+	__u32 i, done; /* the entry, its bytes done */
+	__u8 fin; /* every entry that overlaps them is done */
+};
+
+/*
+ * bpf_loop callback: write up to MASK_BUF bytes of a recorded entry again
+ * where it overlaps the send's first `end` bytes (they are bytes a send
+ * cut short left unsent), and record them for this run.
+ */
+static long replay_step(__u32 k, void *ctx)
+{
+	struct mask_replay *r = ctx;
+	struct mask_work *w = mask_work_get();
+	struct mask_wrec *e;
+	__s32 lo, hi;
+	__u32 pos, n;
+	__u8 phase;
+
+	if (!w)
+		return 1;
+	if (r->i >= r->s->nrec || r->i >= MASK_REC_MAX) {
+		r->fin = 1;
+		return 1;
+	}
+	e = &r->s->rec[r->i];
+	lo = (__s32)(e->seq - w->seq);
+	hi = (__s32)(e->seq + e->len - w->seq);
+	if (lo >= (__s32)r->end) {
+		r->fin = 1; /* sorted: the rest lie beyond */
+		return 1;
+	}
+	if (lo < 0)
+		lo = 0;
+	if (hi > (__s32)r->end)
+		hi = r->end;
+	pos = lo + r->done;
+	if (hi <= lo || pos >= (__u32)hi) {
+		r->i++;
+		r->done = 0;
+		return 0;
+	}
+	n = hi - pos;
+	if (n > MASK_BUF)
+		n = MASK_BUF;
+	phase = (e->phase + (w->seq + pos - e->seq)) & 7;
+	if (mask_rewrite_msg(r->msg, pos, n, e->kind, phase))
+		return 1;
+	r->done += n;
+	return 0;
+}
+
+/* bpf_loop callback: entry i of this run's record into the socket's. */
+static long rec_save_step(__u32 i, void *ctx)
+{
+	struct mask_srv_st *s = *(struct mask_srv_st **)ctx;
+	struct mask_work *w = mask_work_get();
+
+	if (!w || i >= MASK_REC_MAX)
+		return 1;
+	s->rec[i] = w->rec[i];
+	return 0;
+}
+
+/*
+ * One send of the server to a client of a server-side masked connection
+ * (sk_msg: it runs before the kernel pushes the bytes). Masked in place;
+ * dropped only where on_unmaskable: block says so (the server's send then
+ * fails and it closes the connection).
+ *
+ * The bytes go out by a redirect to the socket itself, not a plain pass:
+ * when the push ends short (a non-blocking server, a slow reader), the
+ * kernel frees what is left and the server sends it again. After a pass
+ * the kernel would push that next send without running this program; a
+ * redirect has it run again. The run tells a send again from a new one by
+ * the socket's write_seq, and masks its bytes from the last run's record.
+ * A value the detectors check that a send cuts is masked in part while it
+ * may still match, as on the client side (counted when it does not).
+ */
+static __always_inline int mask_srv_msg(struct sk_msg_md *msg)
+{
+	struct mask_msg_loop l = { .msg = msg };
+	struct mask_replay rp = { .msg = msg };
+	struct mask_srv_st *s;
+	struct mask_work *w;
+	struct tcp_sock *tp;
+	__u32 len = msg->size, seq, again = 0, end;
+	int verdict, refused = 0;
+
+	if (!msg->sk)
+		return SK_PASS;
+	s = bpf_sk_storage_get(&mask_srv, msg->sk, 0, 0);
+	if (!s)
+		return SK_PASS;
+	cnt_add(DBW_CNT_MASK_SRV_SENDS, 1);
+	/* it stays set in a send the kernel runs this program on again */
+	bpf_msg_apply_bytes(msg, 0);
+	tp = bpf_skc_to_tcp_sock(msg->sk);
+	if (!tp)
+		return SK_PASS;
+	seq = tp->write_seq;
+	w = mask_begin(&s->st, s->st.cand, s->id, len, &verdict);
+	if (!w)
+		return verdict;
+	__builtin_memcpy(&w->peer, &s->peer, sizeof(w->peer));
+	w->seq = seq;
+	if (s->seq_ok && s->seq_next != seq) {
+		again = s->seq_next - seq;
+		if ((__s32)again < 0 || again > s->span) {
+			/* bytes left that this program did not see */
+			w->lost = DBW_MASK_LOST_UNSEEN;
+			again = 0;
+		} else {
+			cnt_add(DBW_CNT_MASK_SRV_RESENDS, 1);
+			rp.s = s;
+			rp.end = again < len ? again : len;
+			bpf_loop(1 << 16, replay_step, &rp, 0);
+			w->pos = rp.end;
+			if (!rp.fin)
+				w->lost = 1;
+		}
+	}
+	if (!w->lost && w->pos < len)
+		bpf_loop(1 << 18, mask_msg_step, &l, 0);
+	if (w->split && !w->lost && bpf_msg_apply_bytes(msg, w->pos))
+		w->lost = 1;
+	if (w->tls && !w->st.allow)
+		refused = !refuse_tls_msg(msg, w->pos);
+	verdict = mask_end(&s->st, w, refused);
+	end = w->split && !w->lost ? w->pos : len;
+	s->st.off += end - (again < len ? again : len);
+	if (again < len) {
+		/* new bytes: this run's record replaces the last */
+		s->seq_next = seq + end;
+		s->span = end;
+		s->nrec = w->nrec;
+		bpf_loop(w->nrec, rec_save_step, &s, 0);
+	}
+	s->seq_ok = 1;
+	if (verdict == SK_PASS)
+		bpf_msg_redirect_hash(msg, &socks_srv, &s->id, 0);
 	return verdict;
 }
 

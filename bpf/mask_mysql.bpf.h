@@ -105,7 +105,7 @@ enum {
 #define MY_SERVER_CURSOR_EXISTS 0x0040
 #define MY_CLIENT_COMPRESS	0x20
 #define MY_CLIENT_SSL		0x800
-#define MY_LOST_BINARY		0x17 /* w->lost: a binary result set (COM_STMT_EXECUTE) */
+#define MY_LOST_BINARY		DBW_MASK_LOST_MYSQL_BINARY /* w->lost: a binary result set */
 #define MY_TRACK_STEPS		64
 
 const volatile __u8 my_zeros[MASK_BUF] = {};
@@ -370,7 +370,7 @@ static __always_inline int my_lenenc(struct __sk_buff *skb, struct mask_work *w)
 static __always_inline void my_result_end(struct __sk_buff *skb, struct mask_st *st, __u8 type)
 {
 	if (st->masked || st->unmasked || st->overmasked)
-		mask_record(bpf_get_socket_cookie(skb), st, DBW_MASK_REC_RESULT, 0, type);
+		mask_record(st, DBW_MASK_REC_RESULT, 0, type);
 	st->rows = 0;
 	st->desc = 0;
 }

@@ -174,7 +174,7 @@ static __always_inline void rmask_elem_done(struct __sk_buff *skb, struct mask_w
 		return;
 	if (st->masked || st->unmasked || st->overmasked || !st->hi_match) {
 		st->off = base + w->pos;
-		mask_record(bpf_get_socket_cookie(skb), st, DBW_MASK_REC_RESULT, 0, st->acc[5]);
+		mask_record(st, DBW_MASK_REC_RESULT, 0, st->acc[5]);
 		st->off = base;
 		st->hi_match = 1;
 	}

@@ -17,7 +17,7 @@
 #include <linux/types.h>
 #endif
 
-#define DBW_ABI_VERSION 1
+#define DBW_ABI_VERSION 2
 
 /*
  * Bytes of one send / one receive copied into a single DATA record, and
@@ -118,6 +118,9 @@ enum dbw_counter {
 	DBW_CNT_MASK_JOIN_FAIL = 41, /* a matched connection could not join the masked sockhash */
 	DBW_CNT_MASK_RB_FULL = 42, /* MASK record lost: ring buffer full */
 	DBW_CNT_MASK_OVERMASKED = 43, /* value-checked fields cut by an skb, masked, no match */
+	DBW_CNT_MASK_SRV_CONNS = 44, /* accepted connections masked at the server's egress */
+	DBW_CNT_MASK_SRV_SENDS = 45, /* sk_msg runs on them */
+	DBW_CNT_MASK_SRV_RESENDS = 46, /* their sends that ended short, masked again when resent */
 	DBW_CNT__MAX = 48,
 };
 
@@ -649,12 +652,20 @@ _Static_assert(sizeof(struct dbw_mask_rule) == 8, "mask_rule layout");
  */
 struct dbw_mask_cfg {
 	__u32 nrules; /* 0: no result masking */
-	__u32 uid_free; /* rules without a uid selector */
+	__u32 uid_free; /* client-side rules without a uid selector */
 	struct dbw_mask_rule rules[DBW_MASK_RULES];
 	__u32 gen; /* changes with every policy load: connections re-read the rules */
 	__u32 pad;
+	/*
+	 * The server side (DBW_MASK_SIDE_SERVER): the rules the kernel can
+	 * settle there alone (target by port, db_user by exact name); of
+	 * those, the ones without a db_user selector. `mask_srv_user` maps
+	 * dbw_name_hash(db user) to the others that name it.
+	 */
+	__u32 srv_rules;
+	__u32 srv_user_free;
 };
-_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 8, "mask_cfg layout");
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 16, "mask_cfg layout");
 
 /* What a MASK record reports. */
 enum dbw_mask_kind {
@@ -664,6 +675,15 @@ enum dbw_mask_kind {
 	DBW_MASK_REC_JOIN_FAIL = 4, /* a selected connection could not join socks_mask */
 };
 
+/*
+ * DBW_MASK_REC_LOST: why, in msg_type (0: the stream did not parse).
+ * UNSEEN: the server side's socket sent bytes the program never saw.
+ */
+enum dbw_mask_lost {
+	DBW_MASK_LOST_UNSEEN = 2,
+	DBW_MASK_LOST_MYSQL_BINARY = 0x17,
+};
+
 struct dbw_rec_mask {
 	struct dbw_rec_hdr hdr;
 	__u64 stream_off; /* server -> client offset just past the message that ended it */
@@ -671,12 +691,30 @@ struct dbw_rec_mask {
 	__u8 kind; /* enum dbw_mask_kind */
 	__u8 blocked; /* on_unmaskable: block applied */
 	__u8 msg_type; /* the message that ended the result */
-	__u8 pad;
+	__u8 side; /* enum dbw_mask_side */
 	__u32 rows; /* DataRows */
 	__u32 masked; /* fields masked */
 	__u32 unmasked; /* fields a rule names that passed unmasked */
 	__u32 overmasked; /* value-checked fields masked in part that turned out not to match */
+	/* DBW_MASK_SIDE_SERVER: the connection, unknown to userspace otherwise */
+	__u8 peer_addr[16]; /* the client's address, network order (IPv4: first 4 bytes) */
+	__u8 local_addr[16]; /* the server's */
+	__u16 peer_port, local_port; /* host byte order */
+	__u16 family; /* AF_INET, AF_INET6 */
+	__u16 pad;
 };
-_Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16, "rec_mask layout");
+_Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16 + 40, "rec_mask layout");
+
+/*
+ * Where the masking ran. The client side is the connecting socket's
+ * ingress (an sk_skb verdict, every protocol); the server side the
+ * accepting socket's egress (an sk_msg program, PostgreSQL), for clients
+ * on nodes without an agent: its connections are not otherwise known to
+ * userspace, so their records carry the peer.
+ */
+enum dbw_mask_side {
+	DBW_MASK_SIDE_CLIENT = 0,
+	DBW_MASK_SIDE_SERVER = 1,
+};
 
 #endif /* DBWARDEN_ABI_H */

@@ -112,10 +112,16 @@ static void reset_masked(struct capture *cap, struct conn_table *conns, struct g
 	static uint32_t rules[65536];
 	int n = capture_mask_conns(cap, ids, rules, 65536);
 
+	uint32_t srv;
+
 	for (int i = 0; i < n; i++)
 		if (rules[i] && !guard_mask_allows_unmaskable(g, rules[i]))
 			conns_reset(conns, ids[i],
 				    "agent stopping: its results could no longer be masked");
+	/* a local server's: their db users are the kernel's, any block rule counts */
+	n = capture_mask_srv_conns(cap, ids, 65536, &srv);
+	if (n > 0 && !guard_mask_allows_unmaskable(g, srv))
+		conns_reset_server(conns, ids, n);
 }
 
 static void print_summary(struct capture *cap, struct conn_table *conns, struct emitter *em,

@@ -54,7 +54,7 @@ struct capture {
 	int socks_fd;
 	int msg_attached;
 	int socks_mask_fd;
-	int mask_msg_attached, mask_skb_attached;
+	int mask_msg_attached, mask_skb_attached, srv_msg_attached;
 	int (*on_record)(void *ctx, const void *data, size_t size);
 	void *ctx;
 	struct capture_port ports[CAPTURE_MAX_PORTS];
@@ -112,6 +112,9 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_MASK_JOIN_FAIL] = "mask_join_fail",
 	[DBW_CNT_MASK_RB_FULL] = "ringbuf_full_mask",
 	[DBW_CNT_MASK_OVERMASKED] = "mask_overmasked",
+	[DBW_CNT_MASK_SRV_CONNS] = "mask_server_conns",
+	[DBW_CNT_MASK_SRV_SENDS] = "mask_server_sends",
+	[DBW_CNT_MASK_SRV_RESENDS] = "mask_server_resends",
 };
 
 const char *capture_counter_name(int idx)
@@ -543,6 +546,14 @@ struct capture *capture_start(const struct capture_opts *o, char *err, size_t er
 			goto fail;
 		}
 		c->mask_skb_attached = 1;
+		/* accepted connections of a local server: the server-side masking */
+		if (bpf_prog_attach(bpf_program__fd(skel->progs.dbw_srv_msg),
+				    bpf_map__fd(skel->maps.socks_srv), BPF_SK_MSG_VERDICT, 0)) {
+			snprintf(err, errlen, "cannot attach the server-side masking sk_msg: %s",
+				 strerror(errno));
+			goto fail;
+		}
+		c->srv_msg_attached = 1;
 	}
 	skel->links.dbw_recv =
 		link_keep_or_attach(c, "link_recv", true, attach_plain, skel->progs.dbw_recv, 0);
@@ -792,7 +803,11 @@ int capture_mask_load(struct capture *c, const struct capture_mask *m)
 {
 	struct dbwarden_bpf *skel = c->skel;
 	static __u32 gen;
-	struct dbw_mask_cfg cfg = { .nrules = m->nrules, .uid_free = m->uid_free, .gen = ++gen };
+	struct dbw_mask_cfg cfg = { .nrules = m->nrules,
+				    .uid_free = m->uid_free,
+				    .gen = ++gen,
+				    .srv_rules = m->srv_rules,
+				    .srv_user_free = m->srv_user_free };
 	__u32 zero = 0;
 	int e;
 
@@ -805,11 +820,32 @@ int capture_mask_load(struct capture *c, const struct capture_mask *m)
 	if (!e)
 		e = map_sync(bpf_map__fd(skel->maps.mask_uid), m->uids, sizeof(__u32), m->uid_rules,
 			     m->nuids);
+	if (!e)
+		e = map_sync(bpf_map__fd(skel->maps.mask_srv_user), m->user_hash, sizeof(__u64),
+			     m->user_rules, m->nusers);
 	if (e)
 		return e;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.mask_cfg), &zero, &cfg, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+int capture_mask_srv_conns(struct capture *c, uint64_t *ids, int max, uint32_t *rules)
+{
+	int fd = bpf_map__fd(c->skel->maps.socks_srv);
+	struct dbw_mask_cfg cfg = {};
+	__u32 zero = 0;
+	__u64 key, prev;
+	int n = 0;
+
+	*rules = bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.mask_cfg), &zero, &cfg) ?
+			 0 :
+			 cfg.srv_rules;
+	while (n < max && !bpf_map_get_next_key(fd, n ? &prev : NULL, &key)) {
+		ids[n++] = key;
+		prev = key;
+	}
+	return n;
 }
 
 int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max)
@@ -967,6 +1003,9 @@ void capture_close(struct capture *c)
 		if (c->mask_skb_attached)
 			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_mask), c->socks_mask_fd,
 					 BPF_SK_SKB_VERDICT);
+		if (c->srv_msg_attached)
+			bpf_prog_detach2(bpf_program__fd(c->skel->progs.dbw_srv_msg),
+					 bpf_map__fd(c->skel->maps.socks_srv), BPF_SK_MSG_VERDICT);
 	}
 	ring_free(c->rb);
 	dbwarden_bpf__destroy(c->skel);

@@ -137,6 +137,11 @@ struct capture_mask {
 	unsigned ncols;
 	const uint32_t *uids, *uid_rules;
 	unsigned nuids;
+	/* the server side: its rules, those without db_user, db user hash -> rules */
+	uint32_t srv_rules, srv_user_free;
+	const uint64_t *user_hash;
+	const uint32_t *user_rules;
+	unsigned nusers;
 };
 
 int capture_mask_load(struct capture *c, const struct capture_mask *m);
@@ -146,6 +151,12 @@ int capture_mask_load(struct capture *c, const struct capture_mask *m);
  * rules (~0 where userspace has not settled them yet), at most max.
  */
 int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int max);
+
+/*
+ * The connections a local server's egress masks (server side): their
+ * socket cookies, at most max; *rules: every rule that may apply there.
+ */
+int capture_mask_srv_conns(struct capture *c, uint64_t *ids, int max, uint32_t *rules);
 
 /* The masking rules of one connection, as userspace computed them. 0 or -errno. */
 int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules);

@@ -375,6 +375,21 @@ static void conn_emit(struct conn *c, json_t *ev)
 	event_emit_parts(c->t->em, ev, c->tail);
 }
 
+/*
+ * An alert about a connection userspace does not follow: `conn` (taken)
+ * is the event's connection object, `where` says it in the log.
+ */
+static void alert_at(struct conn_table *t, json_t *conn, const char *kind, const char *detail,
+		     const char *where)
+{
+	json_t *ev = event_new(t->em, "alert", 0);
+
+	if (ev)
+		json_object_set(ev, "connection", conn);
+	event_set_alert(ev, kind, detail, where);
+	event_emit(t->em, ev);
+}
+
 static void alert(struct conn_table *t, struct conn *c, const char *kind, const char *detail)
 {
 	json_t *ev = c ? conn_event(c, "alert", 0) : event_new(t->em, "alert", 0);
@@ -1217,12 +1232,94 @@ static void mask_add(struct conn_mask_counts *m, const struct dbw_rec_mask *r)
  * unmasked are an alert each time: never silent), an encrypted connection
  * (refused, or let through unmasked), framing lost (reset when blocked).
  */
+/*
+ * A MASK record of the server side (mask.bpf.h): a local server's
+ * connection, which userspace does not follow otherwise. Whatever could
+ * not be masked is an alert naming the client; a blocked one is reset.
+ */
+static void on_mask_server(struct conn_table *t, const struct dbw_rec_mask *r)
+{
+	int fam = r->family == AF_INET6 ? AF_INET6 : AF_INET, v6 = fam == AF_INET6;
+	char peer[INET6_ADDRSTRLEN], local[INET6_ADDRSTRLEN], detail[256];
+	char client[INET6_ADDRSTRLEN + 16], server[INET6_ADDRSTRLEN + 16], id[24];
+	char where[2 * INET6_ADDRSTRLEN + 64];
+	const char *what = NULL;
+	json_t *conn;
+	int e;
+
+	inet_ntop(fam, r->peer_addr, peer, sizeof(peer));
+	inet_ntop(fam, r->local_addr, local, sizeof(local));
+	snprintf(client, sizeof(client), v6 ? "[%s]:%u" : "%s:%u", peer, r->peer_port);
+	snprintf(server, sizeof(server), v6 ? "[%s]:%u" : "%s:%u", local, r->local_port);
+	snprintf(where, sizeof(where), "server side, client %s to %s", client, server);
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)r->hdr.conn_id);
+	conn = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", id, "protocol", "postgres", "side",
+			 "server", "client", client, "server", server);
+	switch (r->kind) {
+	case DBW_MASK_REC_RESULT:
+		if (r->unmasked) {
+			snprintf(detail, sizeof(detail),
+				 "%u values a masking rule covers passed unmasked (on_unmaskable: "
+				 "allow): rows without a RowDescription, columns past the 64th, or "
+				 "COPY rows",
+				 r->unmasked);
+			alert_at(t, conn, "mask_unmasked", detail, where);
+		}
+		break;
+	case DBW_MASK_REC_TLS:
+		what = !r->blocked ? "encrypted connection let through: its results pass unmasked "
+				     "(on_unmaskable: allow)" :
+		       r->msg_type == 'S' ?
+				     "encrypted connection refused: its results would be "
+				     "masked (on_unmaskable: block); the client got an error" :
+				     "encrypted connection refused: its results would be "
+				     "masked (on_unmaskable: block)";
+		break;
+	case DBW_MASK_REC_JOIN_FAIL:
+		what = "a masking rule may select this connection but it could not carry the "
+		       "masking program (map full)";
+		break;
+	case DBW_MASK_REC_LOST:
+		if (r->msg_type == DBW_MASK_LOST_UNSEEN)
+			what = r->blocked ? "the server sent bytes the masking program did not "
+					    "see (on_unmaskable: block)" :
+					    "the server sent bytes the masking program did not "
+					    "see: later results pass unmasked (on_unmaskable: "
+					    "allow)";
+		else
+			what = r->blocked ? "result framing lost (on_unmaskable: block)" :
+					    "result framing lost: later results pass unmasked "
+					    "(on_unmaskable: allow)";
+		break;
+	}
+	if (what)
+		alert_at(t, conn, "mask_unmaskable", what, where);
+	/* refused in-protocol, the server closes it itself */
+	if (what && r->blocked && !(r->kind == DBW_MASK_REC_TLS && r->msg_type == 'S')) {
+		/* in the server's network namespace, which may not be the agent's */
+		uint64_t id = r->hdr.conn_id;
+
+		e = sockdiag_destroy_cookies(&id, 1);
+		t->st.resets++;
+		snprintf(detail, sizeof(detail), "its results cannot be masked; reset %s",
+			 e < 0 ? strerror(-e) :
+			 e     ? "done" :
+				 "not found (closed)");
+		alert_at(t, conn, "connection_reset", detail, where);
+	}
+	json_decref(conn);
+}
+
 static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 {
 	struct conn *c = conn_find(t, r->hdr.conn_id);
 	char detail[256];
 
 	t->st.mask_records++;
+	if (r->side == DBW_MASK_SIDE_SERVER) {
+		on_mask_server(t, r);
+		return;
+	}
 	if (!c)
 		return;
 	c->masked = true;
@@ -1283,7 +1380,7 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 		conn_reset(c, "its results cannot be masked");
 		break;
 	case DBW_MASK_REC_LOST:
-		if (c->proto == DBW_PROTO_MYSQL && r->msg_type == 0x17)
+		if (c->proto == DBW_PROTO_MYSQL && r->msg_type == DBW_MASK_LOST_MYSQL_BINARY)
 			/* mask_mysql.bpf.h: a binary result set with values a rule covers */
 			alert(t, c, "mask_unmaskable",
 			      "binary result set (prepared statement) with values a masking rule "
@@ -1300,6 +1397,23 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 			c->mask_off = true;
 		break;
 	}
+}
+
+void conns_reset_server(struct conn_table *t, const uint64_t *ids, int n)
+{
+	int e = sockdiag_destroy_cookies(ids, n);
+	char detail[200];
+	json_t *ev;
+
+	if (e > 0)
+		t->st.resets += e;
+	snprintf(detail, sizeof(detail),
+		 "agent stopping: %d server-side masked connections could no longer be masked; "
+		 "reset %d%s%s",
+		 n, e > 0 ? e : 0, e < 0 ? ": " : "", e < 0 ? strerror(-e) : "");
+	ev = event_new(t->em, "alert", 0);
+	event_set_alert(ev, "connection_reset", detail, "server side");
+	event_emit(t->em, ev);
 }
 
 int conns_reset(struct conn_table *t, uint64_t id, const char *why)

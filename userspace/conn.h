@@ -78,6 +78,12 @@ void conns_stats(const struct conn_table *t, struct conn_stats *out);
 /* Reset connection id (sock_diag), with an alert event saying why. 0, or -ENOENT. */
 int conns_reset(struct conn_table *t, uint64_t id, const char *why);
 
+/*
+ * Reset the n server-side masked connections ids (socket cookies) when the
+ * agent stops without pinning: one alert says how many.
+ */
+void conns_reset_server(struct conn_table *t, const uint64_t *ids, int n);
+
 struct workload;
 
 /* What the policy side sees of a connection ("" where not known yet). */

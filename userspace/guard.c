@@ -120,6 +120,9 @@ struct mask_cols {
 	unsigned n;
 	uint32_t uids[1024], uid_rules[1024];
 	unsigned nuids;
+	uint64_t users[1024]; /* the server side's db users */
+	uint32_t user_rules[1024];
+	unsigned nusers;
 };
 
 static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
@@ -138,19 +141,34 @@ static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
 	mc->uid_rules[i] |= rules;
 }
 
-static void add_mask_key(struct mask_cols *mc, uint64_t h, uint32_t rules)
+/* keys[i] -> vals[i] |= rules, for the n of them (at most 1024). */
+static void add_hash_rules(uint64_t *keys, uint32_t *vals, unsigned *n, uint64_t h, uint32_t rules)
 {
 	unsigned i;
 
-	for (i = 0; i < mc->n && mc->hash[i] != h; i++)
+	for (i = 0; i < *n && keys[i] != h; i++)
 		;
-	if (i == mc->n) {
-		if (mc->n == sizeof(mc->hash) / sizeof(mc->hash[0]))
+	if (i == *n) {
+		if (*n == 1024)
 			return; /* the policy loader bounds rules and names well below */
-		mc->hash[mc->n] = h;
-		mc->rules[mc->n++] = 0;
+		keys[*n] = h;
+		vals[(*n)++] = 0;
 	}
-	mc->rules[i] |= rules;
+	vals[i] |= rules;
+}
+
+static void add_mask_key(struct mask_cols *mc, uint64_t h, uint32_t rules)
+{
+	add_hash_rules(mc->hash, mc->rules, &mc->n, h, rules);
+}
+
+/* A db user a server-side rule names (ParameterStatus session_authorization). */
+static void add_mask_user(void *ctx, const char *name, uint32_t rules)
+{
+	struct mask_cols *mc = ctx;
+
+	add_hash_rules(mc->users, mc->user_rules, &mc->nusers, dbw_name_hash(name, strlen(name)),
+		       rules);
 }
 
 /* A column name a rule lists: its exact key (PostgreSQL), its case-folded one (MySQL). */
@@ -179,7 +197,9 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 				   .col_hash = mcols.hash,
 				   .col_rules = mcols.rules,
 				   .uids = mcols.uids,
-				   .uid_rules = mcols.uid_rules };
+				   .uid_rules = mcols.uid_rules,
+				   .user_hash = mcols.users,
+				   .user_rules = mcols.user_rules };
 	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
@@ -190,11 +210,13 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 		policy_kernel_texts(p, pr, set, &set[DBW_GUARD_UNPARSED]);
 		policy_down_text(pr, &set[DBW_GUARD_DOWN]);
 	}
-	mcols.n = mcols.nuids = 0;
+	mcols.n = mcols.nuids = mcols.nusers = 0;
 	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
 	cm.uid_free = policy_mask_uids(p, add_mask_uid, &mcols);
 	cm.ncols = mcols.n;
 	cm.nuids = mcols.nuids;
+	cm.srv_rules = policy_mask_server(p, add_mask_user, &mcols, &cm.srv_user_free);
+	cm.nusers = mcols.nusers;
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++) {
 		port_rules[i] = policy_port_rules(p, ports[i]);
 		port_mask[i] = policy_mask_port_rules(p, ports[i]);

@@ -75,7 +75,14 @@ struct mask_rule {
 	uint8_t detectors; /* enum dbw_mask_det */
 	uint8_t style; /* enum dbw_mask_style */
 	bool allow_unmaskable; /* on_unmaskable: allow */
+	uint8_t placement; /* enum mask_place: where the kernel masks */
 	int line;
+};
+
+/* masking.results[].placement */
+enum mask_place {
+	PLACE_CLIENT = 1, /* the client socket's ingress (every protocol; the default) */
+	PLACE_SERVER = 2, /* a local PostgreSQL server's egress, for clients anywhere */
 };
 
 struct policy {
@@ -769,10 +776,50 @@ static uint32_t parse_detector_names(struct ld *l, yaml_node_t *n, const char *w
 	return mask;
 }
 
+static bool has_workload_selectors(const struct cond *k);
+
+/*
+ * A rule's placement: [client] (default), [server] or both. The server
+ * side sees neither the client's process nor the database it names (only
+ * what the server sends): a rule placed there selects by target and
+ * db_user alone.
+ */
+static void parse_placement(struct ld *l, yaml_node_t *v, struct mask_rule *r)
+{
+	const struct cond *m = &r->match;
+	const struct actor_sel *a = &m->actor;
+	struct strs places = {};
+
+	r->placement = PLACE_CLIENT;
+	if (!v)
+		return;
+	get_strs(l, v, "placement", &places);
+	r->placement = 0;
+	for (size_t i = 0; i < places.n; i++) {
+		if (!strcmp(places.v[i], "client"))
+			r->placement |= PLACE_CLIENT;
+		else if (!strcmp(places.v[i], "server"))
+			r->placement |= PLACE_SERVER;
+		else
+			perr(l, v, "masking rule '%s': placement '%s' is not client or server",
+			     r->name, places.v[i]);
+	}
+	if (!places.n)
+		perr(l, v, "masking rule '%s': placement names no side (client, server)", r->name);
+	free_strs(&places);
+	if ((r->placement & PLACE_SERVER) && (m->database.n || a->uid.n || a->user.n || a->comm.n ||
+					      a->exe.n || has_workload_selectors(m)))
+		perr(l, v,
+		     "masking rule '%s': placement server selects by target and db_user only "
+		     "(a server does not know the client's process or the database it asked for)",
+		     r->name);
+}
+
 static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 {
-	static const char *const keys[] = { "name",  "match",	      "columns", "detectors",
-					    "style", "on_unmaskable", "keys",	 NULL };
+	static const char *const keys[] = { "name",	 "match",     "columns",
+					    "detectors", "style",     "on_unmaskable",
+					    "keys",	 "placement", NULL };
 	static const char *const styles[] = { [DBW_MASK_STARS] = "stars",
 					      [DBW_MASK_KEEP_LAST4] = "keep_last4",
 					      [DBW_MASK_TOKEN] = "token" };
@@ -840,6 +887,7 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 		r->allow_unmaskable = true;
 	else if (v && (!scalar(v) || strcmp(scalar(v), "block")))
 		perr(l, v, "on_unmaskable must be block or allow");
+	parse_placement(l, get(l, rn, "placement"), r);
 }
 
 /* masking: statement_text, detectors, custom detectors and results rules. */
@@ -1727,9 +1775,13 @@ void policy_print(const struct policy *p, FILE *f)
 		const struct mask_rule *r = &p->mask_rules[k];
 		static const char *const styles[] = { "stars", "keep_last4", "token" };
 
-		fprintf(f, "masking rule %zu %s (line %d): style=%s on_unmaskable=%s", k + 1,
-			r->name, r->line, styles[r->style % 3],
-			r->allow_unmaskable ? "allow" : "block");
+		fprintf(f,
+			"masking rule %zu %s (line %d): style=%s on_unmaskable=%s placement=%s%s%s",
+			k + 1, r->name, r->line, styles[r->style % 3],
+			r->allow_unmaskable ? "allow" : "block",
+			r->placement & PLACE_CLIENT ? "client" : "",
+			r->placement == (PLACE_CLIENT | PLACE_SERVER) ? "," : "",
+			r->placement & PLACE_SERVER ? "server" : "");
 		print_strs(f, "columns", &r->columns);
 		if (r->detectors & DBW_MDET_EMAIL)
 			fprintf(f, " detector=email");
@@ -1770,7 +1822,8 @@ static uint32_t mask_rules_of(const struct policy *p, const struct policy_conn *
 	uint32_t mask = 0;
 
 	for (size_t k = 0; k < p->nmask_rules; k++)
-		if (conn_tri(p, &p->mask_rules[k].match, c, unk) != T_NO)
+		if ((p->mask_rules[k].placement & PLACE_CLIENT) &&
+		    conn_tri(p, &p->mask_rules[k].match, c, unk) != T_NO)
 			mask |= 1u << k;
 	return mask;
 }
@@ -1840,6 +1893,27 @@ size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 	return p->nmask_rules;
 }
 
+uint32_t policy_mask_server(const struct policy *p,
+			    void (*user)(void *ctx, const char *name, uint32_t rules), void *ctx,
+			    uint32_t *user_free)
+{
+	uint32_t srv = 0;
+
+	*user_free = 0;
+	for (size_t k = 0; k < p->nmask_rules; k++) {
+		const struct cond *m = &p->mask_rules[k].match;
+
+		if (!(p->mask_rules[k].placement & PLACE_SERVER))
+			continue;
+		srv |= 1u << k;
+		if (!m->db_user.n)
+			*user_free |= 1u << k;
+		for (size_t i = 0; i < m->db_user.n; i++)
+			user(ctx, m->db_user.v[i], 1u << k);
+	}
+	return srv;
+}
+
 uint32_t policy_mask_uids(const struct policy *p,
 			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx)
 {
@@ -1848,6 +1922,9 @@ uint32_t policy_mask_uids(const struct policy *p,
 	for (size_t k = 0; k < p->nmask_rules; k++) {
 		const struct strs *u = &p->mask_rules[k].match.actor.uid;
 
+		/* a rule placed on the server side only is no client's candidate */
+		if (!(p->mask_rules[k].placement & PLACE_CLIENT))
+			continue;
 		if (!u->n)
 			free_rules |= 1u << k;
 		for (size_t i = 0; i < u->n; i++)

@@ -181,4 +181,15 @@ size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 uint32_t policy_mask_uids(const struct policy *p,
 			  void (*uid)(void *ctx, uint32_t uid, uint32_t rules), void *ctx);
 
+/*
+ * The server side's rules (returned): those the kernel settles alone at a
+ * local server's egress, whose selectors are the target and db_user only
+ * (the client's process and database are unknown there). *user_free gets
+ * those without a db_user selector; user(ctx, name, bit) is called for
+ * each db user the others name.
+ */
+uint32_t policy_mask_server(const struct policy *p,
+			    void (*user)(void *ctx, const char *name, uint32_t rules), void *ctx,
+			    uint32_t *user_free);
+
 #endif /* DBW_POLICY_H */

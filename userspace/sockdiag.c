@@ -6,11 +6,18 @@
  * application sees ECONNABORTED on its next call: a client is never left
  * waiting on a connection the guard could not answer in-protocol.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -133,4 +140,93 @@ int sockdiag_dump(struct sockdiag_sock **out)
 		*out = NULL;
 	}
 	return n;
+}
+
+struct cookie_job {
+	uint64_t *ids; /* sorted */
+	int n;
+	int reset;
+};
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Reset the sockets of the job in the current thread's network namespace. */
+static void destroy_here(struct cookie_job *j)
+{
+	struct sockdiag_sock *v;
+	int n = sockdiag_dump(&v);
+
+	for (int i = 0; i < n; i++)
+		if (bsearch(&v[i].t.cookie, j->ids, j->n, sizeof(*j->ids), cmp_u64) &&
+		    !sockdiag_destroy(&v[i].t))
+			j->reset++;
+	free(v);
+}
+
+/*
+ * The thread's body: every network namespace a process is in, once each
+ * (setns moves only this thread, which ends after).
+ */
+static void *destroy_everywhere(void *arg)
+{
+	struct cookie_job *j = arg;
+	static ino_t seen[4096];
+	unsigned nseen = 0;
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+
+	if (!d) {
+		destroy_here(j);
+		return NULL;
+	}
+	while ((e = readdir(d)) && nseen < sizeof(seen) / sizeof(seen[0])) {
+		char path[64];
+		struct stat st;
+		unsigned i;
+		int fd;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/ns/net", e->d_name);
+		if (stat(path, &st))
+			continue;
+		for (i = 0; i < nseen && seen[i] != st.st_ino; i++)
+			;
+		if (i < nseen)
+			continue;
+		seen[nseen++] = st.st_ino;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!setns(fd, CLONE_NEWNET))
+			destroy_here(j);
+		close(fd);
+	}
+	closedir(d);
+	return NULL;
+}
+
+int sockdiag_destroy_cookies(const uint64_t *ids, int n)
+{
+	struct cookie_job j = { .n = n };
+	pthread_t th;
+	int e;
+
+	if (n <= 0)
+		return 0;
+	j.ids = malloc(n * sizeof(*ids));
+	if (!j.ids)
+		return -ENOMEM;
+	memcpy(j.ids, ids, n * sizeof(*ids));
+	qsort(j.ids, n, sizeof(*ids), cmp_u64);
+	e = pthread_create(&th, NULL, destroy_everywhere, &j);
+	if (!e)
+		pthread_join(th, NULL);
+	free(j.ids);
+	return e ? -e : j.reset;
 }

@@ -27,4 +27,12 @@ struct sockdiag_sock {
  */
 int sockdiag_dump(struct sockdiag_sock **out);
 
+/*
+ * Reset every TCP socket whose cookie is in ids[0..n), in whichever network
+ * namespace it lives (a database in a pod has its own): each namespace a
+ * process of this host is in is entered by a short-lived thread. Returns
+ * how many were reset, or -errno.
+ */
+int sockdiag_destroy_cookies(const uint64_t *ids, int n);
+
 #endif /* DBW_SOCKDIAG_H */

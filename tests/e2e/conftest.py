@@ -47,11 +47,13 @@ def as_postgres(cmd, **kw):
 class Postgres:
     """
     A throwaway PostgreSQL server: trust auth, 127.0.0.1 and ::1 only.
-    ssl=True: TLS on, with a self-signed certificate made here.
+    ssl=True: TLS on, with a self-signed certificate made here. prefix: a
+    command the server runs under (ip netns exec NS: its own loopback).
     """
 
-    def __init__(self, ssl=False):
+    def __init__(self, ssl=False, prefix=()):
         self.ssl = ssl
+        self.prefix = list(prefix)
         self.dir = tempfile.mkdtemp(prefix="dbw-pg-")
         os.chmod(self.dir, 0o755)
         shutil.chown(self.dir, "postgres", "postgres")
@@ -86,14 +88,17 @@ class Postgres:
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             for k, v in conf.items():
                 f.write(f"{k} = {v}\n")
-        as_postgres([f"{PG_BIN}/pg_ctl", "-D", self.data, "-l",
-                     os.path.join(self.dir, "log"), "-w", "-t", "60", "start"])
+        subprocess.run(self.prefix + ["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl",
+                                      "-D", self.data, "-l", os.path.join(self.dir, "log"),
+                                      "-w", "-t", "60", "start"],
+                       check=True, capture_output=True, text=True)
         self.started = True
 
     def stop(self):
         if self.started:
-            subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D",
-                            self.data, "-m", "immediate", "-w", "stop"],
+            subprocess.run(self.prefix + ["runuser", "-u", "postgres", "--",
+                                          f"{PG_BIN}/pg_ctl", "-D", self.data, "-m",
+                                          "immediate", "-w", "stop"],
                            capture_output=True)
             self.started = False
         shutil.rmtree(self.dir, ignore_errors=True)
