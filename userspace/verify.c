@@ -2,8 +2,9 @@
 /*
  * `dbwarden verify`. Events are checked one at a time in stream order
  * (file order, or partition order: one agent's events share a partition),
- * keeping per agent only the last seq, its hash, and the gaps still open,
- * so a stream of any length verifies in bounded memory.
+ * keeping per agent only the last seq, its hash, the gaps still open and a
+ * ring of the recent events' hashes, so a stream of any length verifies in
+ * bounded memory.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +22,19 @@
 
 /* detail lines kept per agent: past that, only counted */
 #define DETAIL_MAX 200
+/*
+ * Recent events whose bytes a seq seen again is compared with, per agent.
+ * Delivery is at least once: a producer that retries a batch whose outcome
+ * it did not learn sends the same bytes again, soon after the first copy.
+ * 16 bytes each: 256 KiB per agent.
+ */
+#define RECENT_MAX  16384
+#define RECENT_HASH 8
+
+struct recent {
+	uint64_t seq;
+	uint8_t hash[RECENT_HASH]; /* the first bytes of the event's SHA-256 */
+};
 
 struct range {
 	uint64_t lo, hi;
@@ -35,6 +49,7 @@ struct vagent {
 	uint64_t instances;
 	struct range *gaps;
 	size_t ngaps, gcap;
+	struct recent *recent; /* RECENT_MAX, by seq % RECENT_MAX */
 	struct verify_counts c;
 	char *details;
 	size_t dlen;
@@ -62,6 +77,7 @@ void verifier_free(struct verifier *v)
 			fclose(v->agents[i]->df);
 		free(v->agents[i]->details);
 		free(v->agents[i]->gaps);
+		free(v->agents[i]->recent);
 		free(v->agents[i]->id);
 		free(v->agents[i]);
 	}
@@ -95,7 +111,9 @@ static struct vagent *agent_of(struct verifier *v, const char *id)
 		return NULL;
 	v->agents = all;
 	a = calloc(1, sizeof(*a));
-	if (!a || !(a->id = strdup(id))) {
+	if (!a || !(a->id = strdup(id)) || !(a->recent = calloc(RECENT_MAX, sizeof(*a->recent)))) {
+		if (a)
+			free(a->id);
 		free(a);
 		return NULL;
 	}
@@ -195,10 +213,45 @@ static void check_link(struct vagent *a, const struct vevent *e, const uint8_t *
 	}
 }
 
+/* Keep the hash of seq's bytes for a later copy to be compared with. */
+static void remember(struct vagent *a, uint64_t seq, const uint8_t *h)
+{
+	struct recent *r = &a->recent[seq % RECENT_MAX];
+
+	r->seq = seq;
+	memcpy(r->hash, h, RECENT_HASH);
+}
+
+/*
+ * A seq seen again at the same instance. The same bytes as the recent event
+ * of that seq: a re-delivery (delivery is at least once), not a problem.
+ * Other bytes, or too far back to compare: a duplicate, which is.
+ */
+static void seen_again(struct vagent *a, uint64_t seq, const uint8_t *h)
+{
+	const struct recent *r = &a->recent[seq % RECENT_MAX];
+
+	if (r->seq == seq && !memcmp(r->hash, h, RECENT_HASH)) {
+		a->c.redelivered++;
+		return;
+	}
+	a->c.duplicates++;
+	if (r->seq == seq)
+		detail(a,
+		       "duplicate: seq %" PRIu64 " again with other bytes (one of the two "
+		       "was edited, or two agents share an id)",
+		       seq);
+	else
+		detail(a,
+		       "duplicate: seq %" PRIu64 " (too far back to compare with the first copy)",
+		       seq);
+}
+
 void verifier_feed(struct verifier *v, const char *line, size_t len)
 {
 	static const uint8_t zero[CHAIN_HASH_LEN];
 	json_t *j = json_loadb(line, len, 0, NULL);
+	uint8_t h[CHAIN_HASH_LEN];
 	struct vagent *a;
 	struct vevent e;
 
@@ -209,14 +262,7 @@ void verifier_feed(struct verifier *v, const char *line, size_t len)
 		return;
 	}
 	a->c.events++;
-	if (!strcmp(e.type, "loss")) {
-		a->c.losses++;
-		a->c.lost += e.count;
-		detail(a,
-		       "loss: seq %" PRIu64 ": %" PRIu64 " events lost (%s, seq %" PRIu64
-		       "..%" PRIu64 ")",
-		       e.seq, e.count, e.reason, e.first, e.last);
-	}
+	chain_hash(line, len, h);
 	if (!a->started) {
 		a->started = true;
 		a->first_seq = e.seq;
@@ -232,7 +278,7 @@ void verifier_feed(struct verifier *v, const char *line, size_t len)
 	} else if (gap_fill(a, e.seq)) {
 		a->c.reordered++;
 		detail(a, "out of order: seq %" PRIu64 " after seq %" PRIu64, e.seq, a->last_seq);
-		goto out; /* the newest event stays the one to link to */
+		goto seen; /* the newest event stays the one to link to */
 	} else if (strcmp(e.instance, a->instance)) {
 		a->c.resets++;
 		detail(a,
@@ -240,9 +286,8 @@ void verifier_feed(struct verifier *v, const char *line, size_t len)
 		       " at instance %s (the agent lost its state)",
 		       a->last_seq, e.seq, e.instance);
 	} else {
-		a->c.duplicates++;
-		detail(a, "duplicate: seq %" PRIu64, e.seq);
-		goto out;
+		seen_again(a, e.seq, h);
+		goto out; /* a loss it reports is counted once */
 	}
 	if (strcmp(e.instance, a->instance)) {
 		if (a->last_seq)
@@ -250,7 +295,17 @@ void verifier_feed(struct verifier *v, const char *line, size_t len)
 		snprintf(a->instance, sizeof(a->instance), "%s", e.instance);
 	}
 	a->last_seq = e.seq;
-	chain_hash(line, len, a->last_hash);
+	memcpy(a->last_hash, h, CHAIN_HASH_LEN);
+seen:
+	remember(a, e.seq, h);
+	if (!strcmp(e.type, "loss")) {
+		a->c.losses++;
+		a->c.lost += e.count;
+		detail(a,
+		       "loss: seq %" PRIu64 ": %" PRIu64 " events lost (%s, seq %" PRIu64
+		       "..%" PRIu64 ")",
+		       e.seq, e.count, e.reason, e.first, e.last);
+	}
 out:
 	json_decref(j);
 }
@@ -282,6 +337,7 @@ void verifier_counts(const struct verifier *v, struct verify_counts *c)
 		c->gaps += a.gaps;
 		c->missing += a.missing;
 		c->duplicates += a.duplicates;
+		c->redelivered += a.redelivered;
 		c->reordered += a.reordered;
 		c->chain_breaks += a.chain_breaks;
 		c->unchained += a.unchained;
@@ -310,15 +366,22 @@ uint64_t verifier_report(struct verifier *v, FILE *out)
 			a->id, c.events, a->first_seq, a->last_seq, a->instances,
 			a->instances == 1 ? "" : "s");
 		if (!problems(&c)) {
-			fprintf(out, "complete, chain valid\n");
+			fprintf(out, "complete, chain valid");
+			if (c.redelivered)
+				fprintf(out,
+					", %" PRIu64 " identical re-deliveries (at least once: "
+					"drop them by agent.id and agent.seq)",
+					c.redelivered);
+			fputc('\n', out);
 			continue;
 		}
 		fprintf(out,
 			"%" PRIu64 " gaps (%" PRIu64 " missing), %" PRIu64 " duplicates, %" PRIu64
 			" chain breaks, %" PRIu64 " loss events (%" PRIu64 " lost), %" PRIu64
-			" out of order, %" PRIu64 " resets, %" PRIu64 " unchained\n",
+			" out of order, %" PRIu64 " resets, %" PRIu64 " unchained, %" PRIu64
+			" identical re-deliveries\n",
 			c.gaps, c.missing, c.duplicates, c.chain_breaks, c.losses, c.lost,
-			c.reordered, c.resets, c.unchained);
+			c.reordered, c.resets, c.unchained, c.redelivered);
 		for (size_t g = 0; g < a->ngaps && g < DETAIL_MAX; g++)
 			fprintf(out, "  gap: seq %" PRIu64 "..%" PRIu64 " (%" PRIu64 " missing)\n",
 				a->gaps[g].lo, a->gaps[g].hi, a->gaps[g].hi - a->gaps[g].lo + 1);

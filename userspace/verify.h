@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * `dbwarden verify`: prove a stream of audit events complete, per agent:
- * every agent.seq from 1 on exactly once and in order, every agent.prev the
- * SHA-256 of the event before it (chain.h), no `loss` event.
+ * every agent.seq from 1 on, in order, each once (or again with the same
+ * bytes: delivery is at least once), every agent.prev the SHA-256 of the
+ * event before it (chain.h), no `loss` event.
  */
 #ifndef DBW_VERIFY_H
 #define DBW_VERIFY_H
@@ -16,7 +17,8 @@ struct verifier;
 struct verify_counts {
 	uint64_t agents, events, bad_lines;
 	uint64_t gaps, missing; /* seq ranges never seen, and how many seqs in them */
-	uint64_t duplicates; /* a seq seen again */
+	uint64_t duplicates; /* a seq seen again with other bytes, or too late to compare */
+	uint64_t redelivered; /* a recent seq seen again, the same bytes: not a problem */
 	uint64_t reordered; /* a seq seen after a later one (it filled a gap) */
 	uint64_t chain_breaks; /* agent.prev is not the hash of the event before */
 	uint64_t unchained; /* events without agent.prev */

@@ -142,18 +142,42 @@ static void test_stream_that_does_not_start_at_one(void **state)
 	assert_non_null(strstr(rep, "  gap: seq 1..2 (2 missing)\n"));
 }
 
-static void test_duplicate(void **state)
+/* At least once: the same bytes again are a re-delivery, counted but not a problem. */
+static void test_identical_redelivery_is_not_a_problem(void **state)
 {
 	struct stream *s = five();
-	int idx[] = { 0, 1, 2, 2, 3, 4, -1 };
+	int idx[] = { 0, 1, 2, 1, 2, 3, 4, -1 };
 	struct verify_counts c;
 	char rep[4096];
 
 	run(s, idx, &c, rep, sizeof(rep));
+	assert_int_equal(c.redelivered, 2);
+	assert_int_equal(c.duplicates + c.chain_breaks + c.gaps + c.reordered, 0);
+	assert_non_null(strstr(rep, "1 instance: complete, chain valid, 2 identical "
+				    "re-deliveries (at least once: drop them by agent.id and "
+				    "agent.seq)\n"));
+	assert_non_null(strstr(rep, "verify: 7 events from 1 agent: complete\n"));
+}
+
+static void test_duplicate_with_other_bytes(void **state)
+{
+	struct stream *s = five();
+	int idx[] = { 0, 1, 2, 5, 3, 4, -1 };
+	struct verify_counts c;
+	char rep[4096], *t;
+
+	/* seq 3 again, one character of it changed: a forgery, not a re-delivery */
+	memcpy(s->lines[5], s->lines[2], sizeof(s->lines[5]));
+	t = strstr(s->lines[5], "\"n1\"");
+	t[2] = '2';
+	run(s, idx, &c, rep, sizeof(rep));
 	assert_int_equal(c.duplicates, 1);
-	assert_int_equal(c.chain_breaks, 0); /* seq 4 still links to seq 3 */
+	assert_int_equal(c.redelivered, 0);
+	assert_int_equal(c.chain_breaks, 0); /* seq 4 still links to the first seq 3 */
 	assert_int_equal(c.gaps, 0);
-	assert_non_null(strstr(rep, "  duplicate: seq 3\n"));
+	assert_non_null(strstr(rep, "  duplicate: seq 3 again with other bytes (one of the two "
+				    "was edited, or two agents share an id)\n"));
+	assert_non_null(strstr(rep, "PROBLEMS FOUND"));
 }
 
 static void test_edited_event_breaks_the_next_link(void **state)
@@ -241,7 +265,7 @@ static void test_reordered_event_fills_its_gap(void **state)
 static void test_loss_event_is_reported(void **state)
 {
 	static struct stream s;
-	int idx[] = { 0, 1, 2, -1 };
+	int idx[] = { 0, 1, 2, 2, -1 }; /* the loss event delivered twice counts once */
 	struct verify_counts c;
 	char rep[4096];
 
@@ -255,6 +279,7 @@ static void test_loss_event_is_reported(void **state)
 	assert_int_equal(c.losses, 1);
 	assert_int_equal(c.lost, 3);
 	assert_int_equal(c.missing, 3);
+	assert_int_equal(c.redelivered, 1);
 	assert_non_null(strstr(rep, "  loss: seq 6: 3 events lost (spool_full, seq 2..4)\n"));
 	assert_non_null(strstr(rep, "  gap: seq 2..4 (3 missing)\n"));
 }
@@ -293,7 +318,8 @@ int main(void)
 		cmocka_unit_test(test_clean_stream_is_complete),
 		cmocka_unit_test(test_gap),
 		cmocka_unit_test(test_stream_that_does_not_start_at_one),
-		cmocka_unit_test(test_duplicate),
+		cmocka_unit_test(test_identical_redelivery_is_not_a_problem),
+		cmocka_unit_test(test_duplicate_with_other_bytes),
 		cmocka_unit_test(test_edited_event_breaks_the_next_link),
 		cmocka_unit_test(test_edited_prev_is_caught_too),
 		cmocka_unit_test(test_restart_goes_on_and_is_not_a_problem),
