@@ -154,13 +154,71 @@ static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u
 }
 
 /*
+ * How this send stands against the bytes dbw_msg saw before, from the
+ * socket's write_seq against where the last run left it. A push can end
+ * short (a non-blocking client, a full send buffer): the kernel frees what
+ * is left and the client sends it again, at the head of a later send.
+ * Returns how many bytes at the head of this send are such a resend (seen
+ * and judged already: not captured twice, not walked twice). *lost is set
+ * when the stream cannot be followed: bytes went out that no run saw (a
+ * pass the kernel kept for a later send, when a redirect failed), which
+ * become a gap in the capture (the stream offset moves past them, counted),
+ * or a cut inside text the guard rewrote (what the client sends again is
+ * not what was cut).
+ */
+static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_state *st, int *lost)
+{
+	__u32 ws, size = msg->size;
+	__s32 d;
+
+	*lost = 0;
+	if (!st->seq_ok || sk_write_seq(msg->sk, &ws))
+		return 0;
+	d = (__s32)(ws - st->seq_next);
+	if (!d)
+		return 0;
+	if (d > 0) {
+		*lost = 1;
+		st->seq_next = ws;
+		st->off[DBW_DIR_TO_SERVER] += d;
+		cnt_add(DBW_CNT_UNSEEN_BYTES, d);
+		return 0;
+	}
+	cnt_add(DBW_CNT_RESENDS, 1);
+	if ((__s32)(ws - st->seq_own) < 0)
+		*lost = 1; /* cut inside what the guard rewrote: the client's bytes differ */
+	return (__u32)-d < size ? (__u32)-d : size;
+}
+
+/*
+ * Where write_seq stands once this send has gone out: past all of it on a
+ * pass (a resend included: never behind what an earlier send left to
+ * come), unchanged on a drop. own: the bytes at its end the guard did not
+ * rewrite; a cut among them maps onto the client's resend byte for byte
+ * (the kernel tells the client the bytes it did not send).
+ */
+static __always_inline void msg_pushed(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 own,
+				       int verdict)
+{
+	__u32 ws, end;
+
+	if (verdict != SK_PASS || sk_write_seq(msg->sk, &ws))
+		return;
+	end = ws + msg->size;
+	if (!st->seq_ok || (__s32)(end - st->seq_next) > 0)
+		st->seq_next = end;
+	st->seq_own = end - own;
+	st->seq_ok = 1;
+}
+
+/*
  * Client -> server: copy the bytes of one sendmsg verdict. The stream offset
  * advances by the whole size whatever was copied, so that anything not
  * copied shows up in userspace as a gap of the right length.
  */
-static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_state *st)
+static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 again)
 {
-	__u32 size = msg->size;
+	__u32 size = msg->size - again;
 	__u64 base = st->off[DBW_DIR_TO_SERVER];
 	struct dbw_chunk ck = {
 		.conn_id = st->conn_id,
@@ -180,6 +238,7 @@ static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_sta
 	for (int i = 0; i < DBW_MAX_CHUNKS; i++) {
 		if (!chunk_at(&ck, i, size, base))
 			break;
+		ck.start += again; /* the bytes sent again are captured already */
 		emit_msg_chunk(msg, &ck);
 	}
 }

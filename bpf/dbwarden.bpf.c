@@ -55,7 +55,10 @@ int dbw_sockops(struct bpf_sock_ops *skops)
 /*
  * Client -> server bytes of every socket in `socks`: the guard decides,
  * the capture copies the bytes as the client sent them, then the guard
- * rewrites what it blocks.
+ * rewrites what it blocks. What passes goes out by a redirect to the same
+ * socket (msg_pass), so that the kernel runs this program on every send;
+ * a send again of bytes already seen is told by the socket's write_seq
+ * (msg_again) and not taken twice.
  */
 SEC("sk_msg")
 int dbw_msg(struct sk_msg_md *msg)
@@ -63,7 +66,8 @@ int dbw_msg(struct sk_msg_md *msg)
 	struct guard_plan *plan;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk = msg->sk;
-	int cork, verdict;
+	__u32 size = msg->size, again;
+	int cork, verdict, lost;
 
 	cnt_add(DBW_CNT_MSG_CALLS, 1);
 	if (!sk)
@@ -73,16 +77,21 @@ int dbw_msg(struct sk_msg_md *msg)
 		goto nostate;
 	conn_reannounce(msg, st);
 	verdict = tls_on_send(msg, st);
-	if (verdict >= 0)
-		return verdict; /* a TLS socket: judged on its plaintext, never captured as bytes */
-	plan = guard_plan(msg, st, &cork);
+	if (verdict >= 0) /* a TLS socket: judged on its plaintext, never captured as bytes */
+		return verdict == SK_PASS ? msg_pass(msg, st) : verdict;
+	cork = 0;
+	again = msg_again(msg, st, &lost);
+	if (lost)
+		plan = guard_plan_unseen(st, size);
+	else
+		plan = guard_plan(msg, st, again, &cork);
 	if (cork)
 		return SK_PASS; /* held by the kernel; this program runs again on all of it */
-	capture_msg(msg, st);
+	capture_msg(msg, st, again);
 	mask_my_track(msg, st); /* a masked MySQL connection: which command waits for what */
-	if (plan)
-		return guard_apply(msg, st, plan);
-	return SK_PASS;
+	verdict = plan ? guard_apply(msg, st, plan) : SK_PASS;
+	msg_pushed(msg, st, plan ? plan->rw_tail : size, verdict);
+	return verdict == SK_PASS ? msg_pass(msg, st) : verdict;
 nostate:
 	cnt_add(DBW_CNT_NO_STATE, 1);
 	return SK_PASS;

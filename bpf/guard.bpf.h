@@ -105,7 +105,7 @@ struct guard_plan {
 	__u8 down; /* no daemon, --fail-mode closed: every statement is refused */
 	__u8 pad1[3];
 	__u32 relems; /* Redis: elements of the current command still to walk */
-	__u32 pad2;
+	__u32 rw_tail; /* bytes after the last text rewritten: the client's own */
 	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
@@ -756,6 +756,7 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	p->ubuf = 0;
 	p->phase = st->phase;
 	p->nhits = 0;
+	p->rw_tail = size;
 	p->cork = 0;
 	p->lost = 0;
 	p->refuse = 0;
@@ -781,12 +782,12 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
  * nor the socket state. NULL (and *cork set) when the send must be held.
  */
 static __always_inline struct guard_plan *guard_walk(struct sk_msg_md *msg, struct dbw_sk_state *st,
-						     struct guard_plan *p, int *cork)
+						     struct guard_plan *p, __u32 start, int *cork)
 {
-	__u32 skip;
+	__u32 skip, rest = p->size - start;
 
-	skip = st->msg_left < p->size ? st->msg_left : p->size;
-	p->off = skip;
+	skip = st->msg_left < rest ? st->msg_left : rest;
+	p->off = start + skip;
 	p->left = st->msg_left - skip;
 	for (int i = 0; i < GUARD_MAX_MSGS; i++) {
 		int r = guard_step(msg);
@@ -811,18 +812,37 @@ static __always_inline struct guard_plan *guard_walk(struct sk_msg_md *msg, stru
 /*
  * Plan the guard's work on a plaintext send: walk its messages, classify each
  * Query/Parse, collect the ones to rewrite. Changes neither the message nor
- * the socket state. Returns the plan, or NULL when the guard has nothing to
- * do on this connection (no policy, encrypted, or a corked send: then
- * *cork is set and the caller passes the send on unread, to be run again).
+ * the socket state. The first `again` bytes are a resend of bytes walked
+ * before (msg_again): the walk starts after them. Returns the plan, or NULL
+ * when the guard has nothing to do on this connection (no policy,
+ * encrypted, or a corked send: then *cork is set and the caller passes the
+ * send on unread, to be run again).
  */
 static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, struct dbw_sk_state *st,
-						     int *cork)
+						     __u32 again, int *cork)
 {
 	struct guard_plan *p;
 
 	*cork = 0;
-	p = guard_begin(st, st->off[DBW_DIR_TO_SERVER], msg->size);
-	return p ? guard_walk(msg, st, p, cork) : NULL;
+	p = guard_begin(st, st->off[DBW_DIR_TO_SERVER] - again, msg->size);
+	return p ? guard_walk(msg, st, p, again, cork) : NULL;
+}
+
+/*
+ * The plan for a send that follows bytes the guard never saw (msg_unseen):
+ * nothing in it can be framed, so it is lost from its first byte, and
+ * refused when the connection has rules and the policy fails closed.
+ */
+static __always_inline struct guard_plan *guard_plan_unseen(struct dbw_sk_state *st, __u32 size)
+{
+	struct guard_plan *p = guard_begin(st, st->off[DBW_DIR_TO_SERVER], size);
+
+	if (p) {
+		p->off = 0;
+		p->left = 0;
+		p->lost = 1;
+	}
+	return p;
 }
 
 static __always_inline void emit_verdict(struct dbw_sk_state *st, struct guard_plan *p,
@@ -993,6 +1013,8 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 			continue;
 		h = &p->hits[i];
 		if (h->action >= DBW_ACT_APPROVAL) {
+			if (p->rw_tail > p->size - h->text_off - h->text_len)
+				p->rw_tail = p->size - h->text_off - h->text_len;
 			if (guard_rewrite(msg, h, p->proto)) {
 				h->flags |= DBW_VERDICT_F_FAILED;
 				cnt_add(DBW_CNT_GUARD_FAILED, 1);
@@ -1028,7 +1050,7 @@ static __always_inline int tls_guard(struct sk_msg_md *msg, struct dbw_sk_state 
 		return SK_PASS;
 	p->tls = 1;
 	p->ubuf = c->buf;
-	if (!guard_walk(msg, st, p, &cork))
+	if (!guard_walk(msg, st, p, 0, &cork))
 		return SK_PASS;
 	block = guard_commit(st, p);
 	for (int i = 0; i < GUARD_MAX_HITS; i++)

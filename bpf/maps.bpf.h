@@ -177,4 +177,20 @@ static __always_inline void rec_hdr_init(struct dbw_rec_hdr *h, __u16 type, __u3
 	h->ts_ns = bpf_ktime_get_ns();
 }
 
+/*
+ * The socket's write_seq: the sequence number just past the last byte a
+ * send queued. Whatever path a byte takes into the socket, it moves this;
+ * comparing it with where our own programs left it tells bytes they never
+ * saw. 0, or -1 when sk is not a TCP socket.
+ */
+static __always_inline int sk_write_seq(struct bpf_sock *sk, __u32 *seq)
+{
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+
+	if (!tp)
+		return -1;
+	*seq = tp->write_seq;
+	return 0;
+}
+
 #endif /* DBW_MAPS_BPF_H */

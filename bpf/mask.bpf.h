@@ -1632,7 +1632,6 @@ static __always_inline int mask_srv_msg(struct sk_msg_md *msg)
 	struct mask_replay rp = { .msg = msg };
 	struct mask_srv_st *s;
 	struct mask_work *w;
-	struct tcp_sock *tp;
 	__u32 len = msg->size, seq, again = 0, end;
 	int verdict, refused = 0;
 
@@ -1644,10 +1643,8 @@ static __always_inline int mask_srv_msg(struct sk_msg_md *msg)
 	cnt_add(DBW_CNT_MASK_SRV_SENDS, 1);
 	/* it stays set in a send the kernel runs this program on again */
 	bpf_msg_apply_bytes(msg, 0);
-	tp = bpf_skc_to_tcp_sock(msg->sk);
-	if (!tp)
+	if (sk_write_seq(msg->sk, &seq))
 		return SK_PASS;
-	seq = tp->write_seq;
 	w = mask_begin(&s->st, s->st.cand, s->id, len, &verdict);
 	if (!w)
 		return verdict;

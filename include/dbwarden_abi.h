@@ -17,7 +17,7 @@
 #include <linux/types.h>
 #endif
 
-#define DBW_ABI_VERSION 2
+#define DBW_ABI_VERSION 3
 
 /*
  * Bytes of one send / one receive copied into a single DATA record, and
@@ -121,7 +121,10 @@ enum dbw_counter {
 	DBW_CNT_MASK_SRV_CONNS = 44, /* accepted connections masked at the server's egress */
 	DBW_CNT_MASK_SRV_SENDS = 45, /* sk_msg runs on them */
 	DBW_CNT_MASK_SRV_RESENDS = 46, /* their sends that ended short, masked again when resent */
-	DBW_CNT__MAX = 48,
+	DBW_CNT_UNSEEN_BYTES = 47, /* client bytes the kernel sent without dbw_msg: a gap */
+	DBW_CNT_RESENDS = 48, /* client sends starting with bytes a short push left (seen) */
+	DBW_CNT_PASS_PLAIN = 49, /* passes not by a redirect (the socket left its sockhash) */
+	DBW_CNT__MAX = 52,
 };
 
 /*
@@ -384,8 +387,13 @@ struct dbw_sk_state {
 	__u64 tls_ssl; /* the TLS library's session object (SSL *) bound to this socket */
 	__u32 gen; /* the daemon generation (dbw_agent_meta.gen) it was announced to */
 	__u32 mask_rules; /* result-masking rules that may apply (taken at connect) */
+	__u32 seq_next; /* the socket's write_seq once the last send has gone out */
+	__u32 seq_own; /* from here on, that send's bytes are the client's (not rewritten) */
+	__u8 seq_ok; /* seq_next and seq_own are known */
+	__u8 pad[7];
 };
-_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8, "dbw_sk_state layout");
+_Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8 + 16,
+	       "dbw_sk_state layout");
 
 /* TLS state of a socket (dbw_sk_state.tls). */
 enum dbw_tls_state {

@@ -115,6 +115,9 @@ static const char *const counter_names[DBW_CNT__MAX] = {
 	[DBW_CNT_MASK_SRV_CONNS] = "mask_server_conns",
 	[DBW_CNT_MASK_SRV_SENDS] = "mask_server_sends",
 	[DBW_CNT_MASK_SRV_RESENDS] = "mask_server_resends",
+	[DBW_CNT_UNSEEN_BYTES] = "unseen_bytes",
+	[DBW_CNT_RESENDS] = "msg_resends",
+	[DBW_CNT_PASS_PLAIN] = "msg_pass_plain",
 };
 
 const char *capture_counter_name(int idx)

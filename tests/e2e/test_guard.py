@@ -8,7 +8,10 @@ import http.server
 import json
 import os
 import re
+import select
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -377,3 +380,81 @@ def test_copy_and_pipeline_pass_under_a_policy(pg, agent, policy, table):
     err = a.stderr()
     assert "guard_lost=0" in err and "guard_failed=0" in err, err
     assert [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"] == []
+
+
+def pg_message(typ, body):
+    return typ + struct.pack("!I", len(body) + 4) + body
+
+
+def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table):
+    """
+    A non-blocking client whose sends the kernel cuts short (the server busy,
+    the socket buffers full), sending again what was left with more messages
+    behind it, as libpq does. With a plain pass, tcp_bpf would push every
+    later send without running the sk_msg program (the verdict of the cut
+    send stays); the guard's redirect has it run on each. Every statement is
+    captured once (the resent bytes are not taken twice), none goes unseen,
+    and the DROP after them is blocked. (A send cut inside text the guard
+    rewrote cannot be mapped onto the client's resend: that connection is
+    refused and reset, as any stream the guard cannot follow.)
+    """
+    a = agent("--policy", policy)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    s.connect(("127.0.0.1", pg.port))
+    s.sendall(pg_message(b"", struct.pack("!I", 196608) +
+                         b"user\0postgres\0database\0postgres\0\0"))
+    got = b""
+    while not got.endswith(b"Z\0\0\0\x05I"):
+        got += s.recv(65536)
+    # the server sleeps: its receive buffer and our send buffer fill up
+    s.sendall(pg_message(b"Q", b"SELECT pg_sleep(2)\0"))
+    s.setblocking(False)
+    npad = 1200  # statements waiting for the server: under the daemon's bound of 2048
+    pad = pg_message(b"Q", b"SELECT 1 /* " + b"p" * 7000 + b" */\0")
+    stream = pad * npad
+    # each send ends where a message does (a statement cut at the end of a
+    # send is held back whole until its last byte: a different path)
+    ends = [len(pad) * (i + 1) for i in range(npad)]
+    sent, short, replies = 0, 0, b""
+    deadline = time.time() + 60
+    while sent < len(stream) and time.time() < deadline:
+        upto = max([e for e in ends if e <= sent + 65536] + [min(e for e in ends if e > sent)])
+        try:
+            n = s.send(stream[sent:upto])
+            short += n < upto - sent
+            sent += n
+        except BlockingIOError:
+            short += 1
+            select.select([], [s], [], 1)
+    s.setblocking(True)
+    s.settimeout(30)
+    ready = b"Z\0\0\0\x05I"
+    while replies.count(ready) < npad + 1:
+        chunk = s.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        replies += chunk
+    # the backlog drained: the DROP goes in a send of its own, answered in-protocol
+    s.sendall(pg_message(b"Q", f"DROP TABLE {table}\0".encode()) +
+              pg_message(b"Q", b"SELECT 'end'\0"))
+    while replies.count(ready) < npad + 3:
+        chunk = s.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        replies += chunk
+    s.close()
+    assert sent == len(stream)
+    assert b"blocked by dbwarden rule no-destructive-ddl" in replies
+    assert rows(pg, table) == 5
+    evs = a.stop()
+    err = a.stderr()
+    resends, unseen = int(re.search(r"msg_resends=(\d+)", err).group(1)), \
+        int(re.search(r"unseen_bytes=(\d+)", err).group(1))
+    print(f"\nsends cut short {short}, resends {resends}, unseen bytes {unseen}")
+    assert short > 0 and resends > 0, err
+    assert unseen == 0 and "msg_pass_plain=0" in err, err
+    assert re.search(r"gaps 0 \(0 bytes\)", err), err
+    st = [e for e in evs.statements() if e["actor"]["pid"] == os.getpid()]
+    pads = [e for e in st if e["statement"]["verb"] == "SELECT"]
+    assert len(pads) == npad + 2, len(pads)  # pg_sleep, the pads, 'end'
+    drop = [e for e in st if e["statement"]["verb"] == "DROP"]
+    assert len(drop) == 1 and drop[0]["decision"]["action"] == "block"
