@@ -4,8 +4,9 @@ Result masking cost: the wall time of a 100,000-row SELECT (id, email,
 card, note; two columns masked by name, the detectors on the others) read
 by psql from a cgroup a masking rule selects, against the same SELECT from
 a cgroup it does not select (agent running: capture only), and with no
-agent at all. Interleaved runs; medians and every sample printed, and
-written to bench/results/mask.json.
+agent at all; and read as a database user a `placement: [server]` rule
+selects (masked at the server's egress). Interleaved runs; medians and
+every sample printed, and written to bench/results/mask.json.
 
     make bench-mask        (BENCH_PAIRS=N, default 10)
 """
@@ -24,6 +25,7 @@ from conftest import Agent, Postgres  # noqa: E402
 from workloads import Cgroups  # noqa: E402
 
 ROWS = 100000
+SRV_USER = "bench_srv"
 MASKED, OTHER = f"/dbw-bench-mask-{os.getpid()}/agent", f"/dbw-bench-mask-{os.getpid()}/other"
 POLICY = f"""\
 version: 1
@@ -33,12 +35,17 @@ masking:
       match: {{actor: {{cgroup: {MASKED}}}}}
       columns: [email, card]
       detectors: [email, credit_card]
+    - name: bench-server
+      match: {{db_user: [{SRV_USER}]}}
+      columns: [email, card]
+      detectors: [email, credit_card]
+      placement: [server]
 """
 
 
-def timed_select(pg, cg, rel):
+def timed_select(pg, cg, rel, user="postgres", masked=False):
     """Seconds for psql to read the whole result, from inside cgroup rel."""
-    cmd = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+    cmd = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(pg.port), "-U", user,
            "-d", "postgres", "-c", "SELECT id, email, card, note FROM bench_big"]
     p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
@@ -48,13 +55,15 @@ def timed_select(pg, cg, rel):
     t = time.monotonic() - t0
     assert p.returncode == 0, err
     assert out.count(b"\n") == ROWS
+    # a masked read has no address left; an unmasked one has them all
+    assert out.count(b"@example.com") == (0 if masked else ROWS)
     return t
 
 
-def pgbench_tps(pg, cg, rel, seconds=5):
+def pgbench_tps(pg, cg, rel, seconds=5, user="postgres"):
     """pgbench -S TPS of one client running inside cgroup rel."""
     cmd = ["pgbench", "-n", "-S", "-c", "1", "-T", str(seconds), "-h", "127.0.0.1", "-p",
-           str(pg.port), "-U", "postgres", "postgres"]
+           str(pg.port), "-U", user, "postgres"]
     p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", text=True)
     cg.move(p.pid, rel)
@@ -67,8 +76,8 @@ def main():
     pairs = int(os.environ.get("BENCH_PAIRS", "10"))
     work = tempfile.mkdtemp(prefix="dbw-bench-mask-")
     pg, cg, agent = Postgres(), Cgroups(), None
-    res = {"none": [], "capture_only": [], "masked": []}
-    tps = {"unmasked": [], "masked": []}
+    res = {"none": [], "capture_only": [], "masked": [], "server_masked": []}
+    tps = {"unmasked": [], "masked": [], "server_masked": []}
     try:
         pg.start()
         pg.psql("-c", "CREATE TABLE bench_big AS SELECT g AS id, 'user' || g || '@example.com' "
@@ -76,6 +85,8 @@ def main():
                       f"FROM generate_series(1, {ROWS}) g", host=pg.dir)
         subprocess.run(["pgbench", "-i", "-q", "-s", "2", "-h", pg.dir, "-p", str(pg.port), "-U",
                         "postgres", "postgres"], check=True, capture_output=True)
+        pg.psql("-c", f"CREATE ROLE {SRV_USER} LOGIN", "-c",
+                f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {SRV_USER}", host=pg.dir)
         cg.make(MASKED)
         cg.make(OTHER)
         policy = os.path.join(work, "policy.yaml")
@@ -86,11 +97,13 @@ def main():
             agent = Agent(work, pg.port, ("--policy", policy, "--api",
                                           os.path.join(work, "api.sock")))
             res["capture_only"].append(timed_select(pg, cg, OTHER))
-            res["masked"].append(timed_select(pg, cg, MASKED))
-            res["masked"].append(timed_select(pg, cg, MASKED))
+            res["masked"].append(timed_select(pg, cg, MASKED, masked=True))
+            res["masked"].append(timed_select(pg, cg, MASKED, masked=True))
             res["capture_only"].append(timed_select(pg, cg, OTHER))
+            res["server_masked"].append(timed_select(pg, cg, OTHER, SRV_USER, masked=True))
             tps["unmasked"].append(pgbench_tps(pg, cg, OTHER))
             tps["masked"].append(pgbench_tps(pg, cg, MASKED))
+            tps["server_masked"].append(pgbench_tps(pg, cg, OTHER, user=SRV_USER))
             agent.stop()
             agent = None
     finally:
@@ -104,15 +117,22 @@ def main():
     print(f"  agent, unmasked   {med['capture_only']:.3f}")
     print(f"  agent, masked     {med['masked']:.3f}  "
           f"({med['masked'] / med['capture_only']:.2f}x the unmasked client)")
+    print(f"  server-side mask  {med['server_masked']:.3f}  "
+          f"({med['server_masked'] / med['capture_only']:.2f}x the unmasked client)")
     ratios = [m / u for m, u in zip(tps["masked"], tps["unmasked"])]
     print(f"pgbench -S, 1 client, {pairs} pairs: masked actor {statistics.median(tps['masked']):.0f}"
           f" TPS, unmasked {statistics.median(tps['unmasked']):.0f} TPS, median ratio "
           f"{statistics.median(ratios):.3f} (each pair: "
           + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    srv = [m / u for m, u in zip(tps["server_masked"], tps["unmasked"])]
+    print(f"pgbench -S, 1 client: user masked at the server "
+          f"{statistics.median(tps['server_masked']):.0f} TPS, median ratio to unmasked "
+          f"{statistics.median(srv):.3f} (each pair: " + ", ".join(f"{r:.2f}" for r in srv) + ")")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "mask.json"), "w") as f:
         json.dump({"median_s": med, "samples_s": res, "rows": ROWS, "pgbench_tps": tps,
-                   "pgbench_ratio": statistics.median(ratios)}, f, indent=1)
+                   "pgbench_ratio": statistics.median(ratios),
+                   "pgbench_ratio_server": statistics.median(srv)}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -185,40 +185,48 @@ static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_stat
 		return 0;
 	}
 	cnt_add(DBW_CNT_RESENDS, 1);
-	if ((__s32)(ws - st->seq_own) < 0)
-		*lost = 1; /* cut inside what the guard rewrote: the client's bytes differ */
+	if ((__s32)(ws - st->seq_own) < 0 || st->seq_cork)
+		/* cut inside what the guard rewrote (the client's bytes differ), or
+		 * in bytes held back from earlier sends (the kernel frees them, and
+		 * the client, told they went, does not send them again) */
+		*lost = 1;
 	return (__u32)-d < size ? (__u32)-d : size;
 }
 
 /*
- * Where write_seq stands once this send has gone out: past all of it on a
- * pass (a resend included: never behind what an earlier send left to
- * come), unchanged on a drop. own: the bytes at its end the guard did not
+ * Where write_seq will stand once the pass of this run has gone out: past
+ * its `pushed` bytes (a resend's included; never behind what an earlier
+ * send left to come). own: the bytes at their end the guard did not
  * rewrite; a cut among them maps onto the client's resend byte for byte
- * (the kernel tells the client the bytes it did not send).
+ * (the kernel tells the client how many of its bytes were not sent).
+ * held: the bytes were held back over earlier sends (corked).
  */
-static __always_inline void msg_pushed(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 own,
-				       int verdict)
+static __always_inline void msg_pushed(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 pushed,
+				       __u32 own, int held)
 {
 	__u32 ws, end;
 
-	if (verdict != SK_PASS || sk_write_seq(msg->sk, &ws))
+	if (sk_write_seq(msg->sk, &ws))
 		return;
-	end = ws + msg->size;
+	end = ws + pushed;
 	if (!st->seq_ok || (__s32)(end - st->seq_next) > 0)
 		st->seq_next = end;
 	st->seq_own = end - own;
+	st->seq_cork = held;
 	st->seq_ok = 1;
 }
 
 /*
- * Client -> server: copy the bytes of one sendmsg verdict. The stream offset
- * advances by the whole size whatever was copied, so that anything not
- * copied shows up in userspace as a gap of the right length.
+ * Client -> server: copy bytes [again, end) of one sendmsg verdict (before:
+ * a resend, captured already; past end: the rest of a send this run split,
+ * captured by the run on it). The stream offset advances by all of them
+ * whatever was copied, so that anything not copied shows up in userspace as
+ * a gap of the right length.
  */
-static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 again)
+static __always_inline void capture_msg(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 again,
+					__u32 end)
 {
-	__u32 size = msg->size - again;
+	__u32 size = end - again;
 	__u64 base = st->off[DBW_DIR_TO_SERVER];
 	struct dbw_chunk ck = {
 		.conn_id = st->conn_id,

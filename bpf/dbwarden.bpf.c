@@ -66,8 +66,8 @@ int dbw_msg(struct sk_msg_md *msg)
 	struct guard_plan *plan;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk = msg->sk;
-	__u32 size = msg->size, again;
-	int cork, verdict, lost;
+	__u32 size = msg->size, again, end, own;
+	int cork, verdict, lost, held;
 
 	cnt_add(DBW_CNT_MSG_CALLS, 1);
 	if (!sk)
@@ -79,19 +79,40 @@ int dbw_msg(struct sk_msg_md *msg)
 	verdict = tls_on_send(msg, st);
 	if (verdict >= 0) /* a TLS socket: judged on its plaintext, never captured as bytes */
 		return verdict == SK_PASS ? msg_pass(msg, st) : verdict;
+	/* set by a run that split this send, the kernel runs on its rest with it */
+	bpf_msg_apply_bytes(msg, 0);
+	held = st->corked; /* this run is on bytes held back since an earlier run */
+	st->corked = 0;
 	cork = 0;
 	again = msg_again(msg, st, &lost);
 	if (lost)
 		plan = guard_plan_unseen(st, size);
 	else
 		plan = guard_plan(msg, st, again, &cork);
-	if (cork)
+	if (cork) {
+		st->corked = 1;
 		return SK_PASS; /* held by the kernel; this program runs again on all of it */
-	capture_msg(msg, st, again);
-	mask_my_track(msg, st); /* a masked MySQL connection: which command waits for what */
+	}
+	end = plan && plan->split ? plan->split : size;
+	capture_msg(msg, st, again, end);
+	/* a masked MySQL connection: which command waits for what */
+	mask_my_track(msg, st->proto, st->conn_id, again, end);
 	verdict = plan ? guard_apply(msg, st, plan) : SK_PASS;
-	msg_pushed(msg, st, plan ? plan->rw_tail : size, verdict);
-	return verdict == SK_PASS ? msg_pass(msg, st) : verdict;
+	if (verdict != SK_PASS)
+		return verdict;
+	/* the bytes of [0, end) past the last rewritten text are the client's own */
+	own = plan ? plan->rw_tail - (size - end) : end;
+	end += msg->size - size; /* every rewrite is before end */
+	msg_pushed(msg, st, end, own, held);
+	if (end == msg->size)
+		return msg_pass(msg, st);
+	/*
+	 * The rest: the kernel runs this program on it again. Held bytes
+	 * split so go by a plain pass: a redirect of held bytes frees what
+	 * it does not send (tcp_bpf_send_verdict), a pass keeps it.
+	 */
+	bpf_msg_apply_bytes(msg, end);
+	return held ? SK_PASS : msg_pass(msg, st);
 nostate:
 	cnt_add(DBW_CNT_NO_STATE, 1);
 	return SK_PASS;

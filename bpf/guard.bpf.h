@@ -106,6 +106,8 @@ struct guard_plan {
 	__u8 pad1[3];
 	__u32 relems; /* Redis: elements of the current command still to walk */
 	__u32 rw_tail; /* bytes after the last text rewritten: the client's own */
+	__u32 split; /* > 0: the plan covers bytes [0, split); the kernel runs again on the rest */
+	__u32 pad3;
 	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
@@ -757,6 +759,7 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	p->phase = st->phase;
 	p->nhits = 0;
 	p->rw_tail = size;
+	p->split = 0;
 	p->cork = 0;
 	p->lost = 0;
 	p->refuse = 0;
@@ -784,16 +787,29 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 static __always_inline struct guard_plan *guard_walk(struct sk_msg_md *msg, struct dbw_sk_state *st,
 						     struct guard_plan *p, __u32 start, int *cork)
 {
-	__u32 skip, rest = p->size - start;
+	__u32 skip, rest = p->size - start, first;
 
 	skip = st->msg_left < rest ? st->msg_left : rest;
 	p->off = start + skip;
 	p->left = st->msg_left - skip;
+	first = p->off;
 	for (int i = 0; i < GUARD_MAX_MSGS; i++) {
 		int r = guard_step(msg);
 
 		if (r == STEP_MORE)
 			continue;
+		if (r == STEP_CORK && p->off > first && p->proto != DBW_PROTO_REDIS) {
+			/*
+			 * Whole messages before the one to hold back go out now,
+			 * and the kernel runs the program again on the rest: a
+			 * cork of the whole send would grow with every send of a
+			 * pipelining client whose sends end inside a statement.
+			 * (PostgreSQL and MySQL stop at the start of the message
+			 * they hold back; a Redis walk may be inside a command.)
+			 */
+			p->split = p->off;
+			break;
+		}
 		if (r == STEP_CORK) {
 			if (bpf_msg_cork_bytes(msg, p->cork) == 0) {
 				cnt_add(DBW_CNT_GUARD_CORKED, 1);
@@ -804,7 +820,7 @@ static __always_inline struct guard_plan *guard_walk(struct sk_msg_md *msg, stru
 		}
 		break;
 	}
-	if (p->off < p->size && !p->lost)
+	if (p->off < p->size && !p->lost && !p->split)
 		p->lost = 1; /* more messages in one send than the walk follows */
 	return p;
 }

@@ -145,11 +145,6 @@ static __always_inline int tag_char(__u8 c)
 	return word_start(c) || (c >= '0' && c <= '9');
 }
 
-static __always_inline __u64 fnv(__u64 h, __u8 c)
-{
-	return (h ^ c) * DBW_FNV_PRIME;
-}
-
 /*
  * The class of a word from its first 8 letters (lower case, little-endian)
  * and length. Generated from a keyword list. Global: verified once.

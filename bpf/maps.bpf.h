@@ -177,6 +177,12 @@ static __always_inline void rec_hdr_init(struct dbw_rec_hdr *h, __u16 type, __u3
 	h->ts_ns = bpf_ktime_get_ns();
 }
 
+/* One FNV-1a step: the hash both sides compute over names and shapes. */
+static __always_inline __u64 fnv(__u64 h, __u8 c)
+{
+	return (h ^ c) * DBW_FNV_PRIME;
+}
+
 /*
  * The socket's write_seq: the sequence number just past the last byte a
  * send queued. Whatever path a byte takes into the socket, it moves this;

@@ -934,7 +934,7 @@ static __always_inline void srv_param(void *ctx, struct mask_work *w)
 
 		if (!c)
 			break;
-		h = (h ^ c) * DBW_FNV_PRIME;
+		h = fnv(h, c);
 	}
 	st->user_seen = 1;
 	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
@@ -1094,7 +1094,7 @@ static __always_inline int pg_step(void *ctx, const int msg)
 				nul = k;
 				break;
 			}
-			h = (h ^ c) * DBW_FNV_PRIME;
+			h = fnv(h, c);
 		}
 		st->nhash = h;
 		if (nul < 0) {

@@ -390,7 +390,9 @@ struct dbw_sk_state {
 	__u32 seq_next; /* the socket's write_seq once the last send has gone out */
 	__u32 seq_own; /* from here on, that send's bytes are the client's (not rewritten) */
 	__u8 seq_ok; /* seq_next and seq_own are known */
-	__u8 pad[7];
+	__u8 corked; /* the last run held its send back: the next runs on the held bytes */
+	__u8 seq_cork; /* the last pass was of held bytes: what a cut loses is not resent */
+	__u8 pad[5];
 };
 _Static_assert(sizeof(struct dbw_sk_state) == 8 + 16 + 40 + 8 + 8 + 8 + 8 + 16,
 	       "dbw_sk_state layout");

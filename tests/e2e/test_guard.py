@@ -386,6 +386,59 @@ def pg_message(typ, body):
     return typ + struct.pack("!I", len(body) + 4) + body
 
 
+def raw_pg(pg, sndbuf=None):
+    """A PostgreSQL connection spoken by hand, ready for queries."""
+    s = socket.socket()
+    if sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    s.connect(("127.0.0.1", pg.port))
+    s.sendall(pg_message(b"", struct.pack("!I", 196608) +
+                         b"user\0postgres\0database\0postgres\0\0"))
+    until_ready(s, 1)
+    return s
+
+
+def until_ready(s, n):
+    """The server's bytes up to its n-th ReadyForQuery (idle) from now."""
+    got, ready = b"", b"Z\0\0\0\x05I"
+    s.settimeout(30)
+    while got.count(ready) < n:
+        chunk = s.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        got += chunk
+    return got
+
+
+def test_pipelined_sends_that_end_inside_statements(pg, agent, policy, table):
+    """
+    A client that writes a long run of statements in fixed-size sends, each
+    ending inside a statement: the guard holds back only the statement cut
+    at the end of a send and lets the whole ones before it go, so the bytes
+    held never pile up (held whole, they grew with every send until the
+    guard gave up and refused the connection).
+    """
+    a = agent("--policy", policy)
+    s = raw_pg(pg)
+    n = 1000
+    stream = b"".join(pg_message(b"Q", b"SELECT %d /* " % i + b"q" * 6000 + b" */\0")
+                      for i in range(n))
+    stream += pg_message(b"Q", f"DROP TABLE {table}\0".encode())
+    for i in range(0, len(stream), 65536):
+        s.sendall(stream[i:i + 65536])
+    replies = until_ready(s, n + 1)
+    s.close()
+    assert b"blocked by dbwarden rule no-destructive-ddl" in replies
+    assert rows(pg, table) == 5
+    evs = a.stop()
+    err = a.stderr()
+    assert re.search(r"guard_corked=[1-9]", err), err
+    assert "guard_lost=0" in err and "oversize_sends=0" in err, err
+    st = [e for e in evs.statements() if e["actor"]["pid"] == os.getpid()]
+    assert len([e for e in st if e["statement"]["verb"] == "SELECT"]) == n
+    drop = [e for e in st if e["statement"]["verb"] == "DROP"]
+    assert len(drop) == 1 and drop[0]["decision"]["action"] == "block"
+
+
 def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table):
     """
     A non-blocking client whose sends the kernel cuts short (the server busy,
@@ -399,14 +452,7 @@ def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table)
     refused and reset, as any stream the guard cannot follow.)
     """
     a = agent("--policy", policy)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    s.connect(("127.0.0.1", pg.port))
-    s.sendall(pg_message(b"", struct.pack("!I", 196608) +
-                         b"user\0postgres\0database\0postgres\0\0"))
-    got = b""
-    while not got.endswith(b"Z\0\0\0\x05I"):
-        got += s.recv(65536)
+    s = raw_pg(pg, sndbuf=4096)
     # the server sleeps: its receive buffer and our send buffer fill up
     s.sendall(pg_message(b"Q", b"SELECT pg_sleep(2)\0"))
     s.setblocking(False)
@@ -428,19 +474,11 @@ def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table)
             short += 1
             select.select([], [s], [], 1)
     s.setblocking(True)
-    s.settimeout(30)
-    ready = b"Z\0\0\0\x05I"
-    while replies.count(ready) < npad + 1:
-        chunk = s.recv(1 << 20)
-        assert chunk, "the server closed the connection"
-        replies += chunk
+    replies = until_ready(s, npad + 1)
     # the backlog drained: the DROP goes in a send of its own, answered in-protocol
     s.sendall(pg_message(b"Q", f"DROP TABLE {table}\0".encode()) +
               pg_message(b"Q", b"SELECT 'end'\0"))
-    while replies.count(ready) < npad + 3:
-        chunk = s.recv(1 << 20)
-        assert chunk, "the server closed the connection"
-        replies += chunk
+    replies += until_ready(s, 2)
     s.close()
     assert sent == len(stream)
     assert b"blocked by dbwarden rule no-destructive-ddl" in replies
