@@ -163,8 +163,7 @@ static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u
  * when the stream cannot be followed: bytes went out that no run saw (a
  * pass the kernel kept for a later send, when a redirect failed), which
  * become a gap in the capture (the stream offset moves past them, counted),
- * or a cut inside text the guard rewrote (what the client sends again is
- * not what was cut).
+ * or a cut the client's resend cannot be mapped onto (see below).
  */
 static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_state *st, int *lost)
 {
@@ -185,11 +184,17 @@ static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_stat
 		return 0;
 	}
 	cnt_add(DBW_CNT_RESENDS, 1);
-	if ((__s32)(ws - st->seq_own) < 0 || st->seq_cork)
-		/* cut inside what the guard rewrote (the client's bytes differ), or
-		 * in bytes held back from earlier sends (the kernel frees them, and
-		 * the client, told they went, does not send them again) */
+	if ((__s32)(ws - st->seq_own) < 0 || st->seq_cork) {
+		/*
+		 * Cut inside what the guard rewrote (the client's bytes differ),
+		 * or in bytes held back from earlier sends (the kernel frees them,
+		 * and the client, told they went, does not send them again): the
+		 * send is taken whole from here, as new bytes.
+		 */
 		*lost = 1;
+		st->seq_next = ws;
+		return 0;
+	}
 	return (__u32)-d < size ? (__u32)-d : size;
 }
 

@@ -210,7 +210,7 @@ static __always_inline void conn_on_established(struct bpf_sock_ops *skops)
 
 /*
  * Client bytes sent after dbw_msg last ran, none of them seen by it (see
- * msg_unseen): the close reports them as a gap at the end of the stream.
+ * msg_again): the close reports them as a gap at the end of the stream.
  * write_seq counts the FIN too, when one was sent. A TLS socket's sends
  * are not followed this way.
  */

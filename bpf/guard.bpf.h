@@ -845,7 +845,7 @@ static __always_inline struct guard_plan *guard_plan(struct sk_msg_md *msg, stru
 }
 
 /*
- * The plan for a send that follows bytes the guard never saw (msg_unseen):
+ * The plan for a send that follows bytes the guard never saw (msg_again):
  * nothing in it can be framed, so it is lost from its first byte, and
  * refused when the connection has rules and the policy fails closed.
  */
