@@ -5,63 +5,12 @@ idle connections. Bounded memory, a counted alert, no crash, and the other
 connections unaffected.
 """
 import os
-import select
 import socket
 import struct
 import time
 
 import events
-
-
-def startup_msg(user="postgres", db="postgres", app="rawclient"):
-    body = struct.pack("!I", 196608)
-    for k, v in (("user", user), ("database", db), ("application_name", app)):
-        body += k.encode() + b"\0" + v.encode() + b"\0"
-    body += b"\0"
-    return struct.pack("!I", len(body) + 4) + body
-
-
-def read_until_ready(s):
-    """Read server messages until ReadyForQuery; returns the message types."""
-    buf, types = b"", []
-    while True:
-        while len(buf) < 5 or len(buf) < 1 + struct.unpack("!I", buf[1:5])[0]:
-            try:
-                chunk = s.recv(65536)
-            except BlockingIOError:
-                # tcp_bpf's receive path can answer EAGAIN on a blocking socket
-                # (seen under heavy load); clients that poll, as libpq does, never see it
-                select.select([s], [], [], 1.0)
-                continue
-            assert chunk, f"server closed the connection after {types}"
-            buf += chunk
-        n = 1 + struct.unpack("!I", buf[1:5])[0]
-        types.append(chr(buf[0]))
-        if buf[0:1] == b"Z":
-            return types
-        buf = buf[n:]
-
-
-def send_all(s, data):
-    """
-    sendall that survives EAGAIN: a socket in a sockmap sends through
-    tcp_bpf, which can return EAGAIN even on a blocking socket when its
-    memory is short (seen once streaming 100 MB here). libpq waits for
-    writability and retries; so does this.
-    """
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[s.send(view):]
-        except BlockingIOError:
-            select.select([], [s], [], 1.0)
-
-
-def raw_session(port):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(startup_msg())
-    read_until_ready(s)
-    return s
+from rawpg import message, query, raw_session, read_until_ready, send_all
 
 
 def vm_kib(pid, key):
@@ -99,7 +48,7 @@ def test_client_disconnects_mid_message(pg, agent):
     a = agent()
     s = raw_session(pg.port)
     q = b"SELECT 'lit_half_message' FROM generate_series(1, 10)\0"
-    msg = b"Q" + struct.pack("!I", len(q) + 4) + q
+    msg = message(b"Q", q)
     s.sendall(msg[:20])  # the header and a piece of the text, then gone
     time.sleep(0.1)
     s.close()
@@ -138,7 +87,7 @@ def test_hundred_megabyte_statement_bounded_memory(pg, agent):
     send_all(s, tail + b"\0")
     types = read_until_ready(s)
     assert "C" in types and "E" not in types
-    send_all(s, b"Q" + struct.pack("!I", 4 + 9) + b"SELECT 3\0")
+    send_all(s, query(b"SELECT 3"))
     read_until_ready(s)
     send_all(s, b"X\0\0\0\4")
     s.close()

@@ -10,8 +10,6 @@ import os
 import re
 import select
 import signal
-import socket
-import struct
 import subprocess
 import threading
 import time
@@ -22,6 +20,7 @@ import pytest
 
 import events
 from conftest import DBW_BIN, helper, scratch_table
+from rawpg import query, raw_session, replies
 
 POLICY = """\
 version: 1
@@ -382,33 +381,6 @@ def test_copy_and_pipeline_pass_under_a_policy(pg, agent, policy, table):
     assert [e for e in evs.of("alert") if e["alert"]["kind"] == "connection_reset"] == []
 
 
-def pg_message(typ, body):
-    return typ + struct.pack("!I", len(body) + 4) + body
-
-
-def raw_pg(pg, sndbuf=None):
-    """A PostgreSQL connection spoken by hand, ready for queries."""
-    s = socket.socket()
-    if sndbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    s.connect(("127.0.0.1", pg.port))
-    s.sendall(pg_message(b"", struct.pack("!I", 196608) +
-                         b"user\0postgres\0database\0postgres\0\0"))
-    until_ready(s, 1)
-    return s
-
-
-def until_ready(s, n):
-    """The server's bytes up to its n-th ReadyForQuery (idle) from now."""
-    got, ready = b"", b"Z\0\0\0\x05I"
-    s.settimeout(30)
-    while got.count(ready) < n:
-        chunk = s.recv(1 << 20)
-        assert chunk, "the server closed the connection"
-        got += chunk
-    return got
-
-
 def test_pipelined_sends_that_end_inside_statements(pg, agent, policy, table):
     """
     A client that writes a long run of statements in fixed-size sends, each
@@ -418,16 +390,16 @@ def test_pipelined_sends_that_end_inside_statements(pg, agent, policy, table):
     guard gave up and refused the connection).
     """
     a = agent("--policy", policy)
-    s = raw_pg(pg)
+    s = raw_session(pg.port)
     n = 1000
-    stream = b"".join(pg_message(b"Q", b"SELECT %d /* " % i + b"q" * 6000 + b" */\0")
+    stream = b"".join(query(b"SELECT %d /* " % i + b"q" * 6000 + b" */")
                       for i in range(n))
-    stream += pg_message(b"Q", f"DROP TABLE {table}\0".encode())
+    stream += query(f"DROP TABLE {table}".encode())
     for i in range(0, len(stream), 65536):
         s.sendall(stream[i:i + 65536])
-    replies = until_ready(s, n + 1)
+    answers = b"".join(body for _, body in replies(s, n + 1, timeout=30))
     s.close()
-    assert b"blocked by dbwarden rule no-destructive-ddl" in replies
+    assert b"blocked by dbwarden rule no-destructive-ddl" in answers
     assert rows(pg, table) == 5
     evs = a.stop()
     err = a.stderr()
@@ -452,17 +424,17 @@ def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table)
     refused and reset, as any stream the guard cannot follow.)
     """
     a = agent("--policy", policy)
-    s = raw_pg(pg, sndbuf=4096)
+    s = raw_session(pg.port, sndbuf=4096)
     # the server sleeps: its receive buffer and our send buffer fill up
-    s.sendall(pg_message(b"Q", b"SELECT pg_sleep(2)\0"))
+    s.sendall(query(b"SELECT pg_sleep(2)"))
     s.setblocking(False)
     npad = 1200  # statements waiting for the server: under the daemon's bound of 2048
-    pad = pg_message(b"Q", b"SELECT 1 /* " + b"p" * 7000 + b" */\0")
+    pad = query(b"SELECT 1 /* " + b"p" * 7000 + b" */")
     stream = pad * npad
     # each send ends where a message does (a statement cut at the end of a
     # send is held back whole until its last byte: a different path)
     ends = [len(pad) * (i + 1) for i in range(npad)]
-    sent, short, replies = 0, 0, b""
+    sent, short = 0, 0
     deadline = time.time() + 60
     while sent < len(stream) and time.time() < deadline:
         upto = max([e for e in ends if e <= sent + 65536] + [min(e for e in ends if e > sent)])
@@ -474,14 +446,14 @@ def test_backlogged_client_every_send_seen_and_guarded(pg, agent, policy, table)
             short += 1
             select.select([], [s], [], 1)
     s.setblocking(True)
-    replies = until_ready(s, npad + 1)
+    answers = b"".join(body for _, body in replies(s, npad + 1, timeout=30))
     # the backlog drained: the DROP goes in a send of its own, answered in-protocol
-    s.sendall(pg_message(b"Q", f"DROP TABLE {table}\0".encode()) +
-              pg_message(b"Q", b"SELECT 'end'\0"))
-    replies += until_ready(s, 2)
+    s.sendall(query(f"DROP TABLE {table}".encode()) +
+              query(b"SELECT 'end'"))
+    answers += b"".join(body for _, body in replies(s, 2, timeout=30))
     s.close()
     assert sent == len(stream)
-    assert b"blocked by dbwarden rule no-destructive-ddl" in replies
+    assert b"blocked by dbwarden rule no-destructive-ddl" in answers
     assert rows(pg, table) == 5
     evs = a.stop()
     err = a.stderr()
