@@ -155,9 +155,10 @@ static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u
 
 /*
  * How this send stands against the bytes dbw_msg saw before, from the
- * socket's write_seq against where the last run left it. A push can end
- * short (a non-blocking client, a full send buffer): the kernel frees what
- * is left and the client sends it again, at the head of a later send.
+ * socket's write_seq now (ws) against where the last run left it. A push
+ * can end short (a non-blocking client, a full send buffer): the kernel
+ * frees what is left and the client sends it again, at the head of a
+ * later send.
  * Returns how many bytes at the head of this send are such a resend (seen
  * and judged already: not captured twice, not walked twice). *lost is set
  * when the stream cannot be followed: bytes went out that no run saw (a
@@ -165,13 +166,14 @@ static __always_inline int chunk_at(struct dbw_chunk *ck, int i, __u32 size, __u
  * become a gap in the capture (the stream offset moves past them, counted),
  * or a cut the client's resend cannot be mapped onto (see below).
  */
-static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_state *st, int *lost)
+static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 ws,
+				       int *lost)
 {
-	__u32 ws, size = msg->size;
+	__u32 size = msg->size;
 	__s32 d;
 
 	*lost = 0;
-	if (!st->seq_ok || sk_write_seq(msg->sk, &ws))
+	if (!st->seq_ok)
 		return 0;
 	d = (__s32)(ws - st->seq_next);
 	if (!d)
@@ -199,21 +201,18 @@ static __always_inline __u32 msg_again(struct sk_msg_md *msg, struct dbw_sk_stat
 }
 
 /*
- * Where write_seq will stand once the pass of this run has gone out: past
- * its `pushed` bytes (a resend's included; never behind what an earlier
- * send left to come). own: the bytes at their end the guard did not
+ * Where write_seq (ws now) will stand once the pass of this run has gone
+ * out: past its `pushed` bytes (a resend's included; never behind what an
+ * earlier send left to come). own: the bytes at their end the guard did not
  * rewrite; a cut among them maps onto the client's resend byte for byte
  * (the kernel tells the client how many of its bytes were not sent).
  * held: the bytes were held back over earlier sends (corked).
  */
-static __always_inline void msg_pushed(struct sk_msg_md *msg, struct dbw_sk_state *st, __u32 pushed,
-				       __u32 own, int held)
+static __always_inline void msg_pushed(struct dbw_sk_state *st, __u32 ws, __u32 pushed, __u32 own,
+				       int held)
 {
-	__u32 ws, end;
+	__u32 end = ws + pushed;
 
-	if (sk_write_seq(msg->sk, &ws))
-		return;
-	end = ws + pushed;
 	if (!st->seq_ok || (__s32)(end - st->seq_next) > 0)
 		st->seq_next = end;
 	st->seq_own = end - own;

@@ -66,8 +66,8 @@ int dbw_msg(struct sk_msg_md *msg)
 	struct guard_plan *plan;
 	struct dbw_sk_state *st;
 	struct bpf_sock *sk = msg->sk;
-	__u32 size = msg->size, again, end, own;
-	int cork, verdict, lost, held;
+	__u32 size = msg->size, again, end, own, ws = 0;
+	int cork, verdict, lost, held, seq;
 
 	cnt_add(DBW_CNT_MSG_CALLS, 1);
 	if (!sk)
@@ -84,7 +84,11 @@ int dbw_msg(struct sk_msg_md *msg)
 	held = st->corked; /* this run is on bytes held back since an earlier run */
 	st->corked = 0;
 	cork = 0;
-	again = msg_again(msg, st, &lost);
+	lost = 0;
+	again = 0;
+	seq = !sk_write_seq(sk, &ws); /* unchanged until this run returns */
+	if (seq)
+		again = msg_again(msg, st, ws, &lost);
 	if (lost)
 		plan = guard_plan_unseen(st, size);
 	else
@@ -103,7 +107,8 @@ int dbw_msg(struct sk_msg_md *msg)
 	/* the bytes of [0, end) past the last rewritten text are the client's own */
 	own = plan ? plan->rw_tail - (size - end) : end;
 	end += msg->size - size; /* every rewrite is before end */
-	msg_pushed(msg, st, end, own, held);
+	if (seq)
+		msg_pushed(st, ws, end, own, held);
 	if (end == msg->size)
 		return msg_pass(msg, st);
 	/*
