@@ -21,10 +21,10 @@ PYTHON := /usr/bin/python3
 
 CFLAGS ?= -O2 -g
 CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-format-truncation \
-	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT)
+	  -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace -I$(OUTPUT) -I/usr/include/postgresql
 BPF_CFLAGS := -g -O2 -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) \
 	      -Iinclude -Ibpf -I$(OUTPUT)
-LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lhs -lpthread -lm
+LIBS := -lbpf -lelf -lz -ljansson -lyaml -lpg_query -lpq -lcurl -lrdkafka -lssl -lcrypto -lcapstone -lhs -lpthread -lm
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))

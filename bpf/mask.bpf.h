@@ -75,13 +75,21 @@ struct {
 	__type(value, __u32);
 } mask_uid SEC(".maps");
 
-/* The rules userspace settled for a connection (a subset of its candidates). */
+/* What userspace settled for a connection: its rules (a subset of its candidates), its db. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u32);
+	__type(value, struct dbw_mask_conn);
 } mask_conn SEC(".maps");
+
+/* (db, table OID, column number) -> the rules that mask it (see struct dbw_mask_relkey). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct dbw_mask_relkey);
+	__type(value, __u32);
+} mask_rel SEC(".maps");
 
 /* Parser states. */
 enum {
@@ -168,11 +176,11 @@ struct mask_st {
 	__u64 cols; /* columns masked by name (bit = column) */
 	__u64 style_lo, style_hi; /* their style: two bits per column */
 	__u64 nontext; /* columns of a type that is not text: no email detector */
-	__u64 nhash; /* RowDescription: the name's hash so far */
+	__u64 nhash; /* RowDescription: the name's hash so far; then its table OID and number */
 	__u32 cand; /* candidate rules (connect) */
 	__u32 rules; /* rules in force */
 	__u32 gen; /* dbw_mask_cfg.gen they were read from */
-	__u32 pad1;
+	__u32 dbk; /* the database's key in mask_rel (struct dbw_mask_conn); 0: none */
 	__u32 dets; /* their value detectors */
 	__u32 msg_rem, field_rem, field_len, nfields, fidx;
 	__u32 rows, masked, unmasked, overmasked; /* since the last record */
@@ -779,20 +787,18 @@ static __always_inline int col_style(struct mask_st *st, __u32 i)
 }
 
 /*
- * Result column st->fidx is named h (dbw_name_hash): when a rule in force
- * names it, it is masked in the style of the first such rule (file order).
- * Shared by every protocol's description of a result's columns.
+ * Result column st->fidx is masked by the rules `hit` (in force): in the
+ * style of the first of them (file order). Shared by every protocol's
+ * description of a result's columns.
  */
-static __always_inline void col_named(struct mask_st *st, __u64 h)
+static __always_inline void col_masked(struct mask_st *st, __u32 hit)
 {
-	__u32 *rules = bpf_map_lookup_elem(&mask_cols, &h);
-	__u32 hit, i = st->fidx, zero = 0;
+	__u32 i = st->fidx, zero = 0;
 	struct dbw_mask_cfg *cfg;
 	__u8 s = DBW_MASK_STARS;
 
-	if (!rules || !(*rules & st->rules))
+	if (!hit)
 		return;
-	hit = *rules & st->rules;
 	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
 	for (__u32 j = 0; cfg && j < DBW_MASK_RULES; j++)
 		if (hit & (1u << j)) {
@@ -806,6 +812,41 @@ static __always_inline void col_named(struct mask_st *st, __u64 h)
 	} else {
 		st->hi_match = 1;
 	}
+}
+
+/* Result column st->fidx is named h (dbw_name_hash): masked when a rule in force names it. */
+static __always_inline void col_named(struct mask_st *st, __u64 h)
+{
+	__u32 *rules = bpf_map_lookup_elem(&mask_cols, &h);
+
+	if (rules)
+		col_masked(st, *rules & st->rules);
+}
+
+/*
+ * Result column st->fidx, named before, is column attnum of table reloid
+ * (PostgreSQL's RowDescription). When the catalog of the connection's
+ * database told userspace what that column is (mask_rel), its entry
+ * decides instead of the name: a renamed column of a listed table is
+ * masked, a same-named column of another table is not. (A column past
+ * DBW_MASK_COLS keeps what its name said: hi_match is not undone.)
+ */
+static __always_inline void col_rel(struct mask_st *st, __u32 reloid, __u16 attnum)
+{
+	struct dbw_mask_relkey k = { .dbk = st->dbk, .reloid = reloid, .attnum = attnum };
+	__u32 *rules, i = st->fidx;
+
+	if (!st->dbk || !reloid)
+		return;
+	rules = bpf_map_lookup_elem(&mask_rel, &k);
+	if (!rules)
+		return;
+	if (i < DBW_MASK_COLS) {
+		st->cols &= ~(1ULL << i);
+		st->style_lo &= ~(1ULL << i);
+		st->style_hi &= ~(1ULL << i);
+	}
+	col_masked(st, *rules & st->rules);
 }
 
 /* A message ended: where the parser goes next. */
@@ -953,7 +994,7 @@ static __always_inline int pg_step(void *ctx, const int msg)
 {
 	struct mask_work *w = mask_work_get();
 	struct mask_st *st;
-	__u8 b[8] = {};
+	__u8 b[12] = {};
 	__u32 n;
 
 	if (!w || !ctx)
@@ -1106,19 +1147,36 @@ static __always_inline int pg_step(void *ctx, const int msg)
 		st->msg_rem -= nul + 1;
 		col_named(st, h);
 		st->field_rem = 18;
+		st->nhash = 0;
 		st->state = MS_T_META;
 		return 0;
 	}
 	case MS_T_META:
-		/* table oid (4), column number (2), then the type oid; cut by an skb: text */
-		if (st->field_rem == 18 && w->pos + 10 <= w->len && st->fidx < DBW_MASK_COLS &&
-		    !m_load(ctx, msg, w, w->pos + 6, b, 4)) {
-			__u32 oid = m_be32(b);
+		/* table oid (4), column number (2), then the type oid; a type cut by an skb: text */
+		if (st->msg_rem < st->field_rem)
+			goto lost;
+		if (st->field_rem == 18 && w->pos + 10 <= w->len &&
+		    !m_load(ctx, msg, w, w->pos, b, 10)) {
+			__u32 oid = m_be32(b + 6);
 
+			col_rel(st, m_be32(b), ((__u16)b[4] << 8) | b[5]);
 			/* text, varchar, bpchar, name, unknown, json, jsonb, char */
 			if (oid != 25 && oid != 1043 && oid != 1042 && oid != 19 && oid != 705 &&
-			    oid != 114 && oid != 3802 && oid != 18)
+			    oid != 114 && oid != 3802 && oid != 18 && st->fidx < DBW_MASK_COLS)
 				st->nontext |= 1ULL << st->fidx;
+			st->field_rem = 12; /* the 6 bytes read; the rest is skipped below */
+			w->pos += 6;
+			st->msg_rem -= 6;
+		} else if (st->field_rem > 12) {
+			/* the table oid and column number cut by an skb: gathered a byte at a time */
+			if (m_load(ctx, msg, w, w->pos, b, 1))
+				return 1;
+			st->nhash = (st->nhash << 8) | b[0];
+			w->pos++;
+			st->msg_rem--;
+			if (--st->field_rem == 12)
+				col_rel(st, (__u32)(st->nhash >> 16), (__u16)st->nhash);
+			return 0;
 		}
 		n = w->len - w->pos;
 		if (n > st->field_rem)
@@ -1349,14 +1407,16 @@ static __always_inline int mask_verdict(struct __sk_buff *skb, __u64 key)
 	struct mask_st *st = bpf_map_lookup_elem(&mask_state, &key);
 	struct mask_loop l = { .skb = skb };
 	struct mask_work *w;
-	__u32 rules, *settled, len = skb->len;
+	struct dbw_mask_conn *settled;
+	__u32 rules, len = skb->len;
 	int verdict, refused = 0;
 
 	cnt_add(DBW_CNT_MASK_SKBS, 1);
 	if (!st)
 		return SK_PASS;
 	settled = bpf_map_lookup_elem(&mask_conn, &key);
-	rules = settled ? *settled & st->cand : st->cand;
+	rules = settled ? settled->rules & st->cand : st->cand;
+	st->dbk = settled ? settled->dbk : 0;
 	w = mask_begin(st, rules, key, len, &verdict);
 	if (!w)
 		goto out;

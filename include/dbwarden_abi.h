@@ -17,7 +17,7 @@
 #include <linux/types.h>
 #endif
 
-#define DBW_ABI_VERSION 3
+#define DBW_ABI_VERSION 4
 
 /*
  * Bytes of one send / one receive copied into a single DATA record, and
@@ -676,6 +676,34 @@ struct dbw_mask_cfg {
 	__u32 srv_user_free;
 };
 _Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 16, "mask_cfg layout");
+
+/*
+ * Table-qualified columns (`users.ssn`). RowDescription names a column's
+ * table by OID and the column by its number, not by name. Userspace looks
+ * the names the rules list up in the database's own catalog (a target's
+ * `catalog` connection) and writes `mask_rel`: (database key, table OID,
+ * column number) -> the rules that mask that column; 0 for a column that
+ * only a qualified name of another table names. A result column found
+ * there is decided by its entry, whatever it is called (`ssn AS x` is still
+ * users.ssn); any other (a view's, an expression's, a database not looked
+ * up yet) goes by its name in `mask_cols`, where a qualified name is
+ * entered bare: more is masked, never less. A connection's database key
+ * comes with its rules in `mask_conn` (0: no catalog, names decide).
+ */
+struct dbw_mask_relkey {
+	__u32 dbk; /* dbw_name_hash of "target\0database", folded to 32 bits, never 0 */
+	__u32 reloid;
+	__u16 attnum;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct dbw_mask_relkey) == 12, "mask_relkey layout");
+
+/* The value of `mask_conn`: what userspace settled for a connection. */
+struct dbw_mask_conn {
+	__u32 rules; /* a subset of the connection's candidate rules */
+	__u32 dbk; /* its database's key in mask_rel; 0: none */
+};
+_Static_assert(sizeof(struct dbw_mask_conn) == 8, "mask_conn layout");
 
 /* What a MASK record reports. */
 enum dbw_mask_kind {

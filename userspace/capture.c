@@ -859,24 +859,29 @@ int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int ma
 	int n = 0;
 
 	while (n < max && !bpf_map_get_next_key(state_fd, n ? &prev : NULL, &key)) {
-		__u32 r;
+		struct dbw_mask_conn r;
 
 		ids[n] = key;
-		rules[n] = bpf_map_lookup_elem(conn_fd, &key, &r) ? ~0u : r;
+		rules[n] = bpf_map_lookup_elem(conn_fd, &key, &r) ? ~0u : r.rules;
 		n++;
 		prev = key;
 	}
 	return n;
 }
 
-int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules)
+int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules, uint32_t dbk)
 {
 	__u64 key = conn_id;
-	__u32 val = rules;
+	struct dbw_mask_conn val = { .rules = rules, .dbk = dbk };
 
 	return bpf_map_update_elem(bpf_map__fd(c->skel->maps.mask_conn), &key, &val, BPF_ANY) ?
 		       -errno :
 		       0;
+}
+
+int capture_mask_rel_fd(struct capture *c)
+{
+	return bpf_map__fd(c->skel->maps.mask_rel);
 }
 
 int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns)

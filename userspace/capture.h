@@ -158,8 +158,14 @@ int capture_mask_conns(struct capture *c, uint64_t *ids, uint32_t *rules, int ma
  */
 int capture_mask_srv_conns(struct capture *c, uint64_t *ids, int max, uint32_t *rules);
 
-/* The masking rules of one connection, as userspace computed them. 0 or -errno. */
-int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules);
+/*
+ * The masking rules of one connection, as userspace computed them, and its
+ * database's key in mask_rel (0: none, names decide). 0 or -errno.
+ */
+int capture_mask_conn(struct capture *c, uint64_t conn_id, uint32_t rules, uint32_t dbk);
+
+/* The mask_rel map (struct dbw_mask_relkey -> rules), which the catalog module keeps. */
+int capture_mask_rel_fd(struct capture *c);
 
 /* Let that actor's statements of that shape pass require_approval rules until then. */
 int capture_approve(struct capture *c, const struct dbw_approval_key *k, uint64_t until_mono_ns);

@@ -23,6 +23,7 @@
 
 #include "analyze.h"
 #include "capture.h"
+#include "catalog.h"
 #include "conn.h"
 #include "detect.h"
 #include "event.h"
@@ -59,6 +60,7 @@ struct guard {
 	int64_t loaded_unix;
 	struct wl_classes *classes; /* NULL until guard_set_identity (and in replay) */
 	struct conn_masking mask; /* the policy's audit-side masking */
+	struct catalog *cat; /* table-qualified masking columns, read in targets' catalogs */
 };
 
 /* The detectors of p's masking section, compiled. 0, or -1 with err. */
@@ -211,6 +213,8 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 		policy_down_text(pr, &set[DBW_GUARD_DOWN]);
 	}
 	mcols.n = mcols.nuids = mcols.nusers = 0;
+	/* mask_rel's entries carry rule numbers: gone before the new rules are in */
+	catalog_policy(g->cat, p);
 	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
 	cm.uid_free = policy_mask_uids(p, add_mask_uid, &mcols);
 	cm.ncols = mcols.n;
@@ -243,9 +247,12 @@ struct guard *guard_new(struct capture *cap, struct emitter *em, const char *pat
 	g->cap = cap;
 	g->em = em;
 	g->api_fd = -1;
+	g->cat = catalog_new(cap ? capture_mask_rel_fd(cap) : -1);
 	g->path = strdup(path);
 	g->pol = policy_load(path, err, errlen);
-	if (!g->pol || !g->path || masking_of(g->pol, &g->mask, err, errlen)) {
+	if (!g->cat)
+		snprintf(err, errlen, "out of memory");
+	if (!g->pol || !g->path || !g->cat || masking_of(g->pol, &g->mask, err, errlen)) {
 		guard_free(g);
 		return NULL;
 	}
@@ -264,6 +271,7 @@ void guard_free(struct guard *g)
 {
 	if (!g)
 		return;
+	catalog_free(g->cat);
 	policy_free(g->pol);
 	detect_free(g->mask.det);
 	wl_classes_free(g->classes);
@@ -435,10 +443,40 @@ static void conn_of(const struct conn_info *ci, struct policy_conn *pc)
 	pc->server = ci->server;
 	pc->server_port = ci->server_port;
 	pc->proto = ci->proto;
-	pc->database = ci->database;
+	/* PostgreSQL's default database is the user's name */
+	pc->database = ci->proto == DBW_PROTO_POSTGRES && ci->database && !*ci->database ?
+			       ci->db_user :
+			       ci->database;
 	pc->db_user = ci->db_user;
 	if (ci->wl)
 		workload_policy_conn(ci->wl, pc);
+}
+
+/*
+ * A masked PostgreSQL connection's database key in mask_rel, when its
+ * target has a catalog to read table names in; 0: its columns go by name.
+ */
+static uint32_t conn_dbk(struct guard *g, const struct policy_conn *pc)
+{
+	const char *target, *conninfo;
+	unsigned refresh_s;
+
+	if (pc->proto != DBW_PROTO_POSTGRES || !pc->database || !*pc->database)
+		return 0;
+	conninfo = policy_catalog(g->pol, pc, &target, &refresh_s);
+	return conninfo ? catalog_conn(g->cat, target, conninfo, refresh_s, pc->database) : 0;
+}
+
+/* DDL ran on a connection: the catalog of its database, if read, is read again. */
+static void conn_ddl(struct guard *g, const struct policy_conn *pc, const struct sql_analysis *a)
+{
+	const uint32_t ddl = 1u << DBW_VERB_CREATE | 1u << DBW_VERB_ALTER | 1u << DBW_VERB_DROP;
+	const char *target;
+	unsigned refresh_s;
+
+	if (pc->proto == DBW_PROTO_POSTGRES && (a->verbs & ddl) && pc->database &&
+	    policy_catalog(g->pol, pc, &target, &refresh_s))
+		catalog_changed(g->cat, target, pc->database);
 }
 
 /* conn_guard_ops.conn_changed: the connection's kernel rules, from all we know. */
@@ -450,8 +488,11 @@ static void on_conn_changed(void *ctx, const struct conn_info *ci)
 	conn_of(ci, &pc);
 	if (g->cap) {
 		capture_conn_rules(g->cap, ci->id, policy_conn_rules(g->pol, &pc));
-		if (policy_nmask_rules(g->pol))
-			capture_mask_conn(g->cap, ci->id, policy_mask_conn_rules(g->pol, &pc));
+		if (policy_nmask_rules(g->pol)) {
+			uint32_t rules = policy_mask_conn_rules(g->pol, &pc);
+
+			capture_mask_conn(g->cap, ci->id, rules, rules ? conn_dbk(g, &pc) : 0);
+		}
 	}
 }
 
@@ -505,6 +546,7 @@ static json_t *on_decide(void *ctx, const struct conn_info *ci, const struct dbw
 	json_t *d;
 
 	conn_of(ci, &pc);
+	conn_ddl(g, &pc, a);
 	policy_eval(g->pol, &pc, &ps, &v);
 	if (kernel_blocked && (kv->flags & DBW_VERDICT_F_AGENT_DOWN)) {
 		/* refused while no daemon ran (--fail-mode closed): by design, not a rule */
@@ -746,6 +788,7 @@ void guard_info(const struct guard *g, struct guard_info *out)
 	out->loaded_unix = g->loaded_unix;
 	out->rules = policy_nrules(g->pol);
 	out->mismatches = g->mismatches;
+	catalog_stats(g->cat, &out->catalog);
 	for (unsigned i = 0; i < g->napprovals; i++) {
 		if (!g->approvals[i].until_ns)
 			out->approvals_pending++;

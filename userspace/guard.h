@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "catalog.h"
+
 struct capture;
 struct emitter;
 struct conn_table;
@@ -59,6 +61,7 @@ struct guard_info {
 	size_t rules;
 	uint64_t mismatches;
 	unsigned approvals_pending, approvals_granted;
+	struct catalog_stats catalog; /* table-qualified masking columns */
 };
 
 void guard_info(const struct guard *g, struct guard_info *out);

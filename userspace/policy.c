@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <libpq-fe.h>
 #include <yaml.h>
 
 #include "conn.h"
@@ -65,6 +66,9 @@ struct target {
 	uint16_t port;
 	uint8_t proto; /* enum dbw_proto; 0: any */
 	struct kvs labels;
+	/* PostgreSQL: a libpq conninfo to read table names in the catalog; NULL: none */
+	char *catalog;
+	unsigned catalog_refresh_s;
 };
 
 /* masking.results: one rule of dynamic result masking. */
@@ -613,9 +617,65 @@ static bool parse_address(const char *s, char **host, uint16_t *port)
 	return *host != NULL;
 }
 
+/* A duration such as 90s, 15m or 2h, in seconds; 0 when it is none. */
+static unsigned long duration_s(const char *s)
+{
+	char *end;
+	unsigned long n = s ? strtoul(s, &end, 10) : 0;
+	unsigned mul = !s ? 0 : *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 0;
+
+	return n && mul && !end[1] ? n * mul : 0;
+}
+
+/*
+ * A target's `catalog`: a libpq connection string ("host=... user=...",
+ * or a postgresql:// URI), or {dsn: ..., refresh: 60s}. Checked by libpq's
+ * own parser; the database is each connection's, whatever dsn says.
+ */
+static void parse_catalog(struct ld *l, yaml_node_t *v, struct target *tg)
+{
+	static const char *const keys[] = { "dsn", "refresh", NULL };
+	yaml_node_t *d = v, *r = NULL;
+	PQconninfoOption *opts;
+	char *err = NULL;
+
+	tg->catalog_refresh_s = POLICY_CATALOG_REFRESH_S;
+	if (v->type == YAML_MAPPING_NODE) {
+		known_keys(l, v, "catalog", keys);
+		d = get(l, v, "dsn");
+		r = get(l, v, "refresh");
+	}
+	if (!d || !scalar(d) || !*scalar(d)) {
+		perr(l, v, "target '%s': catalog needs a libpq connection string (dsn)", tg->name);
+		return;
+	}
+	if (tg->proto != DBW_PROTO_POSTGRES)
+		perr(l, v,
+		     "target '%s': a catalog is PostgreSQL's (give the target protocol: postgres)",
+		     tg->name);
+	opts = PQconninfoParse(scalar(d), &err);
+	if (!opts)
+		perr(l, d, "target '%s': catalog: %s", tg->name,
+		     err ? strtok(err, "\n") : "out of memory");
+	PQconninfoFree(opts);
+	PQfreemem(err);
+	if (r) {
+		unsigned long secs = duration_s(scalar(r));
+
+		if (!secs || secs > 86400)
+			perr(l, r,
+			     "catalog refresh must be a duration such as 30s or 5m (at most 24h)");
+		else
+			tg->catalog_refresh_s = secs;
+	}
+	tg->catalog = xstrdup(scalar(d));
+}
+
 static void parse_targets(struct ld *l, yaml_node_t *n, struct policy *p)
 {
-	static const char *const keys[] = { "name", "protocol", "address", "labels", NULL };
+	static const char *const keys[] = {
+		"name", "protocol", "address", "labels", "catalog", NULL
+	};
 
 	if (n->type != YAML_SEQUENCE_NODE) {
 		perr(l, n, "targets must be a list");
@@ -658,6 +718,9 @@ static void parse_targets(struct ld *l, yaml_node_t *n, struct policy *p)
 		if (!tg->host)
 			tg->host = xstrdup("");
 		get_kvs(l, get(l, t, "labels"), "labels", &tg->labels);
+		v = get(l, t, "catalog");
+		if (v)
+			parse_catalog(l, v, tg);
 	}
 }
 
@@ -815,6 +878,36 @@ static void parse_placement(struct ld *l, yaml_node_t *v, struct mask_rule *r)
 		     r->name);
 }
 
+/* A rule's column: "column", "table.column" or "schema.table.column". */
+struct colname {
+	char schema[64], table[64], column[64]; /* "" when not given */
+};
+
+/* Split s into *c; false when it is not one of the three forms. */
+static bool split_column(const char *s, struct colname *c)
+{
+	char *part[3] = { c->column, c->table, c->schema };
+	const char *end = s + strlen(s);
+	int n = 0;
+
+	memset(c, 0, sizeof(*c));
+	while (n < 3) {
+		const char *dot = end;
+		size_t len;
+
+		while (dot > s && dot[-1] != '.')
+			dot--;
+		len = (size_t)(end - dot);
+		if (!len || len > 63)
+			return false;
+		memcpy(part[n++], dot, len);
+		if (dot == s)
+			return true;
+		end = dot - 1;
+	}
+	return false;
+}
+
 static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 {
 	static const char *const keys[] = { "name",	 "match",     "columns",
@@ -862,10 +955,15 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 		     "supported; the rule's detectors mask Redis values",
 		     r->name);
 	get_strs(l, get(l, rn, "columns"), "columns", &r->columns);
-	for (size_t i = 0; i < r->columns.n; i++)
-		if (!*r->columns.v[i] || strlen(r->columns.v[i]) > 63)
-			perr(l, get(l, rn, "columns"), "columns: '%s' is not a column name",
+	for (size_t i = 0; i < r->columns.n; i++) {
+		struct colname c;
+
+		if (!split_column(r->columns.v[i], &c))
+			perr(l, get(l, rn, "columns"),
+			     "columns: '%s' is not a column name (column, table.column or "
+			     "schema.table.column, each at most 63 bytes)",
 			     r->columns.v[i]);
+	}
 	r->detectors = parse_detector_names(l, get(l, rn, "detectors"), "detectors", p, true);
 	if (!r->columns.n && !r->detectors)
 		perr(l, rn, "masking rule '%s' names no columns and no detectors", r->name);
@@ -1009,17 +1107,9 @@ static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
 			perr(l, get(l, v, "webhook"),
 			     "webhook must be an http:// URL (a local relay for https)");
 		if (t) {
-			char *end;
-			unsigned long n = scalar(t) ? strtoul(scalar(t), &end, 10) : 0;
-			unsigned mul = !scalar(t)  ? 0 :
-				       *end == 's' ? 1 :
-				       *end == 'm' ? 60 :
-				       *end == 'h' ? 3600 :
-						     0;
-
-			if (!n || !mul || end[1])
+			p->approval_ttl_s = duration_s(scalar(t));
+			if (!p->approval_ttl_s)
 				perr(l, t, "ttl must be a duration such as 90s, 15m or 2h");
-			p->approval_ttl_s = n * mul;
 		}
 	}
 	v = get(l, root, "targets");
@@ -1047,6 +1137,7 @@ void policy_free(struct policy *p)
 	for (size_t i = 0; i < p->ntargets; i++) {
 		free(p->targets[i].name);
 		free(p->targets[i].host);
+		free(p->targets[i].catalog);
 		free_kvs(&p->targets[i].labels);
 	}
 	for (size_t i = 0; i < p->ndet_custom; i++) {
@@ -1741,9 +1832,10 @@ void policy_print(const struct policy *p, FILE *f)
 				      "allow",
 		p->mismatch_reset ? "reset" : "alert");
 	for (size_t i = 0; i < p->ntargets; i++)
-		fprintf(f, "target %s: %s port %u\n", p->targets[i].name,
+		fprintf(f, "target %s: %s port %u%s\n", p->targets[i].name,
 			*p->targets[i].host ? p->targets[i].host : "any address",
-			p->targets[i].port);
+			p->targets[i].port,
+			p->targets[i].catalog ? ", table names read in its catalog" : "");
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct rule *r = &p->rules[i];
 
@@ -1884,7 +1976,7 @@ size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 						   .allow_unmaskable = r->allow_unmaskable,
 						   .columns = r->columns.n > 0 };
 		for (size_t i = 0; i < r->columns.n; i++) {
-			/* RowDescription names a column's table by OID only: the name decides */
+			/* by name, a qualified one bare: the catalog, if any, narrows (mask_rel) */
 			const char *dot = strrchr(r->columns.v[i], '.');
 
 			column(ctx, dot ? dot + 1 : r->columns.v[i], 1u << k);
@@ -1912,6 +2004,33 @@ uint32_t policy_mask_server(const struct policy *p,
 			user(ctx, m->db_user.v[i], 1u << k);
 	}
 	return srv;
+}
+
+void policy_mask_columns(const struct policy *p,
+			 void (*col)(void *ctx, const char *schema, const char *table,
+				     const char *column, uint32_t rule),
+			 void *ctx)
+{
+	for (size_t k = 0; k < p->nmask_rules; k++)
+		for (size_t i = 0; i < p->mask_rules[k].columns.n; i++) {
+			struct colname c;
+
+			if (split_column(p->mask_rules[k].columns.v[i], &c))
+				col(ctx, *c.schema ? c.schema : NULL, *c.table ? c.table : NULL,
+				    c.column, 1u << k);
+		}
+}
+
+const char *policy_catalog(const struct policy *p, const struct policy_conn *c, const char **target,
+			   unsigned *refresh_s)
+{
+	const struct target *t = target_of(p, c);
+
+	if (!t || !t->catalog)
+		return NULL;
+	*target = t->name;
+	*refresh_s = t->catalog_refresh_s;
+	return t->catalog;
 }
 
 uint32_t policy_mask_uids(const struct policy *p,

@@ -175,6 +175,24 @@ bool policy_mask_allows_unmaskable(const struct policy *p, uint32_t rules);
 size_t policy_mask_kernel(const struct policy *p, struct dbw_mask_rule *rules,
 			  void (*column)(void *ctx, const char *name, uint32_t rules), void *ctx);
 /*
+ * Each column a masking rule lists, split: col(ctx, schema, table,
+ * column, bit), schema and table NULL when the name does not give them.
+ */
+void policy_mask_columns(const struct policy *p,
+			 void (*col)(void *ctx, const char *schema, const char *table,
+				     const char *column, uint32_t rule),
+			 void *ctx);
+/*
+ * The catalog of c's target (README "Table-qualified columns"): its libpq
+ * connection string (valid while p is), its name in *target and the
+ * refresh period; NULL when the target has none.
+ */
+const char *policy_catalog(const struct policy *p, const struct policy_conn *c, const char **target,
+			   unsigned *refresh_s);
+/* How often a catalog is read again by default (a target's catalog.refresh). */
+#define POLICY_CATALOG_REFRESH_S 60
+
+/*
  * The kernel's uid filter: the rules without a uid selector (returned),
  * and uid(ctx, uid, bit) for each uid a rule's selector names.
  */

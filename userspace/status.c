@@ -85,6 +85,18 @@ void status_prometheus(void *ctx, FILE *out)
 		gauge(out, "approvals_pending", "require_approval blocks waiting for an approver",
 		      gi.approvals_pending);
 		gauge(out, "approvals_granted", "approvals in force", gi.approvals_granted);
+		gauge(out, "mask_catalog_databases",
+		      "databases whose catalog names masked tables' columns", gi.catalog.dbs);
+		gauge(out, "mask_catalog_columns", "table columns the kernel masks by table",
+		      gi.catalog.entries);
+		counter(out, "mask_catalog_reads_total", "catalog reads that succeeded",
+			gi.catalog.lookups);
+		counter(out, "mask_catalog_failures_total",
+			"catalog reads that failed (those columns go by name)",
+			gi.catalog.failures);
+		counter(out, "mask_catalog_dropped_total",
+			"columns or databases beyond the limits (they go by name)",
+			gi.catalog.dropped);
 	}
 	if (v->tls) {
 		struct tls_stats ts;
@@ -148,10 +160,14 @@ void status_json(void *ctx, FILE *out)
 		struct guard_info gi;
 
 		guard_info(v->guard, &gi);
-		pol = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i}", "path", gi.path, "version",
-				gi.version, "loaded_unix", (json_int_t)gi.loaded_unix, "rules",
-				(json_int_t)gi.rules, "approvals_pending", gi.approvals_pending,
-				"approvals_granted", gi.approvals_granted);
+		pol = json_pack(
+			"{s:s, s:s, s:I, s:I, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I}}", "path",
+			gi.path, "version", gi.version, "loaded_unix", (json_int_t)gi.loaded_unix,
+			"rules", (json_int_t)gi.rules, "approvals_pending", gi.approvals_pending,
+			"approvals_granted", gi.approvals_granted, "catalog", "databases",
+			(json_int_t)gi.catalog.dbs, "columns", (json_int_t)gi.catalog.entries,
+			"reads", (json_int_t)gi.catalog.lookups, "failures",
+			(json_int_t)gi.catalog.failures, "dropped", (json_int_t)gi.catalog.dropped);
 	}
 	if (v->tls) {
 		struct tls_stats ts;
@@ -236,6 +252,15 @@ int status_render(const char *text, FILE *out)
 			json_integer_value(json_object_get(p, "rules")), ctime(&t),
 			json_integer_value(json_object_get(p, "approvals_pending")),
 			json_integer_value(json_object_get(p, "approvals_granted")));
+		p = json_object_get(p, "catalog");
+		if (json_integer_value(json_object_get(p, "databases")))
+			fprintf(out,
+				"masking catalog: %lld databases, %lld table columns, %lld reads, "
+				"%lld failed\n",
+				json_integer_value(json_object_get(p, "databases")),
+				json_integer_value(json_object_get(p, "columns")),
+				json_integer_value(json_object_get(p, "reads")),
+				json_integer_value(json_object_get(p, "failures")));
 	} else {
 		fputs("policy: none (every statement is allowed)\n", out);
 	}

@@ -517,6 +517,64 @@ static void test_lost_framing(void **state)
 	assert_stream(out, &in, "allow");
 }
 
+/*
+ * A database whose catalog was read (mask_rel): column 2 (email, named by
+ * the rule) is another table's and stays; column 4 (phone, not named) is
+ * the listed table's and is masked. The table oid and column number cut
+ * at every byte: the same bytes out.
+ */
+static void test_table_columns_by_catalog(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t stars1[] = { DBW_MASK_STARS };
+	static const char *const *const email_only[] = { c_email };
+	int conn_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "mask_conn"));
+	int rel_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "mask_rel"));
+	struct dbw_mask_conn mc = { .rules = 1, .dbk = 77 };
+	struct dbw_mask_relkey other = { .dbk = 77, .reloid = 16384, .attnum = 2 },
+			       listed = { .dbk = 77, .reloid = 16384, .attnum = 4 };
+	__u32 none = 0, rule0 = 1;
+	__u64 key = 0;
+	struct stream in = {}, want = {};
+	uint8_t out[MAX_STREAM];
+	const char *row[5] = { "1", "ann@example.com", "4111 1111 1111 1111", "+4915112345678",
+			       "(vip)" };
+	const char *masked[5] = { "1", "ann@example.com", "4111 1111 1111 1111",
+				  STARS("+4915112345678"), "(vip)" };
+
+	rules(f, 1, stars1, no3, no3, email_only);
+	assert_int_equal(bpf_map_update_elem(conn_fd, &key, &mc, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(rel_fd, &other, &none, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(rel_fd, &listed, &rule0, BPF_ANY), 0);
+	row_desc(&in, people, 5);
+	data_row(&in, row, 5);
+	done(&in, "SELECT 1");
+	row_desc(&want, people, 5);
+	data_row(&want, masked, 5);
+	done(&want, "SELECT 1");
+	for (size_t c = MIN_SKB; c + MIN_SKB <= in.n; c++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "cut at %zu", c);
+		assert_int_equal(feed(f, &in, &c, 1, out), 0);
+		assert_stream(out, &want, what);
+	}
+	/* without the connection's database key the names decide: email masked, phone not */
+	mc.dbk = 0;
+	assert_int_equal(bpf_map_update_elem(conn_fd, &key, &mc, BPF_ANY), 0);
+	masked[1] = STARS(row[1]);
+	masked[3] = row[3];
+	memset(&want, 0, sizeof(want));
+	row_desc(&want, people, 5);
+	data_row(&want, masked, 5);
+	done(&want, "SELECT 1");
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	assert_stream(out, &want, "no catalog");
+	bpf_map_delete_elem(conn_fd, &key);
+	bpf_map_delete_elem(rel_fd, &other);
+	bpf_map_delete_elem(rel_fd, &listed);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_value_cut_by_an_skb),
 		cmocka_unit_test(test_rows_without_description),
 		cmocka_unit_test(test_lost_framing),
+		cmocka_unit_test(test_table_columns_by_catalog),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

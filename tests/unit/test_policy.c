@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "catalog.h"
 #include "detect.h"
 #include "policy.h"
 
@@ -658,6 +659,78 @@ static void test_masking_errors(void **state)
 	}
 }
 
+static const char CATALOG[] = "version: 1\n"
+			      "targets:\n"
+			      "  - name: prod\n"
+			      "    protocol: postgres\n"
+			      "    address: 10.0.0.5:5432\n"
+			      "    catalog: {dsn: 'host=10.0.0.5 user=reader', refresh: 5m}\n"
+			      "  - {name: plain, protocol: postgres, address: 10.0.0.6:5432}\n"
+			      "masking:\n"
+			      "  results:\n"
+			      "    - name: agents\n"
+			      "      match: {}\n"
+			      "      columns: [email, users.ssn, hr.users.ssn]\n";
+
+struct qcols {
+	char names[8][200];
+	uint32_t rules[8];
+	int n;
+};
+
+static void on_qcol(void *ctx, const char *schema, const char *table, const char *column,
+		    uint32_t rule)
+{
+	struct qcols *c = ctx;
+
+	snprintf(c->names[c->n], sizeof(c->names[0]), "%s|%s|%s", schema ? schema : "-",
+		 table ? table : "-", column);
+	c->rules[c->n++] = rule;
+}
+
+/* Table-qualified columns: split for the catalog reader; the catalog of a connection's target. */
+static void test_masking_catalog(void **state)
+{
+	char err[4096];
+	struct policy *p = load(CATALOG, err, sizeof(err));
+	struct dbw_mask_rule rules[DBW_MASK_RULES];
+	struct cols cols = {};
+	struct qcols q = {};
+	const char *target = NULL;
+	unsigned refresh = 0;
+
+	if (!p)
+		fprintf(stderr, "%s", err);
+	assert_non_null(p);
+	policy_mask_columns(p, on_qcol, &q);
+	assert_int_equal(q.n, 3);
+	assert_string_equal(q.names[0], "-|-|email");
+	assert_string_equal(q.names[1], "-|users|ssn");
+	assert_string_equal(q.names[2], "hr|users|ssn");
+	assert_int_equal(q.rules[2], 1);
+	/* the kernel's names: a qualified one bare (the catalog narrows it) */
+	policy_mask_kernel(p, rules, on_column, &cols);
+	assert_int_equal(cols.n, 3);
+	assert_string_equal(cols.names[2], "ssn");
+	{
+		struct policy_conn c = conn("10.0.0.5:5432", 5432, 1000, "app");
+
+		c.proto = DBW_PROTO_POSTGRES;
+		assert_string_equal(policy_catalog(p, &c, &target, &refresh),
+				    "host=10.0.0.5 user=reader");
+		assert_string_equal(target, "prod");
+		assert_int_equal(refresh, 300);
+		c.server = "10.0.0.6:5432";
+		assert_null(policy_catalog(p, &c, &target, &refresh));
+	}
+	policy_free(p);
+	/* the database key: never 0, and the separator counts */
+	assert_int_not_equal(catalog_dbk("prod", "shop"), 0);
+	assert_int_equal(catalog_dbk("prod", "shop"), catalog_dbk("prod", "shop"));
+	assert_int_not_equal(catalog_dbk("ab", "c"), catalog_dbk("a", "bc"));
+	assert_int_not_equal(catalog_dbk("prod", "shop"), catalog_dbk("prod", "shop2"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -665,7 +738,7 @@ int main(void)
 		cmocka_unit_test(test_protocols),	 cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_many_rules),	 cmocka_unit_test(test_workload_selectors),
 		cmocka_unit_test(test_workload_classes), cmocka_unit_test(test_masking),
-		cmocka_unit_test(test_masking_errors),
+		cmocka_unit_test(test_masking_errors),	 cmocka_unit_test(test_masking_catalog),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
