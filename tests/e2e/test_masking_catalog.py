@@ -6,6 +6,7 @@ masks users' ssn under any alias, in its partitions, and not another
 table's ssn. Without a catalog (or when it cannot be read) the name decides
 alone: every table's ssn is masked. Real PostgreSQL, real clients in cgroups.
 """
+import signal
 import subprocess
 import time
 import urllib.request
@@ -139,6 +140,14 @@ def test_catalog_masks_the_named_table_under_any_alias(pg, agent, cgroups, table
         print(f"DDL followed in {took:.2f} s")
         wait_value(c, "SELECT ssn AS y FROM c_users_old", [SSN["u"]], timeout=10)
         assert metrics(mport)["mask_catalog_reads_total"] >= 2
+
+        # a reload forgets every database (the rules' numbers may change) and reads again
+        a.proc.send_signal(signal.SIGHUP)
+        a.wait_for(lambda evs: any(e["type"] == "alert" and
+                                   e["alert"]["kind"] == "policy_loaded" for e in evs))
+        wait_value(c, "SELECT ssn AS z FROM c_users_old", [SSN["u"]], timeout=10)
+        assert one(c, "SELECT ssn AS z FROM c_users") == [stars(SSN["o"])]
+        assert metrics(mport)["mask_catalog_databases"] == 1
     finally:
         c.close()
         other.close()
