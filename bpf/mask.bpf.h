@@ -126,6 +126,9 @@ struct mask_vdet {
 /* The MySQL/MariaDB parser's own state (mask_mysql.bpf.h). */
 struct mask_my {
 	__u64 lval; /* a length-encoded integer being read */
+	/* ColumnDefinition: "org_table.org_name", "schema.org_table.org_name" hashed */
+	__u64 qhash, shash;
+	__u32 hits; /* ColumnDefinition: the rules its name and its origin name */
 	__u32 plen; /* the current packet's payload length */
 	__u32 pkt_rem; /* its payload bytes not read yet */
 	__u32 defs; /* COM_STMT_PREPARE answer: definitions left to skip */

@@ -544,6 +544,42 @@ static __always_inline void my_prep_next(struct mask_st *st)
 }
 
 /*
+ * A ColumnDefinition's name (c 4) or origin name (c 5) was read. MySQL
+ * says where a column comes from: `org_table` and `org_name`, whatever the
+ * query calls it. A column is masked, decided once both are read, by the
+ * rules that list its name bare (`ssn`: by its name or its origin's, so
+ * `ssn AS x` too), its origin (`users.ssn`, `shop.users.ssn`), or its name
+ * as the column of a qualified one (`users.ssn` masks a column called ssn
+ * in any table: a view's columns name the view as their origin, so the
+ * name alone decides there; more masked, never less).
+ */
+static __always_inline void my_cd_named(struct mask_st *st, __u8 c)
+{
+	struct mask_my *my = &st->my;
+	__u64 h = st->nhash;
+	__u32 *r = bpf_map_lookup_elem(&mask_cols, &h);
+
+	if (r)
+		my->hits |= *r & st->rules;
+	if (c == 4) {
+		h = dbw_name_key_any(st->nhash);
+		r = bpf_map_lookup_elem(&mask_cols, &h);
+		if (r)
+			my->hits |= *r & st->rules;
+		return;
+	}
+	h = my->qhash;
+	r = bpf_map_lookup_elem(&mask_cols, &h);
+	if (r)
+		my->hits |= *r & st->rules;
+	h = my->shash;
+	r = bpf_map_lookup_elem(&mask_cols, &h);
+	if (r)
+		my->hits |= *r & st->rules;
+	col_masked(st, my->hits);
+}
+
+/*
  * A packet's first payload byte c at w->pos, not consumed: what the packet
  * is, given the phase and where the response is. Returns as the step.
  */
@@ -799,10 +835,22 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			goto lost;
 		st->field_rem = r == 2 ? 0 : my->lval;
 		st->nhash = DBW_FNV_OFFSET_CI;
+		/* catalog, schema, table, org_table, name, org_name: see my_cd_names */
+		if (my->cstr == 1) {
+			my->shash = DBW_FNV_OFFSET_Q;
+			my->hits = 0;
+		} else if (my->cstr == 3) {
+			my->qhash = DBW_FNV_OFFSET_Q;
+			my->shash = fnv(my->shash, '.');
+		} else if (my->cstr == 5) {
+			my->qhash = fnv(my->qhash, '.');
+			my->shash = fnv(my->shash, '.');
+		}
 		st->state = MY_CD_STR;
 		return 0;
 	case MY_CD_STR: {
-		__u64 h = st->nhash;
+		__u64 h = st->nhash, q = my->qhash, sq = my->shash;
+		__u8 c = my->cstr;
 
 		n = w->len - w->pos;
 		if (n > my->pkt_rem)
@@ -813,28 +861,34 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			n = 64;
 		if (st->field_rem && !n)
 			return my_more(w);
-		if (my->cstr == 4 && n) {
-			/* the name (MySQL compares names without case) */
+		if ((c == 1 || c >= 3) && n) {
+			/* names (MySQL compares them without case) */
 			if (bpf_skb_load_bytes(skb, w->pos, w->buf, n & 127))
 				return 1;
 			for (__u32 k = 0; k < 64; k++) {
+				__u8 b = dbw_ascii_lower(w->buf[k]);
+
 				if (k >= n)
 					break;
-				h = fnv(h, dbw_ascii_lower(w->buf[k]));
+				h = fnv(h, b);
+				q = fnv(q, b);
+				sq = fnv(sq, b);
 			}
 			st->nhash = h;
+			if (c != 4) { /* the alias is no part of the origin */
+				my->qhash = q;
+				my->shash = sq;
+			}
 		}
 		w->pos += n;
 		my->pkt_rem -= n;
 		st->field_rem -= n;
 		if (st->field_rem)
 			return 0;
-		if (my->cstr++ == 4) {
-			col_named(st, h);
-			st->state = MY_CD_TAIL;
-		} else {
-			st->state = MY_CD_LEN;
-		}
+		my->cstr++;
+		if (c == 4 || c == 5)
+			my_cd_named(st, c);
+		st->state = c == 5 ? MY_CD_TAIL : MY_CD_LEN;
 		return 0;
 	}
 	case MY_CD_TAIL:

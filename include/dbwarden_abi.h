@@ -620,6 +620,23 @@ _Static_assert(sizeof(struct dbw_agent_meta) == 40 + 8 * DBW_CNT__MAX, "agent_me
  */
 #define DBW_FNV_OFFSET_CI ((DBW_FNV_OFFSET ^ 1) * DBW_FNV_PRIME)
 
+/*
+ * MySQL's ColumnDefinition also names a column's origin table and column
+ * (and its schema): a rule's `table.column` and `schema.table.column` are
+ * entered under FNV-1a 64 of the name folded to lower case, started from
+ * the hash of one 0x02 byte (dbw_name_hash_q), and its bare column name,
+ * which masks a column so called in any table, under dbw_name_key_any of
+ * its case-folded key: looked up by the name a result gives, not by its
+ * origin. A bare rule name is entered under its case-folded key, looked
+ * up by both.
+ */
+#define DBW_FNV_OFFSET_Q ((DBW_FNV_OFFSET ^ 2) * DBW_FNV_PRIME)
+
+static inline __u64 dbw_name_key_any(__u64 ci)
+{
+	return (ci ^ 0xff) * DBW_FNV_PRIME;
+}
+
 static inline __u8 dbw_ascii_lower(__u8 c)
 {
 	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
@@ -628,6 +645,15 @@ static inline __u8 dbw_ascii_lower(__u8 c)
 static inline __u64 dbw_name_hash_ci(const char *s, unsigned long n)
 {
 	__u64 h = DBW_FNV_OFFSET_CI;
+
+	for (unsigned long i = 0; i < n; i++)
+		h = (h ^ dbw_ascii_lower((__u8)s[i])) * DBW_FNV_PRIME;
+	return h;
+}
+
+static inline __u64 dbw_name_hash_q(const char *s, unsigned long n)
+{
+	__u64 h = DBW_FNV_OFFSET_Q;
 
 	for (unsigned long i = 0; i < n; i++)
 		h = (h ^ dbw_ascii_lower((__u8)s[i])) * DBW_FNV_PRIME;

@@ -173,11 +173,31 @@ static void add_mask_user(void *ctx, const char *name, uint32_t rules)
 		       rules);
 }
 
-/* A column name a rule lists: its exact key (PostgreSQL), its case-folded one (MySQL). */
+/* A column name a rule lists, qualified or not: its exact key (PostgreSQL's RowDescription). */
 static void add_mask_col(void *ctx, const char *name, uint32_t rules)
 {
 	add_mask_key(ctx, dbw_name_hash(name, strlen(name)), rules);
-	add_mask_key(ctx, dbw_name_hash_ci(name, strlen(name)), rules);
+}
+
+/*
+ * A column a rule lists, as MySQL's ColumnDefinition is looked up (see
+ * dbw_name_key_any): bare, its case-folded key; qualified, its origin's
+ * key and its column name's "any table" key.
+ */
+static void add_mask_mysql_col(void *ctx, const char *schema, const char *table, const char *column,
+			       uint32_t rule)
+{
+	uint64_t ci = dbw_name_hash_ci(column, strlen(column));
+	char full[200];
+
+	if (!table) {
+		add_mask_key(ctx, ci, rule);
+		return;
+	}
+	add_mask_key(ctx, dbw_name_key_any(ci), rule);
+	snprintf(full, sizeof(full), "%s%s%s.%s", schema ? schema : "", schema ? "." : "", table,
+		 column);
+	add_mask_key(ctx, dbw_name_hash_q(full, strlen(full)), rule);
 }
 
 /* Install p's kernel share. 0 or -errno. */
@@ -216,6 +236,7 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 	/* mask_rel's entries carry rule numbers: gone before the new rules are in */
 	catalog_policy(g->cat, p);
 	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
+	policy_mask_columns(p, add_mask_mysql_col, &mcols);
 	cm.uid_free = policy_mask_uids(p, add_mask_uid, &mcols);
 	cm.ncols = mcols.n;
 	cm.nuids = mcols.nuids;

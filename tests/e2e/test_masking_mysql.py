@@ -236,9 +236,47 @@ masking:
     res, _ = mariadb_in(cgroups, MASKED_CG, my, "-e",
                         f"SELECT card, EMAIL, ssn, email AS e2 FROM {name} ORDER BY id")
     assert res.returncode == 0, res.stderr
+    # e2 is an alias: MySQL still names its origin column (Email), which the rule lists
     assert rows_of(res.stdout) == [("*" * (len(r[2]) - 4) + r[2][-4:], "X" * len(r[1]), r[3],
-                                    r[1]) for r in rows]
+                                    "X" * len(r[1])) for r in rows]
     a.stop()
+
+
+def test_aliases_followed_to_their_origin_column(my, agent, cgroups, people, tmp_path):
+    """
+    A ColumnDefinition names the column's origin (org_table, org_name): an
+    alias of a listed column is masked, whether the rule names it bare,
+    table.column or schema.table.column, and an alias of another table's
+    column is not. A qualified name still masks a column that a result
+    calls by that name, in any table (a view's columns name the view).
+    """
+    name, rows = people
+    my.sql_socket("DROP TABLE IF EXISTS shop.vendors; CREATE TABLE shop.vendors (id int, "
+                  "ssn char(11), phone text); INSERT INTO shop.vendors VALUES "
+                  "(1, '999-99-9999', '+1 415 555 9999')")
+    pol = f"""\
+version: 1
+masking:
+  results:
+    - name: origins
+      match: {{actor: {{cgroup: {MASKED_CG}}}}}
+      columns: [people.ssn, shop.people.phone, email, other.people.note]
+      style: stars
+"""
+    a = agent("--policy", policy(tmp_path, body=pol))
+    q = f"SELECT ssn AS a, phone AS b, Email AS c, card AS d, note AS e FROM {name} ORDER BY id"
+    res, _ = mariadb_in(cgroups, MASKED_CG, my, "-e",
+                        q + "; SELECT v.ssn AS x, v.phone AS y, ssn FROM vendors v")
+    assert res.returncode == 0, res.stderr
+    out = rows_of(res.stdout)
+    # note: other.people is not shop.people
+    assert out[:-1] == [(stars(r[3]), stars(r[4]), stars(r[1]), r[2], r[5]) for r in rows]
+    # aliases of vendors' columns are vendors'; called ssn, a column is masked in any table
+    assert out[-1] == ("999-99-9999", "+1 415 555 9999", stars("999-99-9999"))
+    res, _ = mariadb_in(cgroups, OTHER_CG, my, "-e", q)
+    assert rows_of(res.stdout) == [(r[3], r[4], r[1], r[2], r[5]) for r in rows]
+    a.stop()
+    my.sql_socket("DROP TABLE IF EXISTS shop.vendors")
 
 
 def test_large_results_byte_exact(my, agent, cgroups, tmp_path):
