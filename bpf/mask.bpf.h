@@ -1746,8 +1746,9 @@ static __always_inline int mask_srv_msg(struct sk_msg_md *msg)
 		bpf_loop(w->nrec, rec_save_step, &s, 0);
 	}
 	s->seq_ok = 1;
-	if (verdict == SK_PASS)
-		bpf_msg_redirect_hash(msg, &socks_srv, &s->id, 0);
+	/* as the client side's msg_pass: a plain pass (the socket left the hash) is counted */
+	if (verdict == SK_PASS && bpf_msg_redirect_hash(msg, &socks_srv, &s->id, 0) != SK_PASS)
+		cnt_add(DBW_CNT_PASS_PLAIN, 1);
 	return verdict;
 }
 
