@@ -1170,7 +1170,7 @@ static __always_inline int pg_step(void *ctx, const int msg)
 			st->field_rem = 12; /* the 6 bytes read; the rest is skipped below */
 			w->pos += 6;
 			st->msg_rem -= 6;
-		} else if (st->field_rem > 12) {
+		} else if (st->field_rem > 12 && st->dbk) {
 			/* the table oid and column number cut by an skb: gathered a byte at a time */
 			if (m_load(ctx, msg, w, w->pos, b, 1))
 				return 1;

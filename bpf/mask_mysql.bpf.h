@@ -835,7 +835,7 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			goto lost;
 		st->field_rem = r == 2 ? 0 : my->lval;
 		st->nhash = DBW_FNV_OFFSET_CI;
-		/* catalog, schema, table, org_table, name, org_name: see my_cd_names */
+		/* catalog, schema, table, org_table, name, org_name: see my_cd_named */
 		if (my->cstr == 1) {
 			my->shash = DBW_FNV_OFFSET_Q;
 			my->hits = 0;
@@ -866,10 +866,11 @@ __noinline int mask_step_mysql(struct __sk_buff *skb)
 			if (bpf_skb_load_bytes(skb, w->pos, w->buf, n & 127))
 				return 1;
 			for (__u32 k = 0; k < 64; k++) {
-				__u8 b = dbw_ascii_lower(w->buf[k]);
+				__u8 b;
 
 				if (k >= n)
 					break;
+				b = dbw_ascii_lower(w->buf[k]);
 				h = fnv(h, b);
 				q = fnv(q, b);
 				sq = fnv(sq, b);
