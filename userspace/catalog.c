@@ -47,6 +47,7 @@ struct catalog {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned gen; /* the policy's: a read started under another is not written */
+	int loaded; /* a policy was given (the first one empties a pinned map) */
 	struct cat_col *cols;
 	size_t ncols;
 	struct cat_db dbs[CATALOG_MAX_DBS];
@@ -434,16 +435,24 @@ void catalog_free(struct catalog *c)
 	free(c);
 }
 
+struct colset {
+	struct cat_col *v;
+	size_t n;
+	int failed;
+};
+
 static void add_col(void *ctx, const char *schema, const char *table, const char *column,
 		    uint32_t rule)
 {
-	struct catalog *c = ctx;
-	struct cat_col *n = realloc(c->cols, (c->ncols + 1) * sizeof(*n));
+	struct colset *set = ctx;
+	struct cat_col *n = realloc(set->v, (set->n + 1) * sizeof(*n));
 
-	if (!n)
-		return; /* that column then goes by name alone: more masked */
-	c->cols = n;
-	n = &c->cols[c->ncols++];
+	if (!n) {
+		set->failed = 1;
+		return;
+	}
+	set->v = n;
+	n = &set->v[set->n++];
 	memset(n, 0, sizeof(*n));
 	snprintf(n->schema, sizeof(n->schema), "%s", schema ? schema : "");
 	snprintf(n->table, sizeof(n->table), "%s", table ? table : "");
@@ -453,9 +462,22 @@ static void add_col(void *ctx, const char *schema, const char *table, const char
 
 void catalog_policy(struct catalog *c, const struct policy *p)
 {
+	struct colset set = {};
 	struct dbw_mask_relkey k;
 
+	policy_mask_columns(p, add_col, &set);
 	pthread_mutex_lock(&c->mu);
+	/*
+	 * The same columns under the same rule numbers: every entry stays
+	 * right (a reload that edits other things leaves no moment where
+	 * renamed columns go by name alone).
+	 */
+	if (c->loaded && !set.failed && set.n == c->ncols &&
+	    (!set.n || !memcmp(set.v, c->cols, set.n * sizeof(*set.v)))) {
+		pthread_mutex_unlock(&c->mu);
+		free(set.v);
+		return;
+	}
 	c->gen++;
 	forget_all(c);
 	/* and whatever an earlier agent left in a pinned map: its rules' numbers */
@@ -463,9 +485,12 @@ void catalog_policy(struct catalog *c, const struct policy *p)
 		if (bpf_map_delete_elem(c->fd, &k))
 			break;
 	free(c->cols);
-	c->cols = NULL;
-	c->ncols = 0;
-	policy_mask_columns(p, add_col, c);
+	/* out of memory: no column is looked up (names decide: more masked) */
+	c->cols = set.failed ? NULL : set.v;
+	c->ncols = set.failed ? 0 : set.n;
+	if (set.failed)
+		free(set.v);
+	c->loaded = 1;
 	pthread_mutex_unlock(&c->mu);
 }
 

@@ -36,9 +36,11 @@ void catalog_free(struct catalog *c);
 
 /*
  * The policy in force is about to change to p: its listed columns are
- * copied, every database is forgotten and mask_rel emptied (its entries
- * carry the old rules' numbers). Call before the new rules reach the
- * kernel; connections then come back through catalog_conn.
+ * copied. When they differ from the last policy's (names or the rules'
+ * numbers), every database is forgotten and mask_rel emptied, since its
+ * entries carry the old rules' numbers; so is it on the first call (a
+ * pinned map may hold an earlier agent's). Call before the new rules
+ * reach the kernel; connections then come back through catalog_conn.
  */
 void catalog_policy(struct catalog *c, const struct policy *p);
 

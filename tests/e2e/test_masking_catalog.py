@@ -78,6 +78,19 @@ def metrics(port):
     return out
 
 
+def settled_reads(port):
+    """Catalog reads done, once none has been added for half a second (DDL may queue two)."""
+    last, since = metrics(port)["mask_catalog_reads_total"], time.time()
+    deadline = since + 10
+    while time.time() - since < 0.5:
+        assert time.time() < deadline, "catalog reads do not settle"
+        time.sleep(0.05)
+        now = metrics(port)["mask_catalog_reads_total"]
+        if now != last:
+            last, since = now, time.time()
+    return last
+
+
 def one(c, q):
     res = c.sql(q)
     assert "rows" in res, res
@@ -100,8 +113,8 @@ def wait_value(c, q, want, timeout=15.0):
 def test_catalog_masks_the_named_table_under_any_alias(pg, agent, cgroups, tables, tmp_path):
     from workloads import SqlClient
     mport = free_port()
-    a = agent("--policy", policy(tmp_path, pg, f"host=127.0.0.1 port={pg.port} user=postgres"),
-              "--metrics", f"127.0.0.1:{mport}")
+    path = policy(tmp_path, pg, f"host=127.0.0.1 port={pg.port} user=postgres")
+    a = agent("--policy", path, "--metrics", f"127.0.0.1:{mport}")
     c = SqlClient(cgroups, MASKED_CG, pg.dsn())
     other = SqlClient(cgroups, OTHER_CG, pg.dsn())
     try:
@@ -141,12 +154,26 @@ def test_catalog_masks_the_named_table_under_any_alias(pg, agent, cgroups, table
         wait_value(c, "SELECT ssn AS y FROM c_users_old", [SSN["u"]], timeout=10)
         assert metrics(mport)["mask_catalog_reads_total"] >= 2
 
-        # a reload forgets every database (the rules' numbers may change) and reads again
+        # a reload that lists the same columns keeps what was read: no moment by name alone
+        reads = settled_reads(mport)
         a.proc.send_signal(signal.SIGHUP)
-        a.wait_for(lambda evs: any(e["type"] == "alert" and
-                                   e["alert"]["kind"] == "policy_loaded" for e in evs))
-        wait_value(c, "SELECT ssn AS z FROM c_users_old", [SSN["u"]], timeout=10)
+        a.wait_for(lambda evs: sum(e["type"] == "alert" and e["alert"]["kind"] == "policy_loaded"
+                                   for e in evs) == 1)
         assert one(c, "SELECT ssn AS z FROM c_users") == [stars(SSN["o"])]
+        assert one(c, "SELECT ssn FROM c_users_old") == [SSN["u"]]
+        assert metrics(mport)["mask_catalog_reads_total"] == reads
+        # one that lists others forgets every database (rule numbers may differ), reads again:
+        # meanwhile c_users_old's ssn goes by its name (masked)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("hr.c_emp.ssn]", "hr.c_emp.ssn, c_gone.ssn]"))
+        a.proc.send_signal(signal.SIGHUP)
+        a.wait_for(lambda evs: sum(e["type"] == "alert" and e["alert"]["kind"] == "policy_loaded"
+                                   for e in evs) == 2)
+        wait_value(c, "SELECT ssn FROM c_users_old", [SSN["u"]], timeout=10)
+        assert one(c, "SELECT ssn AS z FROM c_users") == [stars(SSN["o"])]
+        assert metrics(mport)["mask_catalog_reads_total"] > reads
         assert metrics(mport)["mask_catalog_databases"] == 1
     finally:
         c.close()
