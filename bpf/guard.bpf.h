@@ -111,6 +111,16 @@ struct guard_plan {
 	__u64 ubuf; /* TLS: the plaintext in the sending task's memory */
 	struct guard_hit hits[GUARD_MAX_HITS];
 	struct dbw_lex_result lex;
+	/* Redis replies masked by key: the send's commands (struct mask_resp_cmds) */
+	struct resp_keys keys;
+	__u64 kconn;
+	__u32 khead; /* commands counted before this send */
+	__u32 kcount; /* commands of this send that get a reply */
+	__u32 ktail; /* replies the verdict has paired: the ring's room */
+	__u32 klost_at;
+	__u8 kon; /* the connection's commands are counted */
+	__u8 klost, khit_lost, kmulti, kmhit;
+	__u8 pad4[3];
 };
 
 struct {
@@ -125,6 +135,144 @@ static __always_inline struct guard_plan *plan_get(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&guard_scratch, &zero);
+}
+
+/*
+ * A masked Redis connection's commands go unseen from here (the guard is
+ * off, or lost this stream): a reply from now on cannot be paired with its
+ * command.
+ */
+static __always_inline void rkey_blind(struct dbw_sk_state *st)
+{
+	struct mask_resp_cmds *c;
+
+	if (st->proto != DBW_PROTO_REDIS || !st->mask_rules)
+		return;
+	c = bpf_map_lookup_elem(&mask_resp_cmds, &st->conn_id);
+	if (!c || c->lost == RK_BLIND)
+		return;
+	c->lost_at = c->head;
+	*(volatile __u8 *)&c->lost = RK_BLIND;
+}
+
+/*
+ * The plan's view of a masked Redis connection's commands, and what its
+ * rules' keys need the walk to look for. Counting is on whenever the
+ * record exists: a policy that brings keys later finds the count right.
+ */
+static __always_inline void rkey_begin(struct guard_plan *p, struct dbw_sk_state *st)
+{
+	struct mask_resp_cmds *c;
+	struct dbw_mask_conn *mc;
+	struct dbw_mask_cfg *cfg;
+	__u32 zero = 0, rules;
+
+	p->kon = 0;
+	p->keys.plens = 0;
+	p->keys.any = 0;
+	if (st->proto != DBW_PROTO_REDIS || !st->mask_rules)
+		return;
+	c = bpf_map_lookup_elem(&mask_resp_cmds, &st->conn_id);
+	if (!c)
+		return;
+	p->kon = 1;
+	p->kconn = st->conn_id;
+	p->kcount = 0;
+	p->khead = c->head;
+	p->ktail = *(volatile __u32 *)&c->tail;
+	p->klost = c->lost;
+	p->klost_at = c->lost_at;
+	p->khit_lost = c->hit_lost;
+	p->kmulti = c->multi;
+	p->kmhit = c->multi_hit;
+	cfg = bpf_map_lookup_elem(&mask_cfg, &zero);
+	if (!cfg || !cfg->key_rules)
+		return;
+	/* the rules userspace settled, else every candidate: more masked, never less */
+	mc = bpf_map_lookup_elem(&mask_conn, &st->conn_id);
+	rules = st->mask_rules & (mc ? mc->rules : ~0u);
+	p->keys.any = rules & cfg->key_rules;
+	if (p->keys.any)
+		p->keys.plens = cfg->key_plens;
+}
+
+/*
+ * A command of the walk that gets a reply was classified (p->keys): count
+ * it, and note whether it names a masked key (bit n of the record, written
+ * ahead of its head: the verdict reads only below the head, which
+ * rkey_commit() moves once the send is decided, so a walk run again after
+ * a cork writes the same bits again). A transaction's EXEC names the keys
+ * its queued commands name.
+ */
+static __always_inline void rkey_note(struct guard_plan *p)
+{
+	struct resp_keys *k = &p->keys;
+	struct mask_resp_cmds *c;
+	__u64 bit, *word;
+	__u32 n;
+	int hit;
+
+	if (!p->kon)
+		return;
+	hit = (k->rules & k->any) != 0;
+	if (k->flags & DBW_RKEY_MULTI) {
+		p->kmulti = 1;
+		p->kmhit = 0;
+	} else if (p->kmulti && hit) {
+		p->kmhit = 1;
+	}
+	if (k->flags & (DBW_RKEY_EXEC | DBW_RKEY_DISCARD)) {
+		hit = (k->flags & DBW_RKEY_EXEC) && p->kmulti && p->kmhit;
+		p->kmulti = 0;
+		p->kmhit = 0;
+	}
+	n = p->khead + p->kcount++;
+	if (p->klost) {
+		if (hit)
+			p->khit_lost = 1;
+		return;
+	}
+	if (k->flags & DBW_RKEY_UNPAIRED) {
+		p->klost = RK_UNPAIRED;
+		p->klost_at = n;
+		return;
+	}
+	c = bpf_map_lookup_elem(&mask_resp_cmds, &p->kconn);
+	if (!c || n - p->ktail >= RK_RING) {
+		/* a pipeline deeper than the ring: its replies cannot be paired */
+		p->klost = RK_BLIND;
+		p->klost_at = n;
+		return;
+	}
+	bit = 1ULL << (n & 63);
+	word = &c->bits[(n / 64) & (RK_RING / 64 - 1)];
+	if (hit)
+		*word |= bit;
+	else
+		*word &= ~bit;
+}
+
+/* The send is decided: its commands counted for the verdict, the head last. */
+static __always_inline void rkey_commit(struct guard_plan *p)
+{
+	struct mask_resp_cmds *c;
+
+	if (!p->kon)
+		return;
+	c = bpf_map_lookup_elem(&mask_resp_cmds, &p->kconn);
+	if (!c)
+		return;
+	if (p->lost && !p->klost) {
+		/* the walk stops following the stream here */
+		p->klost = RK_BLIND;
+		p->klost_at = p->khead + p->kcount;
+	}
+	c->multi = p->kmulti;
+	c->multi_hit = p->kmhit;
+	c->hit_lost = p->khit_lost;
+	c->lost_at = p->klost_at;
+	*(volatile __u32 *)&c->head = p->khead + p->kcount;
+	*(volatile __u8 *)&c->lost = p->klost;
 }
 
 /* Copy n (constant, <= 8) bytes at off of the message into dst. 0 or -1. */
@@ -581,12 +729,15 @@ __noinline int resp_guard_step(struct sk_msg_md *msg)
 		n = RESP_WINDOW;
 	if (src_copy(msg, p, o, n))
 		goto lost;
-	r = resp_classify(n, &p->lex, &hdr, &nel);
+	r = resp_classify(n, &p->lex, &hdr, &nel, &p->keys);
 	if (r < 0)
 		goto lost;
 	if (r > 0) {
 		/* the whole command is here: judged, and rewritten if blocked */
 		guard_verdict(o, o, r, 'R');
+		/* an empty one ("*0", a blank line) gets no reply */
+		if (nel)
+			rkey_note(p);
 		p->off = o + r;
 		return STEP_MORE;
 	}
@@ -606,6 +757,7 @@ __noinline int resp_guard_step(struct sk_msg_md *msg)
 		}
 		p->refuse = 1; /* too long to rewrite: the send is refused */
 	}
+	rkey_note(p);
 	/* walk its elements from the first on */
 	p->relems = nel;
 	p->off = o + hdr;
@@ -736,15 +888,21 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 		/* unfollowed bytes: a policy loaded later cannot frame this stream */
 		if (st->phase != DBW_PG_OFF)
 			st->phase = DBW_PG_OFF;
+		rkey_blind(st);
 		return NULL;
 	}
 	if (st->phase == DBW_PG_OFF || st->proto < DBW_PROTO_POSTGRES ||
-	    st->proto > DBW_PROTO_REDIS)
+	    st->proto > DBW_PROTO_REDIS) {
+		rkey_blind(st);
 		return NULL;
+	}
 	p = plan_get();
-	if (!p)
+	if (!p) {
+		rkey_blind(st);
 		return NULL;
+	}
 	p->proto = st->proto;
+	rkey_begin(p, st);
 	p->relems = 0;
 	if (st->proto == DBW_PROTO_REDIS) {
 		__u32 *w = bpf_map_lookup_elem(&resp_walk, &st->conn_id);
@@ -990,6 +1148,7 @@ static __always_inline int guard_commit(struct dbw_sk_state *st, struct guard_pl
 		cnt_add(DBW_CNT_GUARD_LOST, 1);
 		st->phase = DBW_PG_OFF;
 	}
+	rkey_commit(p);
 	return p->refuse || (p->lost && p->unparsed_block);
 }
 

@@ -173,6 +173,43 @@ struct mask_my_cmds {
 	__u32 stmt[16]; /* the statement id an EXECUTE or FETCH names, slot as kinds */
 };
 
+/*
+ * A Redis client's commands, as the guard's walk of its sends sees them
+ * (rkey_note, rkey_commit in guard.bpf.h), for the verdict to pair each
+ * reply with its command (mask_resp.bpf.h): bit n of `bits` says whether
+ * command n names a key a rule masks. Commands are counted from the
+ * first, whether or not a rule has keys, so that a policy that brings
+ * keys later finds the count right. Written by sk_msg but `tail`, which
+ * the verdict advances (the walk stops writing bits that far ahead).
+ */
+#define RK_RING 4096 /* commands a pipeline may have sent ahead of their replies */
+
+enum {
+	RK_PAIRED = 0,
+	RK_UNPAIRED = 1, /* SUBSCRIBE, MONITOR, CLIENT REPLY: replies no longer pair */
+	RK_BLIND = 2, /* client bytes the walk did not follow (or a pipeline too deep) */
+};
+
+struct mask_resp_cmds {
+	__u32 head; /* commands sent that get a reply */
+	__u32 tail; /* replies the verdict has paired */
+	__u8 lost; /* RK_* */
+	__u8 hit_lost; /* unpaired, a command named a masked key */
+	__u8 multi; /* inside MULTI */
+	__u8 multi_hit; /* a command queued in it names a masked key */
+	__u32 lost_at; /* the first command whose reply cannot be paired */
+	__u64 bits[RK_RING / 64];
+};
+
+/* The Redis key masking's state of a connection's replies (mask_resp.bpf.h). */
+struct mask_rk {
+	__u32 tail; /* replies paired with their commands */
+	__u32 rules; /* rules in force that have keys */
+	__u8 on; /* the current reply answers a command naming a masked key */
+	__u8 style; /* the first of those rules' style */
+	__u8 pad[2];
+};
+
 /* Per connection, across skbs. */
 struct mask_st {
 	__u64 off; /* stream offset of the next byte */
@@ -201,7 +238,10 @@ struct mask_st {
 	__u8 side; /* enum dbw_mask_side */
 	__u8 user_seen; /* server side: session_authorization was read */
 	__u8 pad2[2];
-	struct mask_my my; /* DBW_PROTO_MYSQL */
+	union {
+		struct mask_my my; /* DBW_PROTO_MYSQL */
+		struct mask_rk rk; /* DBW_PROTO_REDIS */
+	};
 };
 
 /* A server-side connection's peer, for its records (struct dbw_rec_mask). */
@@ -311,6 +351,22 @@ struct {
 	__type(value, __u32);
 } mask_srv_user SEC(".maps");
 
+/* conn id -> struct mask_resp_cmds, for masked Redis connections. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct mask_resp_cmds);
+} mask_resp_cmds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mask_resp_cmds);
+} mask_resp_zero SEC(".maps");
+
 /* conn id -> struct mask_my_cmds, for masked MySQL connections (sk_msg writes). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -391,6 +447,16 @@ static __always_inline struct mask_st *mask_state_new(__u64 *key, __u32 cand, __
 	return m;
 }
 
+/* A Redis connection's command record, empty (its commands are counted from the first). */
+static __always_inline long mask_resp_cmds_new(__u64 *key)
+{
+	__u32 zero = 0;
+	/* from a zeroed map slot: more than the stack should hold */
+	struct mask_resp_cmds *z = bpf_map_lookup_elem(&mask_resp_zero, &zero);
+
+	return z ? bpf_map_update_elem(&mask_resp_cmds, key, z, BPF_ANY) : -1;
+}
+
 /*
  * ESTABLISHED: a socket with candidate rules gets its masking state and
  * joins socks_mask. 0, or an error (the caller counts it: not watched).
@@ -409,6 +475,10 @@ static __always_inline long mask_join(struct bpf_sock_ops *skops, struct dbw_sk_
 			goto fail;
 		}
 	}
+	if (st->proto == DBW_PROTO_REDIS && mask_resp_cmds_new(key)) {
+		bpf_map_delete_elem(&mask_state, key);
+		goto fail;
+	}
 	if (bpf_sock_hash_update(skops, &socks_mask, key, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&mask_state, key);
 		goto fail;
@@ -426,6 +496,7 @@ static __always_inline void mask_on_close(__u64 key)
 	bpf_map_delete_elem(&mask_state, &key);
 	bpf_map_delete_elem(&mask_conn, &key);
 	bpf_map_delete_elem(&mask_my_cmds, &key);
+	bpf_map_delete_elem(&mask_resp_cmds, &key);
 }
 
 /* A selected connection that could not join socks_mask: userspace resets it. */
@@ -1297,6 +1368,11 @@ static __always_inline void rules_settle(struct mask_st *st, __u32 rules)
 	st->allow = 1;
 	st->has_cols = 0;
 	st->dstyle = DBW_MASK_STARS;
+	if (st->proto == DBW_PROTO_REDIS) {
+		/* the reply count (rk.tail) goes on */
+		st->rk.rules = cfg ? rules & cfg->key_rules : 0;
+		st->rk.style = DBW_MASK_STARS;
+	}
 	for (__u32 k = 0; cfg && k < DBW_MASK_RULES; k++) {
 		struct dbw_mask_rule *r = &cfg->rules[k];
 
@@ -1304,6 +1380,9 @@ static __always_inline void rules_settle(struct mask_st *st, __u32 rules)
 			continue;
 		if (r->detectors && !st->dets)
 			st->dstyle = r->style;
+		/* a reply masked by key: the style of the first rule with keys */
+		if (st->proto == DBW_PROTO_REDIS && (st->rk.rules & ((2u << k) - 1)) == (1u << k))
+			st->rk.style = r->style;
 		st->dets |= r->detectors;
 		st->allow &= r->allow_unmaskable ? 1 : 0;
 		st->has_cols |= r->columns ? 1 : 0;

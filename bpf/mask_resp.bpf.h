@@ -182,7 +182,8 @@ static __always_inline void rmask_elem_done(struct __sk_buff *skb, struct mask_w
 }
 
 /*
- * A string value of flen bytes begins (flen > 0): the detectors decide it.
+ * A string value of flen bytes begins (flen > 0): in a reply masked by
+ * key, masked whole whatever its length; else the detectors decide it.
  * Redis has no column names: a rule's `columns` never apply, so the
  * PostgreSQL "rows without a description" case (has_cols) is kept off.
  */
@@ -192,7 +193,54 @@ static __always_inline void rmask_value_start(struct mask_st *st, __u32 flen)
 	st->has_cols = 0;
 	st->desc = 0;
 	st->fidx = 0;
+	if (st->rk.on) {
+		st->field_len = st->field_rem = flen;
+		st->fmode = FM_STYLE;
+		st->fstyle = st->rk.style;
+		st->masked++;
+		cnt_add(DBW_CNT_MASK_FIELDS, 1);
+		return;
+	}
 	field_start(st, flen);
+}
+
+/*
+ * A reply (not a push) begins: pair it with the command it answers, in
+ * the order the guard's walk counted the client's commands
+ * (struct mask_resp_cmds), and mask it whole when that command names a
+ * key a rule in force masks. A reply no command waits for (an error as the
+ * server closes) pairs with none. Returns 1 when it may answer such a
+ * command but cannot be paired (w->lost: on_unmaskable decides), else 0.
+ */
+static __always_inline int rmask_pair(struct mask_work *w)
+{
+	struct mask_st *st = &w->st;
+	struct mask_resp_cmds *c = bpf_map_lookup_elem(&mask_resp_cmds, &w->key);
+	__u32 n, head;
+	__u8 lost;
+
+	if (!c)
+		goto unpaired;
+	lost = *(volatile __u8 *)&c->lost;
+	head = *(volatile __u32 *)&c->head;
+	if (lost && (__s32)(st->rk.tail - c->lost_at) >= 0) {
+		/* the replies of commands sent before pair still */
+		if (lost == RK_BLIND || c->hit_lost)
+			goto unpaired;
+		return 0;
+	}
+	if (head == st->rk.tail)
+		return 0;
+	n = st->rk.tail++;
+	*(volatile __u32 *)&c->tail = st->rk.tail;
+	if ((c->bits[(n / 64) & (RK_RING / 64 - 1)] >> (n & 63)) & 1)
+		st->rk.on = st->rk.rules != 0;
+	return 0;
+unpaired:
+	if (!st->rk.rules)
+		return 0;
+	w->lost = DBW_MASK_LOST_REDIS_KEYS;
+	return 1;
 }
 
 /*
@@ -223,6 +271,9 @@ static __always_inline int rmask_type(struct __sk_buff *skb, struct mask_work *w
 		/* a top-level reply (or push) begins */
 		st->nfields = 1;
 		st->acc[5] = t;
+		st->rk.on = 0; /* a push answers no command */
+		if (t != '>' && rmask_pair(w))
+			return 1;
 	} else if (st->nfields == 1 && st->acc[5] == '|') {
 		/* the reply an attribute annotated */
 		st->acc[5] = t;

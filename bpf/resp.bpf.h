@@ -15,6 +15,13 @@
  * element by element; the elements still to come of the current command
  * are kept per connection in resp_walk, the bytes left of the current
  * bulk in dbw_sk_state.msg_left as for PostgreSQL.
+ *
+ * On a connection whose replies a rule masks by key (struct dbw_mask_key),
+ * the same read also hashes every argument as sent and looks it up among
+ * the rules' keys and prefixes; rkey_decide() then says, from the
+ * command's key positions (mask_rkey_spec), whether the command names a
+ * masked key. What cannot be read (arguments past the window, quoted
+ * inline words) counts as naming one: more is masked, never less.
  */
 #ifndef DBW_RESP_BPF_H
 #define DBW_RESP_BPF_H
@@ -35,7 +42,32 @@ struct {
 	__type(value, __u32);
 } redis_verbs SEC(".maps");
 
+/* struct dbw_mask_key -> the rules naming that key or prefix. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct dbw_mask_key);
+	__type(value, __u32);
+} mask_keys SEC(".maps");
+
+/* The guard's command name hash -> its key positions (struct dbw_rkey_spec). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512);
+	__type(key, __u64);
+	__type(value, struct dbw_rkey_spec);
+} mask_rkey_spec SEC(".maps");
+
 enum { R_COUNT, R_HDR, R_DATA, R_CRLF, R_INLINE, R_DONE, R_BAD };
+
+/* Key matching of one command (rkey_decide): in, what to look for; out, what was found. */
+struct resp_keys {
+	__u64 plens; /* in: dbw_mask_cfg.key_plens; 0: keys not looked up */
+	__u32 any; /* in: the rules a command naming keys unread may name */
+	__u32 rules; /* out: the rules whose keys the command names (0: none) */
+	__u8 flags; /* out: enum dbw_rkey_flags of the command */
+	__u8 pad[7];
+};
 
 /* Reading state of one command in the lexer buffer (bpf_loop context). */
 struct resp_read {
@@ -50,7 +82,15 @@ struct resp_read {
 	__u32 end; /* bytes of the whole command, once its last element is read */
 	__u32 hdr_end; /* bytes of the "*N\r\n" line */
 	__u8 inword; /* inline: inside a word */
-	__u8 pad[3];
+	__u8 kquote; /* inline: a quoted word (its key cannot be told) */
+	__u8 pad[2];
+	/* masked keys: the argument's hash as sent and its length so far;
+	 * prefix lengths to look up (0: keys not looked up) */
+	__u64 kh, plens;
+	__u32 kn;
+	__u32 kmatch; /* arguments naming a masked key: bit = index (31: any later one) */
+	__u32 krules; /* the rules whose keys they name */
+	__u32 pad2;
 	struct dbw_lex_result res;
 };
 
@@ -59,11 +99,36 @@ static __always_inline __u8 upper(__u8 c)
 	return c >= 'a' && c <= 'z' ? c - 32 : c;
 }
 
+/* The argument being read is n bytes of a masked key (or of a prefix) when mask_keys says so. */
+static __always_inline void rkey_lookup(struct resp_read *r, __u32 n)
+{
+	struct dbw_mask_key k = { .hash = r->kh, .len = n, .pad = 0 };
+	__u32 *rules = bpf_map_lookup_elem(&mask_keys, &k);
+
+	if (!rules)
+		return;
+	r->kmatch |= 1u << (r->elem < 31 ? r->elem : 31);
+	r->krules |= *rules;
+}
+
+/* One byte of an argument, as sent: hashed, and its prefix looked up where a rule has one. */
+static __always_inline void rkey_byte(struct resp_read *r, __u8 c)
+{
+	if (!r->plens || !r->elem)
+		return;
+	r->kh = fnv(r->kh, c);
+	r->kn++;
+	if (r->kn <= DBW_MASK_KEY_PREFIX_MAX && ((r->plens >> r->kn) & 1))
+		rkey_lookup(r, r->kn);
+}
+
 /* An element (or an inline word) ends: it is the name, the subcommand or an object. */
 static __always_inline void resp_elem_done(struct resp_read *r)
 {
 	struct dbw_lex_result *res = &r->res;
 
+	if (r->elem && r->plens)
+		rkey_lookup(r, r->kn | DBW_MASK_KEY_EXACT);
 	if (r->elem == 0) {
 		r->name = r->up;
 	} else {
@@ -81,10 +146,14 @@ static __always_inline void resp_elem_begin(struct resp_read *r)
 {
 	r->up = DBW_FNV_OFFSET;
 	r->low = DBW_FNV_OFFSET;
+	r->kh = DBW_FNV_OFFSET;
+	r->kn = 0;
 	if (r->elem == 1) {
 		/* "NAME SUB": the subcommand hashed on from the name and a space */
 		r->up = fnv(r->name, ' ');
 	}
+	if (r->elem && (r->plens & 1))
+		rkey_lookup(r, 0); /* `*`: every key */
 }
 
 /*
@@ -136,6 +205,7 @@ __noinline int resp_byte(struct resp_read *r, __u8 c, __u32 i)
 	case R_DATA:
 		r->up = fnv(r->up, upper(c));
 		r->low = fnv(r->low, lower(c));
+		rkey_byte(r, c);
 		if (--r->left)
 			return 0;
 		r->state = R_CRLF;
@@ -171,11 +241,14 @@ __noinline int resp_byte(struct resp_read *r, __u8 c, __u32 i)
 			resp_elem_begin(r);
 			r->inword = 1;
 		}
-		if (c == '"' || c == '\'')
+		if (c == '"' || c == '\'') {
 			/* quoting: the words cannot be told apart here */
 			r->res.flags |= DBW_LEX_F_OBJECTS_FULL;
+			r->kquote = 1;
+		}
 		r->up = fnv(r->up, upper(c));
 		r->low = fnv(r->low, lower(c));
+		rkey_byte(r, c);
 		return 0;
 	}
 	return 1;
@@ -209,23 +282,91 @@ static __always_inline __u32 resp_verb_bits(__u64 h, int *sub)
 }
 
 /*
+ * Does the command read into r name a masked key at a key position?
+ * k->rules: the rules whose keys it names (0: none), k->flags: its
+ * command's flags. Its key positions come from mask_rkey_spec (a
+ * container's by "NAME SUB" first); a command not there: every argument.
+ * A key position not read (past the window; inline words quoted, whose
+ * bytes are not the key's) may name any masked key: k->any. Arguments
+ * from the 31st on are one: a match at any of them is a match. Global:
+ * verified once.
+ */
+__noinline int rkey_decide(struct resp_read *r, struct resp_keys *k, int sub)
+{
+	struct dbw_rkey_spec all = { .first = 1, .last = -1, .step = 1, .flags = 0 }, *s = NULL;
+	int first, last, total, hit = 0;
+	__u32 step;
+
+	if (!r || !k)
+		return 0;
+	k->rules = 0;
+	k->flags = 0;
+	if (r->elem == 0 && r->state != R_DONE) {
+		/* not even the name: anything */
+		k->rules = k->plens ? k->any : 0;
+		return 0;
+	}
+	if (sub && r->elem > 1)
+		s = bpf_map_lookup_elem(&mask_rkey_spec, &r->sub);
+	if (!s)
+		s = bpf_map_lookup_elem(&mask_rkey_spec, &r->name);
+	if (!s)
+		s = &all;
+	k->flags = s->flags;
+	if (!k->plens || s->flags)
+		return 0; /* keyless: the flags say what it does to the pairing */
+	if (r->kquote) {
+		k->rules = k->any;
+		return 0;
+	}
+	/* an inline line is read whole; a RESP command says its length */
+	total = r->state == R_DONE && !r->nelems ? (int)r->elem : (int)r->nelems;
+	first = s->first;
+	last = s->last < 0 ? total + s->last : s->last;
+	step = s->step ? s->step : 1;
+	for (int i = 1; i < 32; i++) {
+		if (i < first || i > last)
+			continue;
+		/* the 31st stands for every later one, whatever its step */
+		if (i < 31 && (__u32)(i - first) % step)
+			continue;
+		if ((r->kmatch >> i) & 1) {
+			hit = 1;
+			continue;
+		}
+		if (i >= (int)r->elem) {
+			/* not read (or not to its end): it may be one */
+			k->rules = k->any;
+			return 0;
+		}
+	}
+	if (hit)
+		k->rules = r->krules;
+	return 0;
+}
+
+/*
  * Classify the command whose first n bytes (n <= RESP_WINDOW) are in the
  * lexer buffer into *res. Returns the command's length when it ends within
- * those bytes, 0 when it goes on past them (*hdr then holds the length of
- * its "*N\r\n" line and *nelems its element count; 0 for an inline line
- * that does not end there), or -1 when the bytes are not a command.
+ * those bytes (*nelems: its elements, or an inline line's words), 0 when
+ * it goes on past them (*hdr then holds the length of its "*N\r\n" line
+ * and *nelems its element count; 0 for an inline line that does not end
+ * there), or -1 when the bytes are not a command. With
+ * keys->plens set, *keys says whether it names a masked key (rkey_decide).
  * Global: verified once.
  */
-__noinline int resp_classify(__u32 n, struct dbw_lex_result *res, __u32 *hdr, __u32 *nelems)
+__noinline int resp_classify(__u32 n, struct dbw_lex_result *res, __u32 *hdr, __u32 *nelems,
+			     struct resp_keys *keys)
 {
 	__u8 *b = lex_text();
 	struct resp_read r = {};
 	__u32 bits;
 	int sub = 0;
 
-	if (!b || !res || !hdr || !nelems || n > RESP_WINDOW || !n)
+	if (!b || !res || !hdr || !nelems || !keys || n > RESP_WINDOW || !n)
 		return -1;
 	r.len = n;
+	r.plens = keys->plens;
 	r.state = b[0] == '*' ? R_COUNT : R_INLINE;
 	r.num = 0;
 	bpf_loop(RESP_WINDOW, resp_step, &r, 0);
@@ -252,9 +393,11 @@ __noinline int resp_classify(__u32 n, struct dbw_lex_result *res, __u32 *hdr, __
 		r.res.flags |= DBW_LEX_F_INCOMPLETE; /* a line that does not end here */
 	/* approvals key on the verb and the first argument */
 	r.res.shape = (r.name ^ (r.elem > 1 ? r.sub : 0)) * DBW_FNV_PRIME;
+	rkey_decide(&r, keys, sub);
 	__builtin_memcpy(res, &r.res, sizeof(*res));
 	*hdr = r.hdr_end;
-	*nelems = r.nelems;
+	/* an inline line read whole: its words */
+	*nelems = r.state == R_DONE && !r.nelems ? r.elem : r.nelems;
 	return r.state == R_DONE ? (int)r.end : 0;
 }
 

@@ -17,7 +17,7 @@
 #include <linux/types.h>
 #endif
 
-#define DBW_ABI_VERSION 4
+#define DBW_ABI_VERSION 5
 
 /*
  * Bytes of one send / one receive copied into a single DATA record, and
@@ -700,8 +700,52 @@ struct dbw_mask_cfg {
 	 */
 	__u32 srv_rules;
 	__u32 srv_user_free;
+	/* Redis keys (struct dbw_mask_key): prefix lengths in use, the rules with keys */
+	__u64 key_plens; /* bit n: a prefix n bytes long (bit 0: `*`, every key) */
+	__u32 key_rules;
+	__u32 pad2;
 };
-_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 16, "mask_cfg layout");
+_Static_assert(sizeof(struct dbw_mask_cfg) == 8 + 8 * DBW_MASK_RULES + 32, "mask_cfg layout");
+
+/*
+ * Redis replies masked whole by key (a rule's `keys`). The guard's walk of
+ * the client's commands (resp.bpf.h) hashes each argument, FNV-1a 64 from
+ * DBW_FNV_OFFSET over its bytes as sent (keys are case-sensitive), and
+ * looks it up in `mask_keys`: (hash, length | DBW_MASK_KEY_EXACT) for an
+ * exact key; (hash of its first n bytes, n) for a prefix `user:*` of n
+ * bytes, looked up only at the lengths dbw_mask_cfg.key_plens names; `*`
+ * is the prefix of length 0. The value: the rules naming it. Which
+ * arguments are keys, `mask_rkey_spec` says per command (key: the guard's
+ * name hash, dbw_name_hash of the upper-case name, "OBJECT ENCODING" with
+ * one space); a command it does not know: every argument.
+ */
+struct dbw_mask_key {
+	__u64 hash;
+	__u32 len; /* bytes hashed; | DBW_MASK_KEY_EXACT for a whole key */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct dbw_mask_key) == 16, "mask_key layout");
+
+#define DBW_MASK_KEY_EXACT	(1u << 31)
+#define DBW_MASK_KEY_PREFIX_MAX 63
+
+struct dbw_rkey_spec {
+	__s8 first; /* the first key argument (the name is 0) */
+	__s8 last; /* the last; < 0: counted from the end, -1 the last argument */
+	__u8 step;
+	__u8 flags; /* enum dbw_rkey_flags */
+};
+_Static_assert(sizeof(struct dbw_rkey_spec) == 4, "rkey_spec layout");
+
+enum dbw_rkey_flags {
+	DBW_RKEY_NONE = 1, /* names no key (KEYS, SCAN: patterns; PING, INFO, ...) */
+	/* its replies (or later ones) no longer pair one to one with commands:
+	 * SUBSCRIBE and the like, MONITOR, CLIENT REPLY */
+	DBW_RKEY_UNPAIRED = 2,
+	DBW_RKEY_MULTI = 4,
+	DBW_RKEY_EXEC = 8, /* its reply holds the queued commands' */
+	DBW_RKEY_DISCARD = 16,
+};
 
 /*
  * Table-qualified columns (`users.ssn`). RowDescription names a column's
@@ -746,6 +790,10 @@ enum dbw_mask_kind {
 enum dbw_mask_lost {
 	DBW_MASK_LOST_UNSEEN = 2,
 	DBW_MASK_LOST_MYSQL_BINARY = 0x17,
+	/* Redis: a reply that may answer a command naming a masked key cannot
+	 * be paired with its command (after SUBSCRIBE, MONITOR, CLIENT REPLY,
+	 * or client bytes the guard's walk did not follow) */
+	DBW_MASK_LOST_REDIS_KEYS = 0x18,
 };
 
 struct dbw_rec_mask {

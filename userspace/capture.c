@@ -726,6 +726,21 @@ static int redis_verbs_load(int fd)
 	return 0;
 }
 
+/* Which arguments of a command are keys, for result masking by key (resp.bpf.h). 0 or -1. */
+static int redis_key_specs_load(int fd)
+{
+	struct dbw_rkey_spec spec;
+	const char *name;
+
+	for (size_t i = 0; (name = redis_mask_spec_entry(i, &spec)); i++) {
+		__u64 key = dbw_name_hash(name, strlen(name));
+
+		if (bpf_map_update_elem(fd, &key, &spec, BPF_ANY))
+			return -1;
+	}
+	return 0;
+}
+
 int capture_guard_load(struct capture *c, const struct capture_guard *g)
 {
 	struct dbwarden_bpf *skel = c->skel;
@@ -763,7 +778,8 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 				return -errno;
 		}
 	}
-	if (redis_verbs_load(bpf_map__fd(skel->maps.redis_verbs)))
+	if (redis_verbs_load(bpf_map__fd(skel->maps.redis_verbs)) ||
+	    redis_key_specs_load(bpf_map__fd(skel->maps.mask_rkey_spec)))
 		return -errno;
 	for (int i = 0; i < c->nports; i++) {
 		struct dbw_port_cfg cfg = {
@@ -785,19 +801,21 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g)
 /* Make hash map fd hold exactly keys[i] -> vals[i] (u64 or u32 keys, u32 values). */
 static int map_sync(int fd, const void *keys, size_t ksize, const uint32_t *vals, unsigned n)
 {
-	__u64 key = 0, next = 0;
+	unsigned char key[16] = {}, next[16] = {};
 
+	if (ksize > sizeof(key))
+		return -EINVAL;
 	for (unsigned i = 0; i < n; i++)
 		if (bpf_map_update_elem(fd, (const char *)keys + i * ksize, &vals[i], BPF_ANY))
 			return -errno;
-	for (int more = !bpf_map_get_next_key(fd, NULL, &key); more; key = next) {
+	for (int more = !bpf_map_get_next_key(fd, NULL, key); more; memcpy(key, next, ksize)) {
 		unsigned i;
 
-		more = !bpf_map_get_next_key(fd, &key, &next);
-		for (i = 0; i < n && memcmp((const char *)keys + i * ksize, &key, ksize); i++)
+		more = !bpf_map_get_next_key(fd, key, next);
+		for (i = 0; i < n && memcmp((const char *)keys + i * ksize, key, ksize); i++)
 			;
 		if (i == n)
-			bpf_map_delete_elem(fd, &key);
+			bpf_map_delete_elem(fd, key);
 	}
 	return 0;
 }
@@ -810,7 +828,9 @@ int capture_mask_load(struct capture *c, const struct capture_mask *m)
 				    .uid_free = m->uid_free,
 				    .gen = ++gen,
 				    .srv_rules = m->srv_rules,
-				    .srv_user_free = m->srv_user_free };
+				    .srv_user_free = m->srv_user_free,
+				    .key_plens = m->key_plens,
+				    .key_rules = m->key_rules };
 	__u32 zero = 0;
 	int e;
 
@@ -826,6 +846,9 @@ int capture_mask_load(struct capture *c, const struct capture_mask *m)
 	if (!e)
 		e = map_sync(bpf_map__fd(skel->maps.mask_srv_user), m->user_hash, sizeof(__u64),
 			     m->user_rules, m->nusers);
+	if (!e)
+		e = map_sync(bpf_map__fd(skel->maps.mask_keys), m->keys, sizeof(*m->keys),
+			     m->key_rule_sets, m->nkeys);
 	if (e)
 		return e;
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.mask_cfg), &zero, &cfg, BPF_ANY))

@@ -125,8 +125,9 @@ int capture_guard_load(struct capture *c, const struct capture_guard *g);
 
 /*
  * Result masking (struct dbw_mask_cfg): the rules, the columns they name
- * (dbw_name_hash of the name -> rule bits) and the uids their selectors
- * name (uid -> rule bits). Also a reload. 0 or -errno.
+ * (dbw_name_hash of the name -> rule bits), the uids their selectors
+ * name (uid -> rule bits) and the Redis keys they name (struct
+ * dbw_mask_key -> rule bits). Also a reload. 0 or -errno.
  */
 struct capture_mask {
 	const struct dbw_mask_rule *rules;
@@ -142,6 +143,12 @@ struct capture_mask {
 	const uint64_t *user_hash;
 	const uint32_t *user_rules;
 	unsigned nusers;
+	/* Redis keys: exact keys and prefixes -> rules; the prefix lengths, the rules with keys */
+	const struct dbw_mask_key *keys;
+	const uint32_t *key_rule_sets;
+	unsigned nkeys;
+	uint64_t key_plens;
+	uint32_t key_rules;
 };
 
 int capture_mask_load(struct capture *c, const struct capture_mask *m);

@@ -1385,6 +1385,16 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 			alert(t, c, "mask_unmaskable",
 			      "binary result set (prepared statement) with values a masking rule "
 			      "covers: connection reset (on_unmaskable: block)");
+		else if (c->proto == DBW_PROTO_REDIS && r->msg_type == DBW_MASK_LOST_REDIS_KEYS)
+			/* mask_resp.bpf.h: after SUBSCRIBE, MONITOR, CLIENT REPLY, an unfollowed send */
+			alert(t, c, "mask_unmaskable",
+			      r->blocked ?
+				      "replies can no longer be paired with their commands and "
+				      "one may name a key a masking rule masks: connection "
+				      "reset (on_unmaskable: block)" :
+				      "replies can no longer be paired with their commands and "
+				      "one may name a key a masking rule masks: later results "
+				      "pass unmasked (on_unmaskable: allow)");
 		else
 			alert(t, c, "mask_unmaskable",
 			      r->blocked ? "result framing lost: connection reset (on_unmaskable: "

@@ -125,6 +125,10 @@ struct mask_cols {
 	uint64_t users[1024]; /* the server side's db users */
 	uint32_t user_rules[1024];
 	unsigned nusers;
+	struct dbw_mask_key keys[POLICY_MASK_KEYS_MAX]; /* Redis keys and prefixes */
+	uint32_t key_rules[POLICY_MASK_KEYS_MAX];
+	unsigned nkeys;
+	uint64_t key_plens;
 };
 
 static void add_mask_uid(void *ctx, uint32_t uid, uint32_t rules)
@@ -200,6 +204,31 @@ static void add_mask_mysql_col(void *ctx, const char *schema, const char *table,
 	add_mask_key(ctx, dbw_name_hash_q(full, strlen(full)), rule);
 }
 
+/*
+ * A Redis key a rule lists (struct dbw_mask_key): the hash of its n bytes
+ * as the kernel hashes an argument, under its length, or under the
+ * prefix's length, which key_plens then says to look up.
+ */
+static void add_mask_redis_key(void *ctx, const char *k, size_t n, bool prefix, uint32_t rule)
+{
+	struct mask_cols *mc = ctx;
+	struct dbw_mask_key key = { .hash = dbw_name_hash(k, n),
+				    .len = prefix ? n : n | DBW_MASK_KEY_EXACT };
+	unsigned i;
+
+	for (i = 0; i < mc->nkeys && memcmp(&mc->keys[i], &key, sizeof(key)); i++)
+		;
+	if (i == mc->nkeys) {
+		if (mc->nkeys == POLICY_MASK_KEYS_MAX)
+			return; /* the policy loader refuses more */
+		mc->keys[mc->nkeys] = key;
+		mc->key_rules[mc->nkeys++] = 0;
+	}
+	mc->key_rules[i] |= rule;
+	if (prefix)
+		mc->key_plens |= 1ULL << n;
+}
+
 /* Install p's kernel share. 0 or -errno. */
 static int install(struct guard *g, const struct policy *p, const uint16_t *ports, int nports)
 {
@@ -221,7 +250,9 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 				   .uids = mcols.uids,
 				   .uid_rules = mcols.uid_rules,
 				   .user_hash = mcols.users,
-				   .user_rules = mcols.user_rules };
+				   .user_rules = mcols.user_rules,
+				   .keys = mcols.keys,
+				   .key_rule_sets = mcols.key_rules };
 	int e;
 
 	cg.nrules = policy_kernel(p, rules, texts, &cg.unparsed_text, &cg.cfg);
@@ -232,7 +263,8 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 		policy_kernel_texts(p, pr, set, &set[DBW_GUARD_UNPARSED]);
 		policy_down_text(pr, &set[DBW_GUARD_DOWN]);
 	}
-	mcols.n = mcols.nuids = mcols.nusers = 0;
+	mcols.n = mcols.nuids = mcols.nusers = mcols.nkeys = 0;
+	mcols.key_plens = 0;
 	/* mask_rel's entries carry rule numbers: gone before the new rules are in */
 	catalog_policy(g->cat, p);
 	cm.nrules = policy_mask_kernel(p, mrules, add_mask_col, &mcols);
@@ -242,6 +274,9 @@ static int install(struct guard *g, const struct policy *p, const uint16_t *port
 	cm.nuids = mcols.nuids;
 	cm.srv_rules = policy_mask_server(p, add_mask_user, &mcols, &cm.srv_user_free);
 	cm.nusers = mcols.nusers;
+	cm.key_rules = policy_mask_keys(p, add_mask_redis_key, &mcols);
+	cm.nkeys = mcols.nkeys;
+	cm.key_plens = mcols.key_plens;
 	for (int i = 0; i < nports && i < CAPTURE_MAX_PORTS; i++) {
 		port_rules[i] = policy_port_rules(p, ports[i]);
 		port_mask[i] = policy_mask_port_rules(p, ports[i]);

@@ -76,6 +76,7 @@ struct mask_rule {
 	char *name;
 	struct cond match; /* connection-level selectors only */
 	struct strs columns; /* result column names ("users.ssn": its name part is matched) */
+	struct strs keys; /* Redis keys whose replies are masked whole: exact, or "prefix*" */
 	uint8_t detectors; /* enum dbw_mask_det */
 	uint8_t style; /* enum dbw_mask_style */
 	bool allow_unmaskable; /* on_unmaskable: allow */
@@ -908,6 +909,36 @@ static bool split_column(const char *s, struct colname *c)
 	return false;
 }
 
+/*
+ * A rule's Redis keys: each an exact key, or a prefix and one final `*`
+ * (`user:*`, at most DBW_MASK_KEY_PREFIX_MAX bytes before it), or `*`
+ * alone. Keys are matched byte for byte: other glob characters are
+ * refused rather than taken literally.
+ */
+static void parse_mask_keys(struct ld *l, yaml_node_t *v, struct mask_rule *r)
+{
+	get_strs(l, v, "keys", &r->keys);
+	if (v && !r->keys.n)
+		perr(l, v, "masking rule '%s': keys names no key", r->name);
+	for (size_t i = 0; i < r->keys.n; i++) {
+		const char *k = r->keys.v[i];
+		size_t n = strlen(k);
+		const char *star = strchr(k, '*');
+
+		if (!n)
+			perr(l, v, "masking rule '%s': keys: an empty key", r->name);
+		else if ((star && star != k + n - 1) || strpbrk(k, "?[\\"))
+			perr(l, v,
+			     "masking rule '%s': keys: '%s' is not an exact key or a prefix ending "
+			     "in * (user:*): only a final * is a pattern",
+			     r->name, k);
+		else if (star && n - 1 > DBW_MASK_KEY_PREFIX_MAX)
+			perr(l, v,
+			     "masking rule '%s': keys: the prefix of '%s' is longer than %d bytes",
+			     r->name, k, DBW_MASK_KEY_PREFIX_MAX);
+	}
+}
+
 static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 {
 	static const char *const keys[] = { "name",	 "match",     "columns",
@@ -948,12 +979,7 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 			perr(l, get(l, v, "target"), "unknown target '%s'",
 			     r->match.target_names.v[t]);
 	}
-	if (get(l, rn, "keys"))
-		/* known, so that it is not ignored by a reader who expects it */
-		perr(l, get(l, rn, "keys"),
-		     "masking rule '%s': keys (masking whole Redis replies by key) is not "
-		     "supported; the rule's detectors mask Redis values",
-		     r->name);
+	parse_mask_keys(l, get(l, rn, "keys"), r);
 	get_strs(l, get(l, rn, "columns"), "columns", &r->columns);
 	for (size_t i = 0; i < r->columns.n; i++) {
 		struct colname c;
@@ -965,8 +991,9 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 			     r->columns.v[i]);
 	}
 	r->detectors = parse_detector_names(l, get(l, rn, "detectors"), "detectors", p, true);
-	if (!r->columns.n && !r->detectors)
-		perr(l, rn, "masking rule '%s' names no columns and no detectors", r->name);
+	if (!r->columns.n && !r->detectors && !r->keys.n)
+		perr(l, rn, "masking rule '%s' names no columns, no detectors and no keys",
+		     r->name);
 	v = get(l, rn, "style");
 	r->style = DBW_MASK_STARS;
 	if (v) {
@@ -986,6 +1013,11 @@ static void parse_mask_rule(struct ld *l, yaml_node_t *rn, struct policy *p)
 	else if (v && (!scalar(v) || strcmp(scalar(v), "block")))
 		perr(l, v, "on_unmaskable must be block or allow");
 	parse_placement(l, get(l, rn, "placement"), r);
+	if (r->keys.n && !(r->placement & PLACE_CLIENT))
+		perr(l, get(l, rn, "placement"),
+		     "masking rule '%s': keys need the client side (placement: client): a "
+		     "server's replies do not say which key they answer",
+		     r->name);
 }
 
 /* masking: statement_text, detectors, custom detectors and results rules. */
@@ -1055,6 +1087,15 @@ static void parse_masking(struct ld *l, yaml_node_t *n, struct policy *p)
 		for (yaml_node_item_t *i = v->data.sequence.items.start;
 		     i < v->data.sequence.items.top; i++)
 			parse_mask_rule(l, node(l, *i), p);
+	if (v) {
+		size_t nkeys = 0;
+
+		for (size_t k = 0; k < p->nmask_rules; k++)
+			nkeys += p->mask_rules[k].keys.n;
+		if (nkeys > POLICY_MASK_KEYS_MAX)
+			perr(l, v, "masking.results name %zu Redis keys; at most %d", nkeys,
+			     POLICY_MASK_KEYS_MAX);
+	}
 }
 
 static void parse_top(struct ld *l, yaml_node_t *root, struct policy *p)
@@ -1148,6 +1189,7 @@ void policy_free(struct policy *p)
 		free(p->mask_rules[i].name);
 		free_cond(&p->mask_rules[i].match);
 		free_strs(&p->mask_rules[i].columns);
+		free_strs(&p->mask_rules[i].keys);
 	}
 	free(p->webhook);
 	free(p->path);
@@ -1722,7 +1764,8 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 	}
 	policy_kernel_texts(p, DBW_PROTO_POSTGRES, texts, unparsed);
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1;
+	/* masking by Redis key needs the walk of the commands too */
+	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1 || policy_mask_keys(p, NULL, NULL);
 	cfg->unparsed_block = p->def_unparsed == 1 || (p->def_unparsed < 0 && any_block);
 	return p->nkernel;
 }
@@ -1875,6 +1918,7 @@ void policy_print(const struct policy *p, FILE *f)
 			r->placement == (PLACE_CLIENT | PLACE_SERVER) ? "," : "",
 			r->placement & PLACE_SERVER ? "server" : "");
 		print_strs(f, "columns", &r->columns);
+		print_strs(f, "keys", &r->keys);
 		if (r->detectors & DBW_MDET_EMAIL)
 			fprintf(f, " detector=email");
 		if (r->detectors & DBW_MDET_CARD)
@@ -2019,6 +2063,26 @@ void policy_mask_columns(const struct policy *p,
 				col(ctx, *c.schema ? c.schema : NULL, *c.table ? c.table : NULL,
 				    c.column, 1u << k);
 		}
+}
+
+uint32_t policy_mask_keys(const struct policy *p,
+			  void (*key)(void *ctx, const char *k, size_t n, bool prefix,
+				      uint32_t rule),
+			  void *ctx)
+{
+	uint32_t rules = 0;
+
+	for (size_t k = 0; k < p->nmask_rules; k++)
+		for (size_t i = 0; i < p->mask_rules[k].keys.n; i++) {
+			const char *s = p->mask_rules[k].keys.v[i];
+			size_t n = strlen(s);
+			bool prefix = n && s[n - 1] == '*';
+
+			rules |= 1u << k;
+			if (key)
+				key(ctx, s, prefix ? n - 1 : n, prefix, 1u << k);
+		}
+	return rules;
 }
 
 const char *policy_catalog(const struct policy *p, const struct policy_conn *c, const char **target,

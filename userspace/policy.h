@@ -183,6 +183,17 @@ void policy_mask_columns(const struct policy *p,
 				     const char *column, uint32_t rule),
 			 void *ctx);
 /*
+ * Each Redis key a masking rule lists: key(ctx, k, n, prefix, bit), the
+ * first n bytes of k a whole key, or a prefix (`user:*`: "user:", 5) when
+ * prefix is set (`*`: n is 0). key may be NULL. Returns the rules that
+ * list keys. At most POLICY_MASK_KEYS_MAX keys in all.
+ */
+#define POLICY_MASK_KEYS_MAX 1024
+uint32_t policy_mask_keys(const struct policy *p,
+			  void (*key)(void *ctx, const char *k, size_t n, bool prefix,
+				      uint32_t rule),
+			  void *ctx);
+/*
  * The catalog of c's target (README "Table-qualified columns"): its libpq
  * connection string (valid while p is), its name in *target and the
  * refresh period; NULL when the target has none.

@@ -781,6 +781,117 @@ const char *redis_verb_entry(size_t i, int *cls)
 	return classes[i].name;
 }
 
+/* ---- key positions for result masking by key --------------------------------- */
+
+/*
+ * Commands whose arguments are no keys for masking, though the table
+ * above lists some (KEYS' pattern, channels), and those that change how
+ * replies pair with commands.
+ */
+static const struct {
+	const char *name;
+	uint8_t flags; /* enum dbw_rkey_flags */
+} mask_flagged[] = {
+	{ "KEYS", DBW_RKEY_NONE },
+	{ "SCAN", DBW_RKEY_NONE },
+	{ "PING", DBW_RKEY_NONE },
+	{ "ECHO", DBW_RKEY_NONE },
+	{ "INFO", DBW_RKEY_NONE },
+	{ "AUTH", DBW_RKEY_NONE },
+	{ "HELLO", DBW_RKEY_NONE },
+	{ "SELECT", DBW_RKEY_NONE },
+	{ "DBSIZE", DBW_RKEY_NONE },
+	{ "RANDOMKEY", DBW_RKEY_NONE },
+	{ "TIME", DBW_RKEY_NONE },
+	{ "LASTSAVE", DBW_RKEY_NONE },
+	{ "FLUSHALL", DBW_RKEY_NONE },
+	{ "FLUSHDB", DBW_RKEY_NONE },
+	{ "SWAPDB", DBW_RKEY_NONE },
+	{ "SAVE", DBW_RKEY_NONE },
+	{ "BGSAVE", DBW_RKEY_NONE },
+	{ "BGREWRITEAOF", DBW_RKEY_NONE },
+	{ "QUIT", DBW_RKEY_NONE },
+	{ "RESET", DBW_RKEY_NONE },
+	{ "WAIT", DBW_RKEY_NONE },
+	{ "WAITAOF", DBW_RKEY_NONE },
+	{ "ROLE", DBW_RKEY_NONE },
+	{ "READONLY", DBW_RKEY_NONE },
+	{ "READWRITE", DBW_RKEY_NONE },
+	{ "UNWATCH", DBW_RKEY_NONE },
+	{ "PUBLISH", DBW_RKEY_NONE },
+	{ "SPUBLISH", DBW_RKEY_NONE },
+	{ "SHUTDOWN", DBW_RKEY_NONE },
+	{ "REPLICAOF", DBW_RKEY_NONE },
+	{ "SLAVEOF", DBW_RKEY_NONE },
+	{ "MULTI", DBW_RKEY_MULTI },
+	{ "EXEC", DBW_RKEY_EXEC },
+	{ "DISCARD", DBW_RKEY_DISCARD },
+	/* a reply per channel, messages unasked (RESP2), or none at all */
+	{ "SUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "PSUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "SSUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "UNSUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "PUNSUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "SUNSUBSCRIBE", DBW_RKEY_UNPAIRED },
+	{ "MONITOR", DBW_RKEY_UNPAIRED },
+	{ "SYNC", DBW_RKEY_UNPAIRED },
+	{ "PSYNC", DBW_RKEY_UNPAIRED },
+	{ "CLIENT REPLY", DBW_RKEY_UNPAIRED },
+};
+
+static int mask_flags_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(mask_flagged) / sizeof(mask_flagged[0]); i++)
+		if (!strcmp(name, mask_flagged[i].name))
+			return mask_flagged[i].flags;
+	return -1;
+}
+
+const char *redis_mask_spec_entry(size_t i, struct dbw_rkey_spec *out)
+{
+	const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]),
+		     nflag = sizeof(mask_flagged) / sizeof(mask_flagged[0]),
+		     nsub = sizeof(sub_key2) / sizeof(sub_key2[0]),
+		     ncont = sizeof(containers) / sizeof(containers[0]);
+	int fl;
+
+	*out = (struct dbw_rkey_spec){ .first = 1, .last = -1, .step = 1, .flags = 0 };
+	if (i < ncmds) {
+		const struct cmd_spec *c = &cmds[i];
+
+		fl = mask_flags_of(c->name);
+		if (fl >= 0) {
+			out->flags = fl;
+		} else if (c->flags & F_NUMKEYS2) {
+			/* EVAL script numkeys key...: its ARGV too, from the third on */
+			out->first = 3;
+		} else {
+			out->first = c->first;
+			out->last = c->last;
+			out->step = c->step;
+		}
+		return c->name;
+	}
+	i -= ncmds;
+	if (i < nflag) {
+		out->flags = mask_flagged[i].flags;
+		return mask_flagged[i].name;
+	}
+	i -= nflag;
+	if (i < nsub) {
+		/* OBJECT ENCODING key: the key after the subcommand */
+		out->first = out->last = 2;
+		return sub_key2[i];
+	}
+	i -= nsub;
+	if (i < ncont) {
+		/* the other subcommands name no key */
+		out->flags = DBW_RKEY_NONE;
+		return containers[i];
+	}
+	return NULL;
+}
+
 bool redis_cmd_table_sorted(void)
 {
 	for (size_t i = 1; i < sizeof(cmds) / sizeof(cmds[0]); i++)

@@ -162,6 +162,15 @@ int redis_verb_class(const char *verb);
  */
 const char *redis_verb_entry(size_t i, int *cls);
 
+/*
+ * Entry i of the key positions result masking by key goes by (the
+ * kernel's mask_rkey_spec, struct dbw_rkey_spec): the command name
+ * ("OBJECT ENCODING" for a subcommand), NULL past the table. A command
+ * not in it: every argument may be a key.
+ */
+struct dbw_rkey_spec;
+const char *redis_mask_spec_entry(size_t i, struct dbw_rkey_spec *out);
+
 /* Unit tests: the key table is in the order bsearch needs. */
 bool redis_cmd_table_sorted(void);
 

@@ -682,16 +682,6 @@ def test_tls_connection_of_masked_actor(trd, cgroups, tmp_path, unmaskable):
     events.assert_no_literals(evs, [EMAIL])
 
 
-def test_keys_selector_is_refused_not_ignored(tmp_path):
-    """Masking whole replies by key is not built: a policy asking for it does not load."""
-    from conftest import DBW_BIN
-    path = policy_file(tmp_path, body=POLICY.replace("STYLE", "stars").replace(
-        "UNMASKABLE", "block") + "      keys: ['user:*']\n")
-    r = subprocess.run([DBW_BIN, "policy", "check", path], capture_output=True, text=True)
-    assert r.returncode != 0
-    assert "keys (masking whole Redis replies by key) is not supported" in r.stderr, r.stderr
-
-
 GUARDED = """
 import json, redis
 r = redis.Redis(host="127.0.0.1", port=%d, decode_responses=True)

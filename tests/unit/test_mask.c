@@ -36,11 +36,13 @@ struct mask_setup_args {
 
 struct fx {
 	struct bpf_object *obj;
-	int run_fd, setup_fd, cfg_fd, cols_fd, cnt_fd, ncpu;
+	int run_fd, setup_fd, cfg_fd, cols_fd, cnt_fd, rcmds_fd, ncpu;
 	__u64 col_keys[16];
 	int ncols;
 	__u32 gen;
 	__u32 cand;
+	__u32 key_rules; /* rules with Redis keys */
+	__u32 proto; /* the next connection's (0: PostgreSQL) */
 };
 
 /* ---- streams ------------------------------------------------------------------------ */
@@ -179,6 +181,7 @@ static int setup(void **state)
 	f->cfg_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "mask_cfg"));
 	f->cols_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "mask_cols"));
 	f->cnt_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "counters"));
+	f->rcmds_fd = bpf_map__fd(bpf_object__find_map_by_name(f->obj, "mask_resp_cmds"));
 	f->ncpu = libbpf_num_possible_cpus();
 	*state = f;
 	return 0;
@@ -202,7 +205,9 @@ static int teardown(void **state)
 static void rules(struct fx *f, int n, const uint8_t *style, const uint8_t *dets,
 		  const uint8_t *allow, const char *const *const *cols)
 {
-	struct dbw_mask_cfg cfg = { .nrules = n, .uid_free = ~0u, .gen = ++f->gen };
+	struct dbw_mask_cfg cfg = {
+		.nrules = n, .uid_free = ~0u, .gen = ++f->gen, .key_rules = f->key_rules
+	};
 	__u32 zero = 0;
 
 	for (int i = 0; i < f->ncols; i++)
@@ -230,7 +235,9 @@ static void rules(struct fx *f, int n, const uint8_t *style, const uint8_t *dets
 /* A new connection: fresh parser state. */
 static void fresh(struct fx *f)
 {
-	struct mask_setup_args a = { .key = 0, .cand = f->cand, .proto = DBW_PROTO_POSTGRES };
+	struct mask_setup_args a = { .key = 0,
+				     .cand = f->cand,
+				     .proto = f->proto ? f->proto : DBW_PROTO_POSTGRES };
 	LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = &a, .ctx_size_in = sizeof(a));
 
 	assert_int_equal(bpf_prog_test_run_opts(f->setup_fd, &o), 0);
@@ -518,6 +525,126 @@ static void test_lost_framing(void **state)
 }
 
 /*
+ * A Redis client's commands as the guard's walk counts them (struct
+ * mask_resp_cmds in bpf/mask.bpf.h; kernel-internal, restated here and
+ * checked against the map's value size).
+ */
+struct resp_cmds {
+	__u32 head, tail;
+	__u8 lost, hit_lost, multi, multi_hit;
+	__u32 lost_at;
+	__u64 bits[64];
+};
+
+enum { RK_UNPAIRED = 1, RK_BLIND = 2 };
+
+static void resp_cmds(struct fx *f, const struct resp_cmds *c)
+{
+	__u64 key = 0;
+
+	assert_int_equal(
+		bpf_map__value_size(bpf_object__find_map_by_name(f->obj, "mask_resp_cmds")),
+		sizeof(*c));
+	assert_int_equal(bpf_map_update_elem(f->rcmds_fd, &key, c, BPF_ANY), 0);
+}
+
+static void puts_(struct stream *s, const char *str)
+{
+	put(s, str, strlen(str));
+}
+
+/*
+ * Replies masked whole by key: commands 0, 2 and 4 name a masked key
+ * (the bits the walk wrote), so their replies' bulk and verbatim strings
+ * are masked at any depth, whatever their length, a simple string kept;
+ * a push between replies pairs with no command. Cut at every byte: the
+ * same bytes out. Then pairing lost after command 2 (a SUBSCRIBE) with a
+ * later command naming a key: replies 0 and 1 still pair, reply 2 is
+ * dropped under block, passed under allow.
+ */
+static void test_redis_replies_by_key(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t st1[] = { DBW_MASK_STARS }, allow[] = { 1 };
+	static const char *const *const none[] = { NULL };
+	static const char *long_v = "a value longer than the detectors' limit, masked whole all "
+				    "the same: 0123456789012345678901234567890123456789012345678"
+				    "9012345678901234567890123456789012345678901234567890123456"
+				    "789012345678901234567890123456789012345678901234567890";
+	struct resp_cmds c = { .head = 5, .bits = { 0x15 } };
+	struct stream in = {}, want = {};
+	uint8_t out[MAX_STREAM];
+	char line[400];
+
+	f->key_rules = 1;
+	f->proto = DBW_PROTO_REDIS;
+	rules(f, 1, st1, no3, no3, none);
+	resp_cmds(f, &c);
+	/* 0: GET user:1 */
+	puts_(&in, "$5\r\nhello\r\n");
+	puts_(&want, "$5\r\n*****\r\n");
+	/* 1: GET product:1 */
+	puts_(&in, "$5\r\nhello\r\n");
+	puts_(&want, "$5\r\nhello\r\n");
+	/* 2: MGET user:1 nothing, and a long value */
+	snprintf(line, sizeof(line), "*3\r\n$3\r\nabc\r\n$-1\r\n$%zu\r\n%s\r\n", strlen(long_v),
+		 long_v);
+	puts_(&in, line);
+	snprintf(line, sizeof(line), "*3\r\n$3\r\n***\r\n$-1\r\n$%zu\r\n%s\r\n", strlen(long_v),
+		 STARS(long_v));
+	puts_(&want, line);
+	/* a push: no command's */
+	puts_(&in, ">2\r\n$7\r\nmessage\r\n$2\r\nhi\r\n");
+	puts_(&want, ">2\r\n$7\r\nmessage\r\n$2\r\nhi\r\n");
+	/* 3: SET product:1 x */
+	puts_(&in, "+OK\r\n");
+	puts_(&want, "+OK\r\n");
+	/* 4: EXEC of a transaction that read user:2: a status and a verbatim string */
+	puts_(&in, "*3\r\n+OK\r\n=9\r\ntxt:hello\r\n%1\r\n$1\r\nk\r\n:5\r\n");
+	puts_(&want, "*3\r\n+OK\r\n=9\r\ntxt:*****\r\n%1\r\n$1\r\n*\r\n:5\r\n");
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	assert_stream(out, &want, "whole");
+	for (size_t cut = MIN_SKB; cut + MIN_SKB <= in.n; cut++) {
+		assert_int_equal(feed(f, &in, &cut, 1, out), 0);
+		assert_stream(out, &want, "cut");
+	}
+
+	/* no rule with keys in force: the same replies pass as they are */
+	f->key_rules = 0;
+	rules(f, 1, st1, no3, no3, none);
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	assert_stream(out, &in, "no keys");
+
+	/* pairing lost at command 2, and a later command named a key */
+	f->key_rules = 1;
+	rules(f, 1, st1, no3, no3, none);
+	c.lost = RK_UNPAIRED;
+	c.lost_at = 2;
+	c.hit_lost = 1;
+	resp_cmds(f, &c);
+	assert_int_equal(feed(f, &in, NULL, 0, out), 1);
+	rules(f, 1, st1, no3, allow, none);
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	/* replies 0 and 1 as before; the rest passes unmasked */
+	assert_memory_equal(out, want.b, 22);
+	assert_memory_equal(out + 22, in.b + 22, in.n - 22);
+	/* lost, but no later command named a key: nothing to refuse */
+	c.hit_lost = 0;
+	resp_cmds(f, &c);
+	rules(f, 1, st1, no3, no3, none);
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	assert_memory_equal(out, want.b, 22);
+	assert_memory_equal(out + 22, in.b + 22, in.n - 22);
+	/* commands unseen: any reply may answer one */
+	c.lost = RK_BLIND;
+	c.lost_at = 0;
+	resp_cmds(f, &c);
+	assert_int_equal(feed(f, &in, NULL, 0, out), 1);
+	f->key_rules = 0;
+	f->proto = 0;
+}
+
+/*
  * A database whose catalog was read (mask_rel): column 2 (email, named by
  * the rule) is another table's and stays; column 4 (phone, not named) is
  * the listed table's and is masked. The table oid and column number cut
@@ -585,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_rows_without_description),
 		cmocka_unit_test(test_lost_framing),
 		cmocka_unit_test(test_table_columns_by_catalog),
+		cmocka_unit_test(test_redis_replies_by_key),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

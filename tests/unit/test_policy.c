@@ -635,17 +635,30 @@ static void test_masking_errors(void **state)
 		{ "version: 1\nmasking:\n  results:\n    - {name: r, detectors: [ssn]}\n",
 		  ":4:28: detectors: 'ssn' is not a kernel value detector" },
 		{ "version: 1\nmasking:\n  results:\n    - {name: r}\n",
-		  ":4:7: masking rule 'r' names no columns and no detectors" },
+		  ":4:7: masking rule 'r' names no columns, no detectors and no keys" },
 		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], match: {verb: "
 		  "SELECT}}\n",
 		  "masking rule 'r': match selects connections" },
 		{ "version: 1\nmasking:\n  results:\n    - {name: r, columns: [x], on_unmaskable: "
 		  "maybe}\n",
 		  ":4:46: on_unmaskable must be block or allow" },
-		{ "version: 1\nmasking:\n  results:\n    - {name: r, detectors: [email], keys: "
-		  "['user:*']}\n",
-		  ":4:43: masking rule 'r': keys (masking whole Redis replies by key) is not "
-		  "supported" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: ['a*b']}\n",
+		  ":4:23: masking rule 'r': keys: 'a*b' is not an exact key or a prefix ending in *" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: ['user:?']}\n",
+		  "keys: 'user:?' is not an exact key or a prefix ending in *" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: ['[ab]*']}\n",
+		  "keys: '[ab]*' is not an exact key" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: ['']}\n",
+		  "masking rule 'r': keys: an empty key" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: []}\n",
+		  "masking rule 'r': keys names no key" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: "
+		  "['0123456789012345678901234567890123456789012345678901234567890123*']}\n",
+		  "the prefix of '0123456789012345678901234567890123456789012345678901234567890123*' "
+		  "is longer than 63 bytes" },
+		{ "version: 1\nmasking:\n  results:\n    - {name: r, keys: ['user:*'], placement: "
+		  "server}\n",
+		  "masking rule 'r': keys need the client side (placement: client)" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -657,6 +670,63 @@ static void test_masking_errors(void **state)
 		assert_null(p);
 		assert_non_null(strstr(err, bad[i].want));
 	}
+}
+
+struct rkeys {
+	char keys[8][80];
+	bool prefix[8];
+	uint32_t rules[8];
+	int n;
+};
+
+static void on_rkey(void *ctx, const char *k, size_t n, bool prefix, uint32_t rule)
+{
+	struct rkeys *r = ctx;
+
+	snprintf(r->keys[r->n], sizeof(r->keys[0]), "%.*s", (int)n, k);
+	r->prefix[r->n] = prefix;
+	r->rules[r->n++] = rule;
+}
+
+/* Redis keys: exact keys, prefixes and `*`, with their rules; keys alone turn the walk on. */
+static void test_masking_keys(void **state)
+{
+	static const char yaml[] =
+		"version: 1\n"
+		"masking:\n"
+		"  results:\n"
+		"    - {name: pii, detectors: [email]}\n"
+		"    - {name: users, keys: ['user:*', 'session:abc'], style: token}\n"
+		"    - {name: all, keys: ['*'], match: {actor: {uid: [7]}}}\n";
+	struct dbw_guard_rule grules[DBW_GUARD_RULES];
+	struct dbw_guard_text texts[DBW_GUARD_RULES], unparsed;
+	struct dbw_guard_cfg cfg;
+	struct rkeys r = {};
+	char err[4096];
+	struct policy *p = load(yaml, err, sizeof(err));
+
+	assert_non_null(p);
+	assert_int_equal(policy_mask_keys(p, on_rkey, &r), 6);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.keys[0], "user:");
+	assert_true(r.prefix[0]);
+	assert_int_equal(r.rules[0], 2);
+	assert_string_equal(r.keys[1], "session:abc");
+	assert_false(r.prefix[1]);
+	assert_string_equal(r.keys[2], "");
+	assert_true(r.prefix[2]);
+	assert_int_equal(r.rules[2], 4);
+	/* no guard rule, but the commands must be walked for the keys */
+	assert_int_equal(policy_kernel(p, grules, texts, &unparsed, &cfg), 0);
+	assert_true(cfg.enabled);
+	policy_free(p);
+	p = load("version: 1\nmasking:\n  results:\n    - {name: pii, detectors: [email]}\n", err,
+		 sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(policy_mask_keys(p, NULL, NULL), 0);
+	assert_int_equal(policy_kernel(p, grules, texts, &unparsed, &cfg), 0);
+	assert_false(cfg.enabled);
+	policy_free(p);
 }
 
 static const char CATALOG[] = "version: 1\n"
@@ -739,6 +809,7 @@ int main(void)
 		cmocka_unit_test(test_many_rules),	 cmocka_unit_test(test_workload_selectors),
 		cmocka_unit_test(test_workload_classes), cmocka_unit_test(test_masking),
 		cmocka_unit_test(test_masking_errors),	 cmocka_unit_test(test_masking_catalog),
+		cmocka_unit_test(test_masking_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

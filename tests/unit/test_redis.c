@@ -332,6 +332,59 @@ static void test_stitch_close_and_garbage(void **state)
 	redis_conn_free(c);
 }
 
+/* The key positions the kernel masks replies by: the table's last word on a name, if any. */
+static int mask_spec(const char *name, struct dbw_rkey_spec *out)
+{
+	struct dbw_rkey_spec sp;
+	const char *n;
+	int found = 0;
+
+	for (size_t i = 0; (n = redis_mask_spec_entry(i, &sp)); i++)
+		if (!strcmp(n, name)) {
+			/* a name listed twice must say the same both times */
+			if (found)
+				assert_memory_equal(out, &sp, sizeof(sp));
+			*out = sp;
+			found = 1;
+		}
+	return found;
+}
+
+static void test_mask_key_specs(void **state)
+{
+	struct dbw_rkey_spec sp;
+
+	assert_true(mask_spec("GET", &sp));
+	assert_int_equal(sp.first, 1);
+	assert_int_equal(sp.last, 1);
+	assert_int_equal(sp.flags, 0);
+	assert_true(mask_spec("MSET", &sp));
+	assert_int_equal(sp.last, -1);
+	assert_int_equal(sp.step, 2);
+	/* EVAL script numkeys key... arg...: every argument from the third */
+	assert_true(mask_spec("EVAL", &sp));
+	assert_int_equal(sp.first, 3);
+	assert_int_equal(sp.last, -1);
+	/* KEYS' pattern and PUBLISH's channel are no keys */
+	assert_true(mask_spec("KEYS", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_NONE);
+	assert_true(mask_spec("PUBLISH", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_NONE);
+	assert_true(mask_spec("SUBSCRIBE", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_UNPAIRED);
+	assert_true(mask_spec("CLIENT REPLY", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_UNPAIRED);
+	assert_true(mask_spec("CLIENT", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_NONE);
+	assert_true(mask_spec("OBJECT ENCODING", &sp));
+	assert_int_equal(sp.first, 2);
+	assert_int_equal(sp.last, 2);
+	assert_true(mask_spec("EXEC", &sp));
+	assert_int_equal(sp.flags, DBW_RKEY_EXEC);
+	/* not in the table: the kernel takes every argument for a key */
+	assert_false(mask_spec("JSON.GET", &sp));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +392,7 @@ int main(void)
 		cmocka_unit_test(test_inline_command),
 		cmocka_unit_test(test_pipeline_two_commands),
 		cmocka_unit_test(test_keys_of_commands),
+		cmocka_unit_test(test_mask_key_specs),
 		cmocka_unit_test(test_fingerprint_folds_digits),
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_invalid),
