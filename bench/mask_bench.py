@@ -8,8 +8,10 @@ agent at all; and read as a database user a `placement: [server]` rule
 selects (masked at the server's egress); and the masked read again under
 an agent whose policy names the columns table-qualified (bench_big.email)
 and gives the target a catalog, so that the kernel decides each column by
-its table OID (mask_rel). Interleaved runs; medians and
-every sample printed, and written to bench/results/mask.json.
+its table OID (mask_rel). Then Redis: redis-benchmark GET from a cgroup
+whose rule masks every reply by key (`key:*`) against one no rule
+selects, one by one and pipelined. Interleaved runs; medians and every
+sample printed, and written to bench/results/mask.json.
 
     make bench-mask        (BENCH_PAIRS=N, default 10)
 """
@@ -24,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 
-from conftest import Agent, Postgres  # noqa: E402
+from conftest import Agent, Postgres, Redis  # noqa: E402
 from workloads import Cgroups  # noqa: E402
 
 ROWS = 100000
@@ -58,17 +60,23 @@ targets:
              "    - name: bench-server")
 
 
-def timed_select(pg, cg, rel, user="postgres", masked=False):
-    """Seconds for psql to read the whole result, from inside cgroup rel."""
-    cmd = ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(pg.port), "-U", user,
-           "-d", "postgres", "-c", "SELECT id, email, card, note FROM bench_big"]
+def run_in(cg, rel, cmd, timeout=300):
+    """Run cmd inside cgroup rel (moved there before it starts): (seconds, stdout bytes)."""
     p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
     cg.move(p.pid, rel)
     t0 = time.monotonic()
-    out, err = p.communicate(b"go\n", timeout=300)
+    out, err = p.communicate(b"go\n", timeout=timeout)
     t = time.monotonic() - t0
     assert p.returncode == 0, err
+    return t, out
+
+
+def timed_select(pg, cg, rel, user="postgres", masked=False):
+    """Seconds for psql to read the whole result, from inside cgroup rel."""
+    t, out = run_in(cg, rel, ["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(pg.port),
+                              "-U", user, "-d", "postgres", "-c",
+                              "SELECT id, email, card, note FROM bench_big"])
     assert out.count(b"\n") == ROWS
     # a masked read has no address left; an unmasked one has them all
     assert out.count(b"@example.com") == (0 if masked else ROWS)
@@ -77,14 +85,71 @@ def timed_select(pg, cg, rel, user="postgres", masked=False):
 
 def pgbench_tps(pg, cg, rel, seconds=5, user="postgres"):
     """pgbench -S TPS of one client running inside cgroup rel."""
-    cmd = ["pgbench", "-n", "-S", "-c", "1", "-T", str(seconds), "-h", "127.0.0.1", "-p",
-           str(pg.port), "-U", user, "postgres"]
-    p = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "sh"] + cmd, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", text=True)
-    cg.move(p.pid, rel)
-    out, err = p.communicate("go\n", timeout=120)
-    assert p.returncode == 0, err
-    return float(out.split("tps = ")[1].split()[0])
+    _, out = run_in(cg, rel, ["pgbench", "-n", "-S", "-c", "1", "-T", str(seconds), "-h",
+                              "127.0.0.1", "-p", str(pg.port), "-U", user, "postgres"], 120)
+    return float(out.decode().split("tps = ")[1].split()[0])
+
+
+REDIS_KEYS = 100000
+REDIS_POLICY = f"""\
+version: 1
+masking:
+  results:
+    - name: bench-keys
+      match: {{actor: {{cgroup: {MASKED}}}}}
+      keys: ["key:*"]
+"""
+
+
+def redis_rps(rd, cg, rel, pipeline):
+    """redis-benchmark GET requests/s (4 clients, random keys of the key:* set) from cgroup rel."""
+    _, out = run_in(cg, rel, ["redis-benchmark", "-h", "127.0.0.1", "-p", str(rd.port), "-t",
+                              "get", "-r", str(REDIS_KEYS), "-n", "40000", "-c", "4", "-P",
+                              str(pipeline), "--csv"], 120)
+    last = out.decode().strip().splitlines()[-1].split(",")
+    return float(last[1].strip('"'))
+
+
+def redis_rounds(pairs, work, cg):
+    """Masked by key against unmasked, GET one by one and pipelined 16 deep, interleaved."""
+    rd, agent = Redis(), None
+    rps = {"p1_unmasked": [], "p1_masked": [], "p16_unmasked": [], "p16_masked": []}
+    try:
+        rd.start()
+        subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(rd.port), "-t", "set",
+                        "-r", str(REDIS_KEYS), "-n", str(2 * REDIS_KEYS), "-d", "32", "-q"],
+                       check=True, capture_output=True)
+        subprocess.run(["redis-cli", "-p", str(rd.port), "SET", "key:000000000001", "v" * 32],
+                       check=True, capture_output=True)
+        policy = os.path.join(work, "policy-redis.yaml")
+        with open(policy, "w") as f:
+            f.write(REDIS_POLICY)
+        agent = Agent(work, rd.port, ("--policy", policy), proto="redis")
+        # the rule is in force: a masked client reads stars, the other the value
+        _, v = run_in(cg, MASKED, ["redis-cli", "-p", str(rd.port), "GET", "key:000000000001"])
+        assert v.strip() == b"*" * 32, v
+        _, v = run_in(cg, OTHER, ["redis-cli", "-p", str(rd.port), "GET", "key:000000000001"])
+        assert v.strip() == b"v" * 32, v
+        for _ in range(pairs):
+            for p in (1, 16):
+                rps[f"p{p}_unmasked"].append(redis_rps(rd, cg, OTHER, p))
+                rps[f"p{p}_masked"].append(redis_rps(rd, cg, MASKED, p))
+        agent.stop()
+        agent = None
+    finally:
+        if agent:
+            agent.kill()
+        rd.stop()
+    out = {}
+    for p in (1, 16):
+        r = [m / u for m, u in zip(rps[f"p{p}_masked"], rps[f"p{p}_unmasked"])]
+        out[f"p{p}_ratio"] = statistics.median(r)
+        print(f"redis-benchmark GET -P {p}, 4 clients, {pairs} pairs: masked by key "
+              f"{statistics.median(rps[f'p{p}_masked']):.0f} req/s, unmasked "
+              f"{statistics.median(rps[f'p{p}_unmasked']):.0f} req/s, median ratio "
+              f"{out[f'p{p}_ratio']:.3f} (each pair: " + ", ".join(f"{x:.2f}" for x in r) + ")")
+    out["samples_rps"] = rps
+    return out
 
 
 def main():
@@ -159,12 +224,20 @@ def main():
           f"{statistics.median(tps['catalog_masked']):.0f} TPS, median ratio to it by names "
           f"{statistics.median(cat):.3f} (each pair: " + ", ".join(f"{r:.2f}" for r in cat)
           + ")")
+    cg = Cgroups()
+    try:
+        cg.make(MASKED)
+        cg.make(OTHER)
+        redis = redis_rounds(pairs, work, cg)
+    finally:
+        cg.cleanup()
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "mask.json"), "w") as f:
         json.dump({"median_s": med, "samples_s": res, "rows": ROWS, "pgbench_tps": tps,
                    "pgbench_ratio": statistics.median(ratios),
                    "pgbench_ratio_server": statistics.median(srv),
-                   "pgbench_ratio_catalog": statistics.median(cat)}, f, indent=1)
+                   "pgbench_ratio_catalog": statistics.median(cat),
+                   "redis_by_key": redis}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -300,6 +300,9 @@ struct mask_work {
 	__u32 ws, we; /* sk_msg: the bytes [ws, we) are pulled and readable */
 	__u32 seq; /* sk_msg: write_seq of the send's first byte */
 	__u32 nrec; /* sk_msg: entries of rec */
+	__u32 nrep; /* Redis: replies of rep not sent yet */
+	__u32 pad3;
+	struct dbw_mask_reply rep[DBW_MASK_REPLIES];
 	__u8 buf[MASK_BUF];
 	struct mask_wrec rec[MASK_REC_MAX]; /* sk_msg: this run's writes */
 };
@@ -556,6 +559,27 @@ static __always_inline void mask_record(struct mask_st *st, __u8 kind, __u8 bloc
 	/* an encrypted or lost connection may need a reset: wake the daemon */
 	bpf_ringbuf_submit(r,
 			   kind == DBW_MASK_REC_RESULT ? rb_submit_flags() : BPF_RB_FORCE_WAKEUP);
+}
+
+/* The Redis replies' counts gathered by this run (rmask_elem_done), in one record. */
+static __always_inline void mask_replies_flush(struct mask_work *w)
+{
+	struct dbw_rec_mask_replies *r;
+
+	if (!w->nrep)
+		return;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+		w->nrep = 0;
+		return;
+	}
+	rec_hdr_init(&r->hdr, DBW_REC_MASK_REPLIES, sizeof(*r), w->key);
+	r->rules = w->st.rules;
+	r->n = w->nrep;
+	__builtin_memcpy(r->e, w->rep, sizeof(r->e));
+	bpf_ringbuf_submit(r, rb_submit_flags());
+	w->nrep = 0;
 }
 
 /* ---- value automata ------------------------------------------------------------ */
@@ -1438,6 +1462,7 @@ static __always_inline struct mask_work *mask_begin(struct mask_st *st, __u32 ru
 	w->ws = w->we = 0;
 	w->tls = w->lost = w->split = 0;
 	w->nrec = 0;
+	w->nrep = 0;
 	return w;
 }
 
@@ -1453,6 +1478,7 @@ static __always_inline int mask_end(struct mask_st *st, struct mask_work *w, int
 
 	if (w->pos < w->len && !w->tls && !w->lost && !w->split)
 		w->lost = 1; /* more steps than the loop runs */
+	mask_replies_flush(w);
 	__builtin_memcpy(st, &w->st, sizeof(*st));
 	if (w->tls) {
 		/* 'S': refused in-protocol; 0: dropped, the connection is reset */

@@ -155,8 +155,8 @@ static long rmask_num_step(__u32 i, void *ctx)
 
 /*
  * An element ended (w->pos is just past it): take it off what the
- * top-level reply owes. At the reply's end its counts go out in a MASK
- * record whose stream_off is the offset just past it, so that userspace
+ * top-level reply owes. At the reply's end its counts go out (gathered,
+ * struct dbw_rec_mask_replies) with the offset just past it, so that userspace
  * gives them to the command it answers (a pipeline's replies are all
  * counted before the client reads the first). A reply with nothing to
  * report costs no record, but for the connection's first: it tells
@@ -165,7 +165,7 @@ static long rmask_num_step(__u32 i, void *ctx)
 static __always_inline void rmask_elem_done(struct __sk_buff *skb, struct mask_work *w)
 {
 	struct mask_st *st = &w->st;
-	__u64 base = st->off;
+	struct dbw_mask_reply *e;
 
 	st->state = RS_TYPE;
 	if (st->nfields)
@@ -173,9 +173,18 @@ static __always_inline void rmask_elem_done(struct __sk_buff *skb, struct mask_w
 	if (st->nfields)
 		return;
 	if (st->masked || st->unmasked || st->overmasked || !st->hi_match) {
-		st->off = base + w->pos;
-		mask_record(st, DBW_MASK_REC_RESULT, 0, st->acc[5]);
-		st->off = base;
+		/* a pipeline's replies: one record for many (mask_replies_flush) */
+		if (w->nrep >= DBW_MASK_REPLIES)
+			mask_replies_flush(w);
+		e = &w->rep[w->nrep & (DBW_MASK_REPLIES - 1)];
+		e->stream_off = st->off + w->pos;
+		e->rows = st->rows;
+		e->masked = st->masked;
+		e->unmasked = st->unmasked;
+		e->overmasked = st->overmasked;
+		e->msg_type = st->acc[5];
+		w->nrep++;
+		st->masked = st->unmasked = st->overmasked = 0;
 		st->hi_match = 1;
 	}
 	st->rows = 0;

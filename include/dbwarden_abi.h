@@ -39,6 +39,7 @@ enum dbw_rec_type {
 	DBW_REC_VERDICT = 4, /* the guard did not simply allow a statement */
 	DBW_REC_EXEC = 5, /* a process exec'd: look for TLS libraries in it */
 	DBW_REC_MASK = 6, /* result masking on a connection: what it did, what it could not */
+	DBW_REC_MASK_REPLIES = 7, /* the counts of Redis replies, several in one record */
 };
 
 /* Direction of a DATA record, seen from the client. */
@@ -816,6 +817,31 @@ struct dbw_rec_mask {
 	__u16 pad;
 };
 _Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16 + 40, "rec_mask layout");
+
+/*
+ * Redis replies end one after another, a pipeline's many to an skb: their
+ * counts (as a DBW_MASK_REC_RESULT record's, client side) go out together,
+ * up to DBW_MASK_REPLIES of them per record, in stream order, at the end
+ * of the verdict's run and before any other MASK record of it.
+ */
+#define DBW_MASK_REPLIES 16
+
+struct dbw_mask_reply {
+	__u64 stream_off; /* server -> client offset just past the reply */
+	__u32 rows, masked, unmasked, overmasked;
+	__u8 msg_type; /* the reply's type byte */
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct dbw_mask_reply) == 32, "mask_reply layout");
+
+struct dbw_rec_mask_replies {
+	struct dbw_rec_hdr hdr;
+	__u32 rules; /* the connection's rules in force */
+	__u32 n; /* entries of e in use */
+	struct dbw_mask_reply e[DBW_MASK_REPLIES];
+};
+_Static_assert(sizeof(struct dbw_rec_mask_replies) == 24 + 8 + 32 * DBW_MASK_REPLIES,
+	       "rec_mask_replies layout");
 
 /*
  * Where the masking ran. The client side is the connecting socket's

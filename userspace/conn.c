@@ -1409,6 +1409,25 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 	}
 }
 
+/* Redis replies' counts, gathered by the verdict: each as its own RESULT record. */
+static void on_mask_replies(struct conn_table *t, const struct dbw_rec_mask_replies *r)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		struct dbw_rec_mask m = { .hdr = r->hdr,
+					  .stream_off = r->e[i].stream_off,
+					  .rules = r->rules,
+					  .kind = DBW_MASK_REC_RESULT,
+					  .msg_type = r->e[i].msg_type,
+					  .side = DBW_MASK_SIDE_CLIENT,
+					  .rows = r->e[i].rows,
+					  .masked = r->e[i].masked,
+					  .unmasked = r->e[i].unmasked,
+					  .overmasked = r->e[i].overmasked };
+
+		on_mask(t, &m);
+	}
+}
+
 void conns_reset_server(struct conn_table *t, const uint64_t *ids, int n)
 {
 	int e = sockdiag_destroy_cookies(ids, n);
@@ -1477,6 +1496,13 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 	case DBW_REC_MASK:
 		if (h->size >= sizeof(struct dbw_rec_mask))
 			on_mask(t, data);
+		else
+			t->st.bad_records++;
+		break;
+	case DBW_REC_MASK_REPLIES:
+		if (h->size >= sizeof(struct dbw_rec_mask_replies) &&
+		    ((const struct dbw_rec_mask_replies *)data)->n <= DBW_MASK_REPLIES)
+			on_mask_replies(t, data);
 		else
 			t->st.bad_records++;
 		break;
