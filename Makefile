@@ -111,7 +111,8 @@ SAN_UNIT_BINS := $(patsubst tests/unit/%.c,$(SAN)/%,$(UNIT_SRCS))
 E2E_SAN ?= tests/e2e/test_capture.py tests/e2e/test_guard.py tests/e2e/test_tls.py \
 	   tests/e2e/test_mysql.py tests/e2e/test_redis.py \
 	   tests/e2e/test_bad_input.py tests/e2e/test_masking.py tests/e2e/test_masking_redis.py \
-	   tests/e2e/test_masking_mysql.py tests/e2e/test_masking_catalog.py
+	   tests/e2e/test_masking_mysql.py tests/e2e/test_masking_catalog.py \
+	   tests/e2e/test_masking_redis_keys.py
 
 san-bins: $(SAN)/dbwarden $(SAN_UNIT_BINS)
 

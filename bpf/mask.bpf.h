@@ -379,13 +379,13 @@ struct {
 } mask_my_cmds SEC(".maps");
 
 const volatile __u8 mask_stars[MASK_BUF] = { [0 ... MASK_BUF - 1] = '*' };
-/* the token style: a fixed word, repeated, aligned on the field's start */
-const volatile __u8 mask_token[MASK_BUF + 8] =
-	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
-	"XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+/*
+ * The token style: a fixed word, repeated, aligned on the field's start
+ * (a write reads from [foff & 7], up to MASK_BUF bytes on). Every byte
+ * set: a string literal shorter than the array left its last bytes NUL,
+ * which a long value masked by name or key then read.
+ */
+const volatile __u8 mask_token[MASK_BUF + 8] = { [0 ... MASK_BUF + 7] = 'X' };
 
 /*
  * What replaces the server's "S" (or "G") to SSLRequest (GSSENCRequest) on

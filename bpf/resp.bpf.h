@@ -90,7 +90,7 @@ struct resp_read {
 	__u32 kn;
 	__u32 kmatch; /* arguments naming a masked key: bit = index (31: any later one) */
 	__u32 krules; /* the rules whose keys they name */
-	__u32 pad2;
+	__u32 kany; /* the rules in force that have keys */
 	struct dbw_lex_result res;
 };
 
@@ -105,10 +105,11 @@ static __always_inline void rkey_lookup(struct resp_read *r, __u32 n)
 	struct dbw_mask_key k = { .hash = r->kh, .len = n, .pad = 0 };
 	__u32 *rules = bpf_map_lookup_elem(&mask_keys, &k);
 
-	if (!rules)
+	/* a key of a rule not in force on this connection is no key here */
+	if (!rules || !(*rules & r->kany))
 		return;
 	r->kmatch |= 1u << (r->elem < 31 ? r->elem : 31);
-	r->krules |= *rules;
+	r->krules |= *rules & r->kany;
 }
 
 /* One byte of an argument, as sent: hashed, and its prefix looked up where a rule has one. */
@@ -367,6 +368,7 @@ __noinline int resp_classify(__u32 n, struct dbw_lex_result *res, __u32 *hdr, __
 		return -1;
 	r.len = n;
 	r.plens = keys->plens;
+	r.kany = keys->any;
 	r.state = b[0] == '*' ? R_COUNT : R_INLINE;
 	r.num = 0;
 	bpf_loop(RESP_WINDOW, resp_step, &r, 0);

@@ -37,7 +37,7 @@ struct conn_mask_counts {
  * offset just past each (Redis: a pipeline's replies are all counted
  * before the first is read).
  */
-#define CONN_MASK_PENDING 16
+#define CONN_MASK_PENDING_MAX 8192 /* a pipeline twice the kernel's depth (RK_RING) */
 struct conn_mask_pending {
 	uint64_t off;
 	struct conn_mask_counts m;
@@ -78,8 +78,9 @@ struct conn {
 	bool masked; /* a masking rule applies: the kernel masks its results */
 	bool mask_off; /* ... but cannot: encrypted (on_unmaskable: allow) */
 	struct conn_mask_counts mask_next, mask_total;
-	struct conn_mask_pending mask_q[CONN_MASK_PENDING]; /* Redis: by reply, oldest first */
-	unsigned mask_qn;
+	/* Redis: by reply, oldest (at mask_qh) first; grown as a pipeline needs */
+	struct conn_mask_pending *mask_q;
+	unsigned mask_qh, mask_qn, mask_qcap;
 };
 
 struct conn_table {
@@ -627,10 +628,12 @@ static json_t *mask_json(struct conn *c, const struct dbw_stmt *s)
 		struct conn_mask_counts m = {};
 		unsigned k = 0;
 
+		k = c->mask_qh;
 		while (s->resp_end && k < c->mask_qn && c->mask_q[k].off <= s->resp_end)
 			mask_add_counts(&m, &c->mask_q[k++].m);
-		memmove(c->mask_q, c->mask_q + k, (c->mask_qn - k) * sizeof(c->mask_q[0]));
-		c->mask_qn -= k;
+		c->mask_qh = k;
+		if (c->mask_qh == c->mask_qn)
+			c->mask_qh = c->mask_qn = 0;
 		j = mask_counts_json(&m);
 		json_object_set_new(j, "applied", json_true());
 		return j;
@@ -783,6 +786,7 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	json_decref(c->j_actor);
 	workload_release(&c->wl);
 	free(c->tail);
+	free(c->mask_q);
 	free(c);
 	t->st.open--;
 }
@@ -1310,6 +1314,41 @@ static void on_mask_server(struct conn_table *t, const struct dbw_rec_mask *r)
 	json_decref(conn);
 }
 
+/*
+ * A Redis reply's place in c's queue of counts not reported yet: at its
+ * end, the queue moved down or grown as needed. Past
+ * CONN_MASK_PENDING_MAX (or out of memory) the newest takes them: the
+ * connection's totals stay right, a command's own may not, and it is
+ * counted (mask_pending_merged).
+ */
+static struct conn_mask_pending *mask_pending_new(struct conn_table *t, struct conn *c)
+{
+	struct conn_mask_pending *q;
+
+	if (c->mask_qn == c->mask_qcap && c->mask_qh) {
+		memmove(c->mask_q, c->mask_q + c->mask_qh,
+			(c->mask_qn - c->mask_qh) * sizeof(c->mask_q[0]));
+		c->mask_qn -= c->mask_qh;
+		c->mask_qh = 0;
+	}
+	if (c->mask_qn == c->mask_qcap && c->mask_qcap < CONN_MASK_PENDING_MAX) {
+		unsigned cap = c->mask_qcap ? c->mask_qcap * 2 : 16;
+
+		q = realloc(c->mask_q, cap * sizeof(*q));
+		if (q) {
+			c->mask_q = q;
+			c->mask_qcap = cap;
+		}
+	}
+	if (c->mask_qn == c->mask_qcap) {
+		t->st.mask_pending_merged++;
+		return c->mask_qn ? &c->mask_q[c->mask_qn - 1] : NULL;
+	}
+	q = &c->mask_q[c->mask_qn++];
+	memset(q, 0, sizeof(*q));
+	return q;
+}
+
 static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 {
 	struct conn *c = conn_find(t, r->hdr.conn_id);
@@ -1327,15 +1366,12 @@ static void on_mask(struct conn_table *t, const struct dbw_rec_mask *r)
 	case DBW_MASK_REC_RESULT:
 		mask_add(&c->mask_total, r);
 		if (c->proto == DBW_PROTO_REDIS) {
-			/* kept by reply offset; full: merged into the newest */
-			struct conn_mask_pending *q = &c->mask_q[c->mask_qn ? c->mask_qn - 1 : 0];
+			struct conn_mask_pending *q = mask_pending_new(t, c);
 
-			if (c->mask_qn < CONN_MASK_PENDING) {
-				q = &c->mask_q[c->mask_qn++];
-				memset(q, 0, sizeof(*q));
+			if (q) {
+				q->off = r->stream_off;
+				mask_add(&q->m, r);
 			}
-			q->off = r->stream_off;
-			mask_add(&q->m, r);
 		} else {
 			mask_add(&c->mask_next, r);
 		}

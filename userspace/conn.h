@@ -36,6 +36,9 @@ struct conn_stats {
 	uint64_t resets; /* connections reset (guard failure, on_mismatch) */
 	uint64_t mismatches; /* kernel blocks the exact parse did not confirm */
 	uint64_t mask_records; /* result masking reports */
+	/* Redis replies' counts given to a later reply's command: a pipeline deeper than
+	 * the daemon keeps them apart (the connection's totals stay right) */
+	uint64_t mask_pending_merged;
 	uint64_t by_action[4]; /* statement events per decision, enum dbw_action */
 	uint64_t by_proto[4][4]; /* ... per protocol (enum dbw_proto) and decision */
 	uint64_t lost_statements; /* answered, request read by an earlier daemon */

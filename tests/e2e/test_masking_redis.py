@@ -83,7 +83,8 @@ def is_pii(v):
 
 def styled(v, style="stars"):
     if style == "keep_last4":
-        return "*" * (len(v) - 4) + v[-4:] if len(v) > 4 else v
+        # a value of 4 bytes or fewer would be kept whole: it is masked whole
+        return "*" * (len(v) - 4) + v[-4:] if len(v) > 4 else "*" * len(v)
     if style == "token":
         return "X" * len(v)
     return "*" * len(v)

@@ -766,12 +766,9 @@ def test_inline_commands_and_commands_cut_across_sends(rd, ka, cgroups):
 
 # ---- python3-redis: a 2000-command pipeline, transactions ---------------------------------
 
-PY_RESP3 = "protocol" in inspect.signature(redis.Redis.__init__).parameters
-
 PIPE = """
 import json, redis
-kw = {"protocol": 3} if PROTO == 3 else {}
-r = redis.Redis(host="127.0.0.1", port=PORT, **kw)
+r = redis.Redis(host="127.0.0.1", port=PORT)
 p = r.pipeline(transaction=False)
 for i in range(NPIPE):
     p.get("user:%d" % i)
@@ -780,11 +777,9 @@ print(json.dumps([v.decode() for v in p.execute()]))
 """
 
 
-@pytest.mark.parametrize("proto", [2, 3])
-def test_python_pipeline_each_reply_paired(rd, ka, cgroups, proto):
-    if proto == 3 and not PY_RESP3:
-        pytest.skip(f"python3-redis {redis.__version__} does not speak RESP3")
-    code = PIPE.replace("PORT", str(rd.port)).replace("PROTO", str(proto)).replace(
+def test_python_pipeline_each_reply_paired(rd, ka, cgroups):
+    # RESP2: python3-redis here (4.x) has no RESP3; raw RESP3 pipelines are in the tests above
+    code = PIPE.replace("PORT", str(rd.port)).replace(
         "NPIPE", str(N_PIPE))
     got, pid = py_in(cgroups, MASKED_CG, code)
     plain, opid = py_in(cgroups, OTHER_CG, code)

@@ -525,6 +525,41 @@ static void test_lost_framing(void **state)
 }
 
 /*
+ * A column masked by name in the token style, its value longer than one
+ * write (MASK_BUF): every byte 'X', wherever the skbs cut it (the token's
+ * source once ran out of 'X's at 258 bytes).
+ */
+static void test_long_value_in_token_style(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t tok[] = { DBW_MASK_TOKEN };
+	static const char *const *const email_only[] = { c_email };
+	static char longv[700], xs[700];
+	struct stream in = {}, want = {};
+	uint8_t out[MAX_STREAM];
+	const char *v[2] = { "1", longv }, *w[2] = { "1", xs };
+	size_t cuts[] = { 20, 301, 563, 700 };
+
+	memset(longv, 'v', sizeof(longv) - 1);
+	memset(xs, 'X', sizeof(xs) - 1);
+	rules(f, 1, tok, no3, no3, email_only);
+	row_desc(&in, people, 2);
+	row_desc(&want, people, 2);
+	data_row(&in, v, 2);
+	data_row(&want, w, 2);
+	done(&in, "SELECT 1");
+	done(&want, "SELECT 1");
+	assert_int_equal(feed(f, &in, NULL, 0, out), 0);
+	assert_stream(out, &want, "whole");
+	assert_int_equal(feed(f, &in, cuts, 4, out), 0);
+	assert_stream(out, &want, "cuts");
+	for (size_t cut = MIN_SKB; cut + MIN_SKB <= in.n; cut++) {
+		assert_int_equal(feed(f, &in, &cut, 1, out), 0);
+		assert_stream(out, &want, "cut");
+	}
+}
+
+/*
  * A Redis client's commands as the guard's walk counts them (struct
  * mask_resp_cmds in bpf/mask.bpf.h; kernel-internal, restated here and
  * checked against the map's value size).
@@ -712,6 +747,7 @@ int main(void)
 		cmocka_unit_test(test_rows_without_description),
 		cmocka_unit_test(test_lost_framing),
 		cmocka_unit_test(test_table_columns_by_catalog),
+		cmocka_unit_test(test_long_value_in_token_style),
 		cmocka_unit_test(test_redis_replies_by_key),
 	};
 
