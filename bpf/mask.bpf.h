@@ -300,9 +300,7 @@ struct mask_work {
 	__u32 ws, we; /* sk_msg: the bytes [ws, we) are pulled and readable */
 	__u32 seq; /* sk_msg: write_seq of the send's first byte */
 	__u32 nrec; /* sk_msg: entries of rec */
-	__u32 nrep; /* Redis: replies of rep not sent yet */
-	__u32 pad3;
-	struct dbw_mask_reply rep[DBW_MASK_REPLIES];
+	struct dbw_rec_mask_replies rep; /* Redis: the counts of replies not sent yet (rep.n) */
 	__u8 buf[MASK_BUF];
 	struct mask_wrec rec[MASK_REC_MAX]; /* sk_msg: this run's writes */
 };
@@ -561,25 +559,26 @@ static __always_inline void mask_record(struct mask_st *st, __u8 kind, __u8 bloc
 			   kind == DBW_MASK_REC_RESULT ? rb_submit_flags() : BPF_RB_FORCE_WAKEUP);
 }
 
-/* The Redis replies' counts gathered by this run (rmask_elem_done), in one record. */
+/*
+ * The Redis replies' counts gathered by this run (rmask_elem_done), in one
+ * record as long as its entries: one reply an skb (no pipeline) costs
+ * what a MASK record would.
+ */
 static __always_inline void mask_replies_flush(struct mask_work *w)
 {
-	struct dbw_rec_mask_replies *r;
+	struct dbw_rec_mask_replies *r = &w->rep;
+	__u32 n = r->n, size;
 
-	if (!w->nrep)
+	if (!n)
 		return;
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
-		w->nrep = 0;
-		return;
-	}
-	rec_hdr_init(&r->hdr, DBW_REC_MASK_REPLIES, sizeof(*r), w->key);
+	if (n > DBW_MASK_REPLIES)
+		n = DBW_MASK_REPLIES;
+	size = offsetof(struct dbw_rec_mask_replies, e) + n * sizeof(r->e[0]);
+	rec_hdr_init(&r->hdr, DBW_REC_MASK_REPLIES, size, w->key);
 	r->rules = w->st.rules;
-	r->n = w->nrep;
-	__builtin_memcpy(r->e, w->rep, sizeof(r->e));
-	bpf_ringbuf_submit(r, rb_submit_flags());
-	w->nrep = 0;
+	if (bpf_ringbuf_output(&events, r, size, rb_submit_flags()))
+		cnt_add(DBW_CNT_MASK_RB_FULL, 1);
+	r->n = 0;
 }
 
 /* ---- value automata ------------------------------------------------------------ */
@@ -1462,7 +1461,7 @@ static __always_inline struct mask_work *mask_begin(struct mask_st *st, __u32 ru
 	w->ws = w->we = 0;
 	w->tls = w->lost = w->split = 0;
 	w->nrec = 0;
-	w->nrep = 0;
+	w->rep.n = 0;
 	return w;
 }
 

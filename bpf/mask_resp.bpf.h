@@ -174,16 +174,16 @@ static __always_inline void rmask_elem_done(struct __sk_buff *skb, struct mask_w
 		return;
 	if (st->masked || st->unmasked || st->overmasked || !st->hi_match) {
 		/* a pipeline's replies: one record for many (mask_replies_flush) */
-		if (w->nrep >= DBW_MASK_REPLIES)
+		if (w->rep.n >= DBW_MASK_REPLIES)
 			mask_replies_flush(w);
-		e = &w->rep[w->nrep & (DBW_MASK_REPLIES - 1)];
+		e = &w->rep.e[w->rep.n & (DBW_MASK_REPLIES - 1)];
 		e->stream_off = st->off + w->pos;
 		e->rows = st->rows;
 		e->masked = st->masked;
 		e->unmasked = st->unmasked;
 		e->overmasked = st->overmasked;
 		e->msg_type = st->acc[5];
-		w->nrep++;
+		w->rep.n++;
 		st->masked = st->unmasked = st->overmasked = 0;
 		st->hi_match = 1;
 	}

@@ -822,7 +822,8 @@ _Static_assert(sizeof(struct dbw_rec_mask) == 24 + 8 + 8 + 16 + 40, "rec_mask la
  * Redis replies end one after another, a pipeline's many to an skb: their
  * counts (as a DBW_MASK_REC_RESULT record's, client side) go out together,
  * up to DBW_MASK_REPLIES of them per record, in stream order, at the end
- * of the verdict's run and before any other MASK record of it.
+ * of the verdict's run and before any other MASK record of it. The record
+ * is as long as its n entries (hdr.size).
  */
 #define DBW_MASK_REPLIES 16
 

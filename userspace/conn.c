@@ -1536,8 +1536,11 @@ int conns_record(struct conn_table *t, const void *data, size_t size)
 			t->st.bad_records++;
 		break;
 	case DBW_REC_MASK_REPLIES:
-		if (h->size >= sizeof(struct dbw_rec_mask_replies) &&
-		    ((const struct dbw_rec_mask_replies *)data)->n <= DBW_MASK_REPLIES)
+		if (h->size >= offsetof(struct dbw_rec_mask_replies, e) &&
+		    ((const struct dbw_rec_mask_replies *)data)->n <= DBW_MASK_REPLIES &&
+		    h->size >= offsetof(struct dbw_rec_mask_replies, e) +
+				       ((const struct dbw_rec_mask_replies *)data)->n *
+					       sizeof(struct dbw_mask_reply))
 			on_mask_replies(t, data);
 		else
 			t->st.bad_records++;
