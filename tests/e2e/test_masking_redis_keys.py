@@ -49,19 +49,7 @@ masking:
       keys: ["*"]
 """
 
-# Keys beside a detector, under allow.
-POLICY_ALLOW = f"""\
-version: 1
-masking:
-  results:
-    - name: users-by-key
-      match: {{actor: {{cgroup: {MASKED_CG}}}}}
-      keys: ["user:*"]
-      detectors: [email]
-      style: stars
-      on_unmaskable: allow
-"""
-
+# One rule of user:* for the masked cgroup, in a style (and more of its keys after it).
 POLICY_STYLE = f"""\
 version: 1
 masking:
@@ -71,6 +59,10 @@ masking:
       keys: ["user:*"]
       style: STYLE
 """
+
+# Keys beside a detector, under allow.
+POLICY_ALLOW = POLICY_STYLE.replace("STYLE", "stars") + \
+    "      detectors: [email]\n      on_unmaskable: allow\n"
 
 
 # ---- the data: values that must not reach a masked client, nor any event ------------------

@@ -169,16 +169,39 @@ def test_block_resets_only_that_connection(tpg, tagent, policy, table):
     assert rows(tpg, table) == 5
 
 
-def test_library_copy_in_own_mount_namespace(tpg, tagent, tmp_path):
-    """A container's libssl: another file, seen only inside another mount namespace."""
-    a = tagent()
+def psql_with_library_copy(a, tpg, tmp_path, sql):
+    """
+    psql in a mount namespace of its own where libssl is a copy (another
+    inode: a container's own file), once the agent has probed that copy. A
+    process of the namespace maps the copy first (python's ssl module) and
+    waits: a client whose handshake wins the race with the probing of a
+    library never seen before is opaque (see Limits in the README), which a
+    fast machine shows every time. Returns (CompletedProcess, the copy's inode).
+    """
     copy = tmp_path / "libssl.so.3"
     shutil.copy(LIBSSL, copy)
     ino = os.stat(copy).st_ino
-    inner = (f"mount --bind {copy} {LIBSSL} && exec /usr/lib/postgresql/15/bin/psql -X -At "
-             f"-d '{tpg.dsn(sslmode='require')}' -c \"SELECT 'from_container'\"")
-    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
-                       capture_output=True, text=True, timeout=60)
+    go = tmp_path / "go"
+    hold = ("import os, time\nimport ssl  # maps libssl: the copy\n"
+            f"while not os.path.exists('{go}'): time.sleep(0.02)")
+    inner = (f"mount --bind {copy} {LIBSSL} && /usr/bin/python3 -c \"{hold}\" && "
+             f"exec /usr/lib/postgresql/15/bin/psql -X -At -d '{tpg.dsn(sslmode='require')}' "
+             f"-c \"{sql}\"")
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probed = re.compile(rf"tls: probing {re.escape(LIBSSL)} \(device \d+:\d+ inode {ino}\)")
+    deadline = time.time() + 20
+    while not probed.search(a.stderr()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    go.touch()
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), ino
+
+
+def test_library_copy_in_own_mount_namespace(tpg, tagent, tmp_path):
+    """A container's libssl: another file, seen only inside another mount namespace."""
+    a = tagent()
+    p, ino = psql_with_library_copy(a, tpg, tmp_path, "SELECT 'from_container'")
     assert p.returncode == 0, p.stderr
     evs = a.stop()
     st = [e for e in evs.statements() if e["statement"]["text"] == "SELECT $1"
@@ -223,12 +246,7 @@ def test_statically_linked_openssl(tpg, tagent, policy, table):
 def test_unused_library_is_detached(tpg, tagent, tmp_path):
     a = tagent(env={"DBWARDEN_TLS_SWEEP_MS": "300"})
     try:
-        copy = tmp_path / "libssl.so.3"
-        shutil.copy(LIBSSL, copy)
-        inner = (f"mount --bind {copy} {LIBSSL} && exec /usr/lib/postgresql/15/bin/psql -X "
-                 f"-At -d '{tpg.dsn(sslmode='require')}' -c 'SELECT 1'")
-        p = subprocess.run(["unshare", "-m", "sh", "-c", inner], capture_output=True,
-                           text=True, timeout=60)
+        p, _ = psql_with_library_copy(a, tpg, tmp_path, "SELECT 1")
         assert p.returncode == 0, p.stderr
         deadline = time.time() + 10
         while "no longer in use: probes removed" not in a.stderr():
