@@ -884,7 +884,7 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	__u64 *rules;
 	int down;
 
-	if (!cfg || !cfg->enabled) {
+	if (!cfg || !cfg->enabled || (cfg->redis_only && st->proto != DBW_PROTO_REDIS)) {
 		/* unfollowed bytes: a policy loaded later cannot frame this stream */
 		if (st->phase != DBW_PG_OFF)
 			st->phase = DBW_PG_OFF;

@@ -1764,8 +1764,10 @@ unsigned policy_kernel(const struct policy *p, struct dbw_guard_rule *rules,
 	}
 	policy_kernel_texts(p, DBW_PROTO_POSTGRES, texts, unparsed);
 	memset(cfg, 0, sizeof(*cfg));
-	/* masking by Redis key needs the walk of the commands too */
-	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1 || policy_mask_keys(p, NULL, NULL);
+	cfg->enabled = p->nkernel > 0 || p->def_unparsed == 1;
+	/* masking by Redis key needs the walk of Redis commands (only) */
+	if (!cfg->enabled && policy_mask_keys(p, NULL, NULL))
+		cfg->enabled = cfg->redis_only = 1;
 	cfg->unparsed_block = p->def_unparsed == 1 || (p->def_unparsed < 0 && any_block);
 	return p->nkernel;
 }

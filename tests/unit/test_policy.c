@@ -716,9 +716,18 @@ static void test_masking_keys(void **state)
 	assert_string_equal(r.keys[2], "");
 	assert_true(r.prefix[2]);
 	assert_int_equal(r.rules[2], 4);
-	/* no guard rule, but the commands must be walked for the keys */
+	/* no guard rule, but Redis commands must be walked for the keys (only they) */
 	assert_int_equal(policy_kernel(p, grules, texts, &unparsed, &cfg), 0);
 	assert_true(cfg.enabled);
+	assert_true(cfg.redis_only);
+	policy_free(p);
+	p = load("version: 1\nrules:\n  - {name: r, match: {verb: [DROP]}, action: block}\n"
+		 "masking:\n  results:\n    - {name: k, keys: ['user:*']}\n",
+		 err, sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(policy_kernel(p, grules, texts, &unparsed, &cfg), 1);
+	assert_true(cfg.enabled);
+	assert_false(cfg.redis_only);
 	policy_free(p);
 	p = load("version: 1\nmasking:\n  results:\n    - {name: pii, detectors: [email]}\n", err,
 		 sizeof(err));
