@@ -252,6 +252,24 @@ static __always_inline void rkey_note(struct guard_plan *p)
 		*word &= ~bit;
 }
 
+/*
+ * The send is dropped after all (refused, a rewrite failed; userspace
+ * resets the connection): its commands, counted, get no reply, so no
+ * reply from the first of them on can be paired.
+ */
+static __always_inline void rkey_drop(struct guard_plan *p)
+{
+	struct mask_resp_cmds *c;
+
+	if (!p->kon)
+		return;
+	c = bpf_map_lookup_elem(&mask_resp_cmds, &p->kconn);
+	if (!c || (c->lost && (__s32)(c->lost_at - p->khead) <= 0))
+		return;
+	c->lost_at = p->khead;
+	*(volatile __u8 *)&c->lost = RK_BLIND;
+}
+
 /* The send is decided: its commands counted for the verdict, the head last. */
 static __always_inline void rkey_commit(struct guard_plan *p)
 {
@@ -1179,6 +1197,7 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 
 	if (guard_commit(st, p)) {
 		guard_refuse(st, p, p->opaque ? DBW_VERDICT_F_TLS : 0);
+		rkey_drop(p);
 		return SK_DROP;
 	}
 	for (int i = GUARD_MAX_HITS - 1; i >= 0; i--) {
@@ -1200,6 +1219,8 @@ static __always_inline int guard_apply(struct sk_msg_md *msg, struct dbw_sk_stat
 		}
 		emit_verdict(st, p, h);
 	}
+	if (verdict != SK_PASS)
+		rkey_drop(p);
 	return verdict;
 }
 

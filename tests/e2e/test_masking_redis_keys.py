@@ -1178,3 +1178,38 @@ def test_agent_refuses_to_start_on_a_bad_key_pattern(rd, one, tmp_path):
         pytest.fail("the agent started with a key pattern it must refuse")
     assert msg.startswith("agent exited") and not msg.startswith("agent exited 0"), msg
     assert "users-by-key" in msg and "a*b" in msg, msg
+
+
+# ---- the guard on the same connection ---------------------------------------------------------
+
+def test_guard_block_keeps_replies_paired(rd, one, data, cgroups):
+    """
+    A command the guard blocks is rewritten in the kernel into one that fails: still
+    one command, one reply, so the replies after it stay paired with their commands,
+    in one send and across sends.
+    """
+    pol = POLICY_STYLE.replace("STYLE", "stars") + \
+        "rules:\n  - {name: no-flush, match: {verb: [FLUSHALL]}, action: block}\n"
+    a = one.use("guard", pol, rd.port)
+    with RawConn(cgroups, MASKED_CG, rd.port) as c:
+        got, err = c.ask(cmd("GET", "user:1") + cmd("FLUSHALL") + cmd("GET", "user:1") +
+                         cmd("GET", "product:1"), frames=4)
+        assert err is None, err
+        want = masked(bulk(USER1))[0]
+        assert got.startswith(want)
+        rest = got[len(want):]
+        assert rest.startswith(b"-") and b"blocked by dbwarden rule no-flush" in rest, rest
+        assert rest[rest.index(b"\r\n") + 2:] == want + bulk(PROD1)
+        assert c.ask(cmd("FLUSHALL"))[0].startswith(b"-")
+        assert c.ask(cmd("GET", "product:1") + cmd("GET", "user:1"), frames=2) == \
+            (bulk(PROD1) + want, None)
+        pid = c.pid
+    # the data is still there: nothing was flushed
+    assert redis.Redis(host="127.0.0.1", port=rd.port).get("product:1").decode() == PROD1
+    evs, st = stmts(a, pid, lambda st: len(st) >= 7)
+    assert [e["statement"]["verb"] for e in st] == ["GET", "FLUSHALL", "GET", "GET",
+                                                    "FLUSHALL", "GET", "GET"]
+    assert fields(st) == [1, 0, 1, 0, 0, 0, 1]
+    assert [e["decision"]["action"] for e in st if e["statement"]["verb"] == "FLUSHALL"] == \
+        ["block", "block"]
+    events.assert_no_literals(evs, SECRETS)
