@@ -38,6 +38,8 @@ struct conn_mask_counts {
  * before the first is read).
  */
 #define CONN_MASK_PENDING_MAX 8192 /* a pipeline twice the kernel's depth (RK_RING) */
+/* ... and all connections' queues together (40 bytes an entry: 40 MiB) */
+#define CONN_MASK_PENDING_ALL (1u << 20)
 struct conn_mask_pending {
 	uint64_t off;
 	struct conn_mask_counts m;
@@ -93,6 +95,7 @@ struct conn_table {
 	size_t max_conns;
 	struct conn *lru_head, *lru_tail;
 	struct conn_stats st;
+	size_t mask_q_entries; /* the Redis reply count queues' capacity, all connections */
 	struct conn_guard_ops guard;
 	bool resuming; /* the programs were adopted: connections go on mid-stream */
 	struct sockdiag_sock *snap; /* sockets by cookie, for resume_lookup */
@@ -610,6 +613,18 @@ static json_t *mask_counts_json(const struct conn_mask_counts *m)
 			 "overmasked", (json_int_t)m->overmasked);
 }
 
+/* c's queue of reply counts is empty: a grown one goes (a pipeline's peak is not kept). */
+static void mask_pending_drained(struct conn_table *t, struct conn *c)
+{
+	c->mask_qh = c->mask_qn = 0;
+	if (c->mask_qcap <= 16)
+		return;
+	t->mask_q_entries -= c->mask_qcap;
+	free(c->mask_q);
+	c->mask_q = NULL;
+	c->mask_qcap = 0;
+}
+
 /*
  * A statement's "masking" object on a connection whose results a rule
  * masks: what the kernel did to the results since the last statement,
@@ -626,14 +641,13 @@ static json_t *mask_json(struct conn *c, const struct dbw_stmt *s)
 	if (c->proto == DBW_PROTO_REDIS) {
 		/* the counts of the replies up to this statement's own (none: queued) */
 		struct conn_mask_counts m = {};
-		unsigned k = 0;
+		unsigned k = c->mask_qh;
 
-		k = c->mask_qh;
 		while (s->resp_end && k < c->mask_qn && c->mask_q[k].off <= s->resp_end)
 			mask_add_counts(&m, &c->mask_q[k++].m);
 		c->mask_qh = k;
 		if (c->mask_qh == c->mask_qn)
-			c->mask_qh = c->mask_qn = 0;
+			mask_pending_drained(c->t, c);
 		j = mask_counts_json(&m);
 		json_object_set_new(j, "applied", json_true());
 		return j;
@@ -786,6 +800,7 @@ static void conn_destroy(struct conn_table *t, struct conn *c)
 	json_decref(c->j_actor);
 	workload_release(&c->wl);
 	free(c->tail);
+	t->mask_q_entries -= c->mask_qcap;
 	free(c->mask_q);
 	free(c);
 	t->st.open--;
@@ -1317,7 +1332,8 @@ static void on_mask_server(struct conn_table *t, const struct dbw_rec_mask *r)
 /*
  * A Redis reply's place in c's queue of counts not reported yet: at its
  * end, the queue moved down or grown as needed. Past
- * CONN_MASK_PENDING_MAX (or out of memory) the newest takes them: the
+ * CONN_MASK_PENDING_MAX (all queues: CONN_MASK_PENDING_ALL; or out of
+ * memory) the newest takes them: the
  * connection's totals stay right, a command's own may not, and it is
  * counted (mask_pending_merged).
  */
@@ -1334,8 +1350,11 @@ static struct conn_mask_pending *mask_pending_new(struct conn_table *t, struct c
 	if (c->mask_qn == c->mask_qcap && c->mask_qcap < CONN_MASK_PENDING_MAX) {
 		unsigned cap = c->mask_qcap ? c->mask_qcap * 2 : 16;
 
-		q = realloc(c->mask_q, cap * sizeof(*q));
+		q = t->mask_q_entries + cap - c->mask_qcap <= CONN_MASK_PENDING_ALL ?
+			    realloc(c->mask_q, cap * sizeof(*q)) :
+			    NULL;
 		if (q) {
+			t->mask_q_entries += cap - c->mask_qcap;
 			c->mask_q = q;
 			c->mask_qcap = cap;
 		}

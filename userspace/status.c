@@ -71,8 +71,8 @@ void status_prometheus(void *ctx, FILE *out)
 	counter(out, "guard_mismatches_total", "kernel blocks the exact parse did not confirm",
 		st.mismatches);
 	counter(out, "mask_counts_merged_total",
-		"masked Redis replies whose counts went to a later command's event (pipeline "
-		"deeper than 8192)",
+		"masked Redis replies whose counts went to a later command's event (a pipeline "
+		"deeper than 8192, or 2^20 on all connections)",
 		st.mask_pending_merged);
 	counter(out, "statements_lost_in_handover_total",
 		"statements answered after a restart whose request the previous daemon had read",
