@@ -510,7 +510,7 @@ static inline __u64 dbw_approval_id(__u64 shape, __u32 uid, __u64 cgroup_id)
 }
 
 struct dbw_guard_cfg {
-	__u8 enabled; /* a policy with kernel rules is loaded */
+	__u8 enabled; /* the walk runs: a policy with kernel rules (or masking keys) is loaded */
 	__u8 unparsed_block; /* defaults.unparsed == block (for conns with rules) */
 	/* only Redis streams are walked: the policy's kernel share is masking keys alone */
 	__u8 redis_only;
