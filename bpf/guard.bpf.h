@@ -138,9 +138,21 @@ static __always_inline struct guard_plan *plan_get(void)
 }
 
 /*
+ * No reply from command `at` on can be paired with its command, nor told
+ * not to name a masked key (the commands are not seen, or not answered).
+ * Pairing lost at an earlier command stays lost from there: what was only
+ * unpaired becomes blind, since a later command's keys go unseen.
+ */
+static __always_inline void rkey_blind_from(struct mask_resp_cmds *c, __u32 at)
+{
+	if (!c->lost || (__s32)(c->lost_at - at) > 0)
+		c->lost_at = at;
+	*(volatile __u8 *)&c->lost = RK_BLIND;
+}
+
+/*
  * A masked Redis connection's commands go unseen from here (the guard is
- * off, or lost this stream): a reply from now on cannot be paired with its
- * command.
+ * off, or lost this stream).
  */
 static __always_inline void rkey_blind(struct dbw_sk_state *st)
 {
@@ -149,10 +161,8 @@ static __always_inline void rkey_blind(struct dbw_sk_state *st)
 	if (st->proto != DBW_PROTO_REDIS || !st->mask_rules)
 		return;
 	c = bpf_map_lookup_elem(&mask_resp_cmds, &st->conn_id);
-	if (!c || c->lost == RK_BLIND)
-		return;
-	c->lost_at = c->head;
-	*(volatile __u8 *)&c->lost = RK_BLIND;
+	if (c && c->lost != RK_BLIND)
+		rkey_blind_from(c, c->head);
 }
 
 /*
@@ -264,10 +274,8 @@ static __always_inline void rkey_drop(struct guard_plan *p)
 	if (!p->kon)
 		return;
 	c = bpf_map_lookup_elem(&mask_resp_cmds, &p->kconn);
-	if (!c || (c->lost && (__s32)(c->lost_at - p->khead) <= 0))
-		return;
-	c->lost_at = p->khead;
-	*(volatile __u8 *)&c->lost = RK_BLIND;
+	if (c)
+		rkey_blind_from(c, p->khead);
 }
 
 /* The send is decided: its commands counted for the verdict, the head last. */
@@ -280,17 +288,15 @@ static __always_inline void rkey_commit(struct guard_plan *p)
 	c = bpf_map_lookup_elem(&mask_resp_cmds, &p->kconn);
 	if (!c)
 		return;
-	if (p->lost && !p->klost) {
-		/* the walk stops following the stream here */
-		p->klost = RK_BLIND;
-		p->klost_at = p->khead + p->kcount;
-	}
 	c->multi = p->kmulti;
 	c->multi_hit = p->kmhit;
 	c->hit_lost = p->khit_lost;
 	c->lost_at = p->klost_at;
 	*(volatile __u32 *)&c->head = p->khead + p->kcount;
 	*(volatile __u8 *)&c->lost = p->klost;
+	if (p->lost)
+		/* the walk stops following the stream here */
+		rkey_blind_from(c, p->khead + p->kcount);
 }
 
 /* Copy n (constant, <= 8) bytes at off of the message into dst. 0 or -1. */
@@ -906,19 +912,14 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 		/* unfollowed bytes: a policy loaded later cannot frame this stream */
 		if (st->phase != DBW_PG_OFF)
 			st->phase = DBW_PG_OFF;
-		rkey_blind(st);
-		return NULL;
+		goto unfollowed;
 	}
 	if (st->phase == DBW_PG_OFF || st->proto < DBW_PROTO_POSTGRES ||
-	    st->proto > DBW_PROTO_REDIS) {
-		rkey_blind(st);
-		return NULL;
-	}
+	    st->proto > DBW_PROTO_REDIS)
+		goto unfollowed;
 	p = plan_get();
-	if (!p) {
-		rkey_blind(st);
-		return NULL;
-	}
+	if (!p)
+		goto unfollowed;
 	p->proto = st->proto;
 	rkey_begin(p, st);
 	p->relems = 0;
@@ -953,6 +954,9 @@ static __always_inline struct guard_plan *guard_begin(struct dbw_sk_state *st, _
 	else
 		p->down = agent_fail_closed(&down);
 	return p;
+unfollowed:
+	rkey_blind(st);
+	return NULL;
 }
 
 /*

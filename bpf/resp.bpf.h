@@ -320,8 +320,7 @@ __noinline int rkey_decide(struct resp_read *r, struct resp_keys *k, int sub)
 		k->rules = k->any;
 		return 0;
 	}
-	/* an inline line is read whole; a RESP command says its length */
-	total = r->state == R_DONE && !r->nelems ? (int)r->elem : (int)r->nelems;
+	total = r->nelems;
 	first = s->first;
 	last = s->last < 0 ? total + s->last : s->last;
 	step = s->step ? s->step : 1;
@@ -395,11 +394,13 @@ __noinline int resp_classify(__u32 n, struct dbw_lex_result *res, __u32 *hdr, __
 		r.res.flags |= DBW_LEX_F_INCOMPLETE; /* a line that does not end here */
 	/* approvals key on the verb and the first argument */
 	r.res.shape = (r.name ^ (r.elem > 1 ? r.sub : 0)) * DBW_FNV_PRIME;
+	/* an inline line read whole: its words (a RESP command says its count) */
+	if (r.state == R_DONE && !r.nelems)
+		r.nelems = r.elem;
 	rkey_decide(&r, keys, sub);
 	__builtin_memcpy(res, &r.res, sizeof(*res));
 	*hdr = r.hdr_end;
-	/* an inline line read whole: its words */
-	*nelems = r.state == R_DONE && !r.nelems ? r.elem : r.nelems;
+	*nelems = r.nelems;
 	return r.state == R_DONE ? (int)r.end : 0;
 }
 
